@@ -1,0 +1,157 @@
+"""Shared plumbing for scenario scripts (``scenarios/*.py``).
+
+A scenario is a standalone script::
+
+    '''What it reproduces (first line is the one-line summary shown by ``physim list``).'''
+    from physim.scenario import ScenarioContext, scenario_main
+
+    def run(ctx: ScenarioContext) -> dict:
+        ...                       # ctx.quick, ctx.out, ctx.plots, ctx.seed
+        return {"figure": 1.23}   # written to results.json
+
+    if __name__ == "__main__":
+        scenario_main(run, __doc__)
+
+It accepts ``--quick`` (seconds; used by the test suite), ``--out DIR``
+(default ``./physim-out/<scenario>/``), ``--no-plots`` and ``--seed``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import sys
+import tempfile
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+__all__ = ["ScenarioContext", "scenario_main", "write_json_atomic", "to_jsonable"]
+
+
+@dataclass
+class ScenarioContext:
+    """What a scenario's ``run`` receives.
+
+    Attributes
+    ----------
+    name : str
+        Scenario name (script file stem).
+    quick : bool
+        Run a reduced problem that finishes in seconds.
+    out : pathlib.Path
+        Output directory (created).
+    plots : bool
+        Whether to render pictures (.png).
+    seed : int
+        Random seed for data generation / noise.
+    extra : dict
+        Scenario-specific options parsed by ``add_arguments``.
+    """
+
+    name: str
+    quick: bool
+    out: Path
+    plots: bool = True
+    seed: int = 0
+    extra: dict = field(default_factory=dict)
+
+    def path(self, filename: str) -> Path:
+        """Path of an output file inside :attr:`out`."""
+        return self.out / filename
+
+    def log(self, msg: str) -> None:
+        """Print a progress line (scenarios are scripts, printing is their job)."""
+        print(f"[{self.name}] {msg}", flush=True)
+
+
+def to_jsonable(obj):
+    """Convert numpy scalars/arrays and paths to plain JSON types (NaN/inf -> None)."""
+    if isinstance(obj, dict):
+        return {str(k): to_jsonable(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [to_jsonable(v) for v in obj]
+    if isinstance(obj, np.ndarray):
+        return to_jsonable(obj.tolist())
+    if isinstance(obj, (np.bool_, bool)):
+        return bool(obj)
+    if isinstance(obj, (np.integer,)):
+        return int(obj)
+    if isinstance(obj, (np.floating, float)):
+        v = float(obj)
+        return v if math.isfinite(v) else None
+    if isinstance(obj, Path):
+        return str(obj)
+    return obj
+
+
+def write_json_atomic(path: str | os.PathLike, data: dict) -> Path:
+    """Write ``data`` as JSON to ``path`` atomically (temporary file + rename)."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=path.name + ".", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "w") as fh:
+            json.dump(to_jsonable(data), fh, indent=2, sort_keys=True)
+            fh.write("\n")
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+    return path
+
+
+def _parser(name: str, doc: str | None) -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog=name, description=(doc or "").strip(), formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    p.add_argument("--quick", action="store_true", help="reduced problem that runs in seconds")
+    p.add_argument("--out", type=Path, default=None, help=f"output directory (default ./physim-out/{name}/)")
+    p.add_argument("--no-plots", action="store_true", help="do not render pictures")
+    p.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
+    return p
+
+
+def scenario_main(
+    run: Callable[[ScenarioContext], dict],
+    doc: str | None,
+    argv: Sequence[str] | None = None,
+    *,
+    name: str | None = None,
+    add_arguments: Callable[[argparse.ArgumentParser], None] | None = None,
+) -> dict:
+    """Parse the standard scenario arguments, run ``run(ctx)`` and write ``results.json``.
+
+    Returns the results dictionary (with ``wall_time_s`` added if absent).
+    """
+    if name is None:
+        name = Path(sys.argv[0]).stem if argv is None else "scenario"
+        main_mod = sys.modules.get("__main__")
+        if main_mod is not None and getattr(main_mod, "__file__", None):
+            name = Path(main_mod.__file__).stem
+    parser = _parser(name, doc)
+    if add_arguments is not None:
+        add_arguments(parser)
+    args = parser.parse_args(argv)
+    std = {"quick", "out", "no_plots", "seed"}
+    extra = {k: v for k, v in vars(args).items() if k not in std}
+    out = args.out if args.out is not None else Path("physim-out") / name
+    out.mkdir(parents=True, exist_ok=True)
+    if not args.no_plots:
+        from . import viz
+
+        viz.ensure_offscreen()
+    ctx = ScenarioContext(name=name, quick=args.quick, out=out, plots=not args.no_plots, seed=args.seed, extra=extra)
+    t0 = time.perf_counter()
+    results = run(ctx) or {}
+    results.setdefault("wall_time_s", time.perf_counter() - t0)
+    results.setdefault("quick", bool(args.quick))
+    path = write_json_atomic(out / "results.json", results)
+    ctx.log(f"wrote {path}")
+    return results
