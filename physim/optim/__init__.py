@@ -1,0 +1,24 @@
+"""Optimisation layer shared by every physim solver.
+
+``minimize`` (L-BFGS-B, SLSQP, first-party Adam with minibatches), parameter
+transforms with exact derivatives, and ``check_gradient`` (Taylor test).
+"""
+
+from .gradcheck import REL_TOL, RATE_TOL, GradientCheck, check_gradient
+from .minimize import METHODS, minimize
+from .transforms import Bounded, Identity, Positive, Stack, Transform, transformed
+
+__all__ = [
+    "minimize",
+    "METHODS",
+    "Transform",
+    "Identity",
+    "Bounded",
+    "Positive",
+    "Stack",
+    "transformed",
+    "check_gradient",
+    "GradientCheck",
+    "RATE_TOL",
+    "REL_TOL",
+]

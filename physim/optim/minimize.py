@@ -1,0 +1,537 @@
+"""One minimisation interface for every physim inverse problem.
+
+``minimize(fun, x0, method=...)`` with ``fun(x) -> (value, grad)`` (scipy's
+``jac=True`` convention) returns a :class:`scipy.optimize.OptimizeResult`
+with ``x, fun, jac, nit, nfev, success, message`` and a per-iteration
+``history``. Methods:
+
+``"lbfgs"``
+    scipy's L-BFGS-B (bounds).
+``"slsqp"``
+    scipy's SLSQP (bounds, equality/inequality constraints as scipy dicts
+    with ``fun`` and ``jac``).
+``"adam"``
+    first-party Adam, full batch (``fun(x)``) or minibatches
+    (``fun(x, batch_indices)`` for each batch of an epoch when ``n_samples``
+    and ``batch_size`` are given; batches are reshuffled every epoch from
+    ``seed`` and the epoch number, so runs are reproducible and resumable).
+
+Robustness
+----------
+* A non-finite value or gradient stops the run with ``success=False`` and a
+  message saying at which evaluation and where it appeared; the best finite
+  iterate is returned.
+* Ctrl-C (``KeyboardInterrupt``) returns the best iterate with
+  ``message="interrupted"``.
+* A ``callback(intermediate_result)`` raising ``StopIteration`` stops the run.
+* ``checkpoint=path`` writes the state atomically (temporary file + rename)
+  every ``checkpoint_every`` iterations; ``resume=path`` continues from it and
+  produces exactly the iterates of an uninterrupted run. For Adam the
+  checkpoint holds the moment estimates; for the scipy methods, whose internal
+  state is not exposed, it holds the log of evaluations, which is replayed
+  (without calling ``fun``) to rebuild the optimiser's state exactly.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import tempfile
+import time
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+import numpy as np
+import scipy.optimize as so
+
+from .._validate import as_float_array, as_scalar
+from ..errors import InvalidInputError, ShapeError
+
+__all__ = ["minimize", "METHODS"]
+
+METHODS = ("lbfgs", "slsqp", "adam")
+
+_CHECKPOINT_VERSION = 1
+
+
+class _NonFinite(Exception):
+    pass
+
+
+class _Stop(Exception):
+    pass
+
+
+def _digest(x: np.ndarray) -> str:
+    return hashlib.sha1(np.ascontiguousarray(x, dtype=np.float64).tobytes()).hexdigest()
+
+
+class _Objective:
+    """Wraps ``fun``: validates outputs, counts evaluations, tracks the best
+    iterate, and logs or replays evaluations for exact checkpoint/resume."""
+
+    def __init__(self, fun, n, args, log_evals: bool, track_best: bool = True):
+        self.fun = fun
+        self.track_best = track_best
+        self.n = n
+        self.args = args
+        self.nfev = 0
+        self.best_f = np.inf
+        self.best_x = None
+        self.best_g = None
+        self.log_evals = log_evals
+        self.log_f: list[float] = []
+        self.log_g: list[np.ndarray] = []
+        self.log_h: list[str] = []
+        self.replay: tuple[np.ndarray, np.ndarray, list[str]] | None = None
+        self.replayed = 0
+        self.last: dict[str, tuple[float, np.ndarray]] = {}
+
+    @property
+    def replaying(self) -> bool:
+        return self.replay is not None and self.replayed < len(self.replay[2])
+
+    def __call__(self, x, *extra):
+        x = np.array(x, dtype=np.float64, copy=True)
+        h = _digest(x) if (self.log_evals or self.replay is not None) else None
+        if self.replaying:
+            fs, gs, hs = self.replay
+            i = self.replayed
+            if hs[i] == h:
+                self.replayed += 1
+                self.nfev += 1
+                f, g = float(fs[i]), np.array(gs[i])
+                self._record(x, f, g, h)
+                return f, g
+            # the optimiser diverged from the recorded path: evaluate live from here on
+            self.replay = None
+        out = self.fun(x, *extra, *self.args)
+        if not (isinstance(out, tuple) and len(out) == 2):
+            raise InvalidInputError(
+                "fun must return a pair (value, gradient) (scipy's jac=True convention), "
+                f"got {type(out).__name__}"
+            )
+        f, g = out
+        try:
+            f = float(f)
+        except (TypeError, ValueError):
+            raise InvalidInputError(f"fun returned a non-scalar value {f!r}") from None
+        g = np.asarray(g, dtype=np.float64).reshape(-1) if np.size(g) == self.n else np.asarray(g)
+        if g.shape != (self.n,):
+            raise ShapeError(f"fun returned a gradient of shape {np.shape(g)}, expected ({self.n},)")
+        self.nfev += 1
+        if not np.isfinite(f):
+            raise _NonFinite(f"non-finite objective value {f} at evaluation {self.nfev}")
+        bad = ~np.isfinite(g)
+        if bad.any():
+            idx = np.nonzero(bad)[0]
+            raise _NonFinite(
+                f"non-finite gradient at evaluation {self.nfev}: {idx.size} entries, "
+                f"first at index {int(idx[0])} ({g[idx[0]]})"
+            )
+        self._record(x, f, g, h)
+        return f, g.copy()
+
+    def _record(self, x, f, g, h):
+        if self.log_evals:
+            self.log_f.append(f)
+            self.log_g.append(g.copy())
+            self.log_h.append(h)
+        if self.track_best and f < self.best_f:
+            self.best_f, self.best_x, self.best_g = f, x.copy(), g.copy()
+        self.last = {(h or _digest(x)): (f, g)}
+
+    def lookup(self, x):
+        return self.last.get(_digest(np.asarray(x, dtype=np.float64)))
+
+
+def _write_checkpoint(path: Path, state: dict, arrays: dict[str, np.ndarray]) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=path.name + ".", suffix=".tmp", dir=path.parent)
+    os.close(fd)
+    try:
+        with open(tmp, "wb") as fh:
+            np.savez(fh, _state=np.array(json.dumps(state)), **arrays)
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+
+
+def _read_checkpoint(path: Path) -> tuple[dict, dict[str, np.ndarray]]:
+    path = Path(path)
+    if not path.exists():
+        raise FileNotFoundError(f"checkpoint to resume from not found: {path}")
+    with np.load(path, allow_pickle=False) as z:
+        state = json.loads(str(z["_state"]))
+        arrays = {k: z[k] for k in z.files if k != "_state"}
+    if state.get("version") != _CHECKPOINT_VERSION:
+        raise InvalidInputError(f"{path} is not a physim checkpoint (version {state.get('version')})")
+    return state, arrays
+
+
+def _progress_bar(progress, total, desc):
+    if not progress:
+        return None
+    from tqdm.auto import tqdm
+
+    return tqdm(total=total, desc=desc, unit="it", leave=True)
+
+
+def _normalise_bounds(bounds, n):
+    if bounds is None:
+        return None
+    if isinstance(bounds, so.Bounds):
+        lo = np.broadcast_to(np.asarray(bounds.lb, dtype=float), (n,)).copy()
+        hi = np.broadcast_to(np.asarray(bounds.ub, dtype=float), (n,)).copy()
+    else:
+        b = np.asarray(bounds, dtype=object)
+        if b.shape == (2,) and n != 2 and np.ndim(bounds[0]) == 0:
+            b = np.array([bounds] * n, dtype=object)
+        if b.shape != (n, 2):
+            raise ShapeError(f"bounds must be a sequence of {n} (lower, upper) pairs or scipy Bounds, got shape {b.shape}")
+        lo = np.array([-np.inf if v is None else float(v) for v in b[:, 0]])
+        hi = np.array([np.inf if v is None else float(v) for v in b[:, 1]])
+    if np.any(lo > hi):
+        i = int(np.argmax(lo > hi))
+        raise InvalidInputError(f"bounds[{i}] has lower {lo[i]} > upper {hi[i]}")
+    return lo, hi
+
+
+def minimize(
+    fun: Callable,
+    x0,
+    *,
+    method: str = "lbfgs",
+    bounds=None,
+    constraints: Sequence[dict] | dict = (),
+    maxiter: int = 100,
+    tol: float | None = None,
+    callback: Callable | None = None,
+    progress: bool = False,
+    checkpoint: str | os.PathLike | None = None,
+    checkpoint_every: int = 1,
+    resume: str | os.PathLike | None = None,
+    args: tuple = (),
+    lr: float = 1e-2,
+    betas: tuple[float, float] = (0.9, 0.999),
+    eps: float = 1e-8,
+    epochs: int | None = None,
+    n_samples: int | None = None,
+    batch_size: int | None = None,
+    seed: int = 0,
+    options: dict | None = None,
+) -> so.OptimizeResult:
+    """Minimise ``fun`` from ``x0``.
+
+    Parameters
+    ----------
+    fun : callable
+        ``fun(x, *args) -> (value, grad)`` with ``x`` float64 (n,), ``value`` a
+        float and ``grad`` (n,). With Adam minibatches: ``fun(x, batch, *args)``
+        where ``batch`` is an int64 array of sample indices.
+    x0 : array_like, shape (n,)
+        Starting point (flattened).
+    method : {"lbfgs", "slsqp", "adam"}
+    bounds : sequence of (lower, upper) or scipy.optimize.Bounds, optional
+        Box constraints (``None`` = unbounded side). Adam projects onto them.
+    constraints : dict or sequence of dict
+        SLSQP only: scipy dicts ``{"type": "eq"|"ineq", "fun": c, "jac": dc}``.
+    maxiter : int
+        Maximum iterations (Adam: steps in full-batch mode, epochs in minibatch
+        mode unless ``epochs`` is given).
+    tol : float, optional
+        Stopping tolerance (scipy ``ftol``/``gtol``; Adam stops when the
+        gradient's max-norm falls below it in full-batch mode).
+    callback : callable, optional
+        ``callback(intermediate_result)`` with an ``OptimizeResult`` holding
+        ``x, fun, jac, nit``; raise ``StopIteration`` to stop.
+    progress : bool
+        Show a progress bar (iterations, current and best value).
+    checkpoint : path, optional
+        Write a checkpoint (``.npz``) atomically every ``checkpoint_every``
+        iterations and at the end.
+    resume : path, optional
+        Continue from a checkpoint written by the same call (same ``fun``,
+        ``x0``, method and options); the iterates equal those of an
+        uninterrupted run.
+    args : tuple
+        Extra positional arguments for ``fun``.
+    lr, betas, eps : Adam hyper-parameters.
+    epochs, n_samples, batch_size : Adam minibatching.
+    seed : int
+        Seed of the Adam batch shuffling.
+    options : dict, optional
+        Extra scipy options.
+
+    Returns
+    -------
+    scipy.optimize.OptimizeResult
+        ``x, fun, jac, nit, nfev, success, message``, plus ``history`` (list
+        of dicts with ``nit, fun, gnorm, time`` per iteration — per epoch for
+        minibatch Adam, where ``fun`` is the mean batch loss), ``best_x`` and
+        ``best_fun`` (best finite evaluation seen).
+    """
+    if method not in METHODS:
+        raise InvalidInputError(f"method must be one of {METHODS}, got {method!r}")
+    x0 = as_float_array("x0", x0).ravel().copy()
+    n = x0.size
+    if n == 0:
+        raise ShapeError("x0 must have at least one entry")
+    maxiter = int(maxiter)
+    if maxiter < 0:
+        raise InvalidInputError(f"maxiter must be >= 0, got {maxiter}")
+    checkpoint_every = max(1, int(checkpoint_every))
+    if isinstance(constraints, dict):
+        constraints = (constraints,)
+    constraints = tuple(constraints)
+    if constraints and method != "slsqp":
+        raise InvalidInputError(f"constraints are supported by method='slsqp' only, not {method!r}")
+    bnds = _normalise_bounds(bounds, n)
+    ckpt = Path(checkpoint) if checkpoint is not None else None
+    state, arrays = _read_checkpoint(Path(resume)) if resume is not None else (None, None)
+    if state is not None:
+        if state["method"] != method or int(state["n"]) != n:
+            raise InvalidInputError(
+                f"checkpoint {resume} is for method={state['method']!r} with n={state['n']}, "
+                f"not method={method!r} with n={n}"
+            )
+    if method == "adam":
+        return _adam(
+            fun, x0, bnds, maxiter, tol, callback, progress, ckpt, checkpoint_every, state, arrays,
+            args, lr, betas, eps, epochs, n_samples, batch_size, seed,
+        )
+    return _scipy(
+        fun, x0, method, bnds, constraints, maxiter, tol, callback, progress, ckpt,
+        checkpoint_every, state, arrays, args, options,
+    )
+
+
+def _finish(obj: _Objective, x, f, g, nit, success, message, history, t0):
+    res = so.OptimizeResult(
+        x=np.asarray(x, dtype=float),
+        fun=float(f),
+        jac=None if g is None else np.asarray(g, dtype=float),
+        nit=int(nit),
+        nfev=int(obj.nfev),
+        success=bool(success),
+        message=str(message),
+        history=history,
+        best_x=None if obj.best_x is None else obj.best_x.copy(),
+        best_fun=float(obj.best_f),
+        wall_time=time.perf_counter() - t0,
+    )
+    return res
+
+
+def _best_or_start(obj: _Objective, x0):
+    if obj.best_x is not None:
+        return obj.best_x, obj.best_f, obj.best_g
+    return x0, np.nan, None
+
+
+def _scipy(fun, x0, method, bnds, constraints, maxiter, tol, callback, progress, ckpt,
+           every, state, arrays, args, options):
+    t0 = time.perf_counter()
+    n = x0.size
+    obj = _Objective(fun, n, args, log_evals=ckpt is not None)
+    history: list[dict] = []
+    if state is not None:
+        if _digest(x0) != state["x0_digest"]:
+            raise InvalidInputError("resume: x0 differs from the x0 of the checkpointed run")
+        obj.replay = (arrays["log_f"], arrays["log_g"], list(state["log_h"]))
+        history = list(state["history"])
+        obj.nfev = 0
+    done_iters = len(history)
+    it = {"nit": 0}
+    bar = _progress_bar(progress, maxiter, method)
+    if bar is not None and done_iters:
+        bar.update(done_iters)
+
+    def save():
+        if ckpt is None:
+            return
+        st = {
+            "version": _CHECKPOINT_VERSION, "method": method, "n": n, "x0_digest": _digest(x0),
+            "history": history, "log_h": obj.log_h, "nit": it["nit"],
+        }
+        _write_checkpoint(ckpt, st, {
+            "log_f": np.asarray(obj.log_f, dtype=float),
+            "log_g": np.asarray(obj.log_g, dtype=float).reshape(len(obj.log_g), n),
+            "x": (obj.best_x if obj.best_x is not None else x0),
+        })
+
+    def cb(xk, *_):
+        it["nit"] += 1
+        k = it["nit"]
+        if k <= done_iters:  # replaying iterations already recorded
+            return
+        found = obj.lookup(xk)
+        f, g = found if found is not None else obj(xk)
+        history.append({"nit": k, "fun": float(f), "gnorm": float(np.linalg.norm(g)),
+                        "time": time.perf_counter() - t0})
+        if bar is not None:
+            bar.update(1)
+            bar.set_postfix(f=f"{f:.6g}", best=f"{obj.best_f:.6g}")
+        if ckpt is not None and k % every == 0:
+            save()
+        if callback is not None:
+            try:
+                callback(so.OptimizeResult(x=np.array(xk), fun=float(f), jac=np.array(g), nit=k))
+            except StopIteration:
+                raise _Stop from None
+
+    opts = {"maxiter": maxiter}
+    if method == "lbfgs":
+        smethod = "L-BFGS-B"
+        if tol is not None:
+            opts.update(ftol=tol, gtol=tol)
+    else:
+        smethod = "SLSQP"
+        if tol is not None:
+            opts["ftol"] = tol
+    opts.update(options or {})
+    sb = None if bnds is None else so.Bounds(bnds[0], bnds[1])
+    if method == "slsqp" and sb is not None:
+        # SLSQP rejects infinite bounds in some scipy versions: pass None there
+        sb = [(None if not np.isfinite(lo) else lo, None if not np.isfinite(hi) else hi)
+              for lo, hi in zip(bnds[0], bnds[1])]
+    kw = {"constraints": constraints} if method == "slsqp" else {}
+    try:
+        r = so.minimize(obj, x0, jac=True, method=smethod, bounds=sb, callback=cb, options=opts, **kw)
+        x, f, g = r.x, r.fun, getattr(r, "jac", None)
+        found = obj.lookup(x)
+        if found is not None:
+            f, g = found
+        result = _finish(obj, x, f, g, it["nit"], r.success, r.message, history, t0)
+    except _NonFinite as exc:
+        x, f, g = _best_or_start(obj, x0)
+        result = _finish(obj, x, f, g, it["nit"], False, f"stopped: {exc}; returning the best finite iterate", history, t0)
+    except KeyboardInterrupt:
+        x, f, g = _best_or_start(obj, x0)
+        result = _finish(obj, x, f, g, it["nit"], False, "interrupted", history, t0)
+    except _Stop:
+        x, f, g = _best_or_start(obj, x0)
+        result = _finish(obj, x, f, g, it["nit"], False, "stopped by callback", history, t0)
+    finally:
+        if bar is not None:
+            bar.close()
+    save()
+    return result
+
+
+def _adam(fun, x0, bnds, maxiter, tol, callback, progress, ckpt, every, state, arrays, args,
+          lr, betas, eps, epochs, n_samples, batch_size, seed):
+    t0 = time.perf_counter()
+    n = x0.size
+    lr = as_scalar("lr", lr, positive=True)
+    b1, b2 = (as_scalar("betas[0]", betas[0]), as_scalar("betas[1]", betas[1]))
+    if not (0 <= b1 < 1 and 0 <= b2 < 1):
+        raise InvalidInputError(f"betas must lie in [0, 1), got {betas}")
+    eps = as_scalar("eps", eps, positive=True)
+    minibatch = n_samples is not None or batch_size is not None
+    if minibatch:
+        if n_samples is None or batch_size is None:
+            raise InvalidInputError("Adam minibatches need both n_samples and batch_size")
+        n_samples, batch_size = int(n_samples), int(batch_size)
+        if n_samples < 1 or batch_size < 1:
+            raise InvalidInputError(f"n_samples and batch_size must be >= 1, got {n_samples}, {batch_size}")
+    total = int(epochs) if (minibatch and epochs is not None) else maxiter
+    obj = _Objective(fun, n, args, log_evals=False, track_best=not minibatch)
+    x, m, v, step, done, history = x0.copy(), np.zeros(n), np.zeros(n), 0, 0, []
+    if state is not None:
+        if _digest(x0) != state["x0_digest"]:
+            raise InvalidInputError("resume: x0 differs from the x0 of the checkpointed run")
+        x, m, v = arrays["x"].copy(), arrays["m"].copy(), arrays["v"].copy()
+        step, done, history = int(state["step"]), int(state["done"]), list(state["history"])
+        if "best_x" in arrays:
+            obj.best_x, obj.best_f, obj.best_g = arrays["best_x"].copy(), float(state["best_f"]), arrays["best_g"].copy()
+    lo, hi = (bnds if bnds is not None else (None, None))
+    bar = _progress_bar(progress, total, "adam")
+    if bar is not None and done:
+        bar.update(done)
+
+    def save():
+        if ckpt is None:
+            return
+        st = {"version": _CHECKPOINT_VERSION, "method": "adam", "n": n, "x0_digest": _digest(x0),
+              "step": step, "done": done, "history": history, "best_f": float(obj.best_f)}
+        arr = {"x": x, "m": m, "v": v}
+        if obj.best_x is not None:
+            arr.update(best_x=obj.best_x, best_g=obj.best_g)
+        _write_checkpoint(ckpt, st, arr)
+
+    def update(g):
+        nonlocal x, m, v, step
+        step += 1
+        m = b1 * m + (1 - b1) * g
+        v = b2 * v + (1 - b2) * g * g
+        mhat = m / (1 - b1**step)
+        vhat = v / (1 - b2**step)
+        x = x - lr * mhat / (np.sqrt(vhat) + eps)
+        if lo is not None:
+            x = np.clip(x, lo, hi)
+
+    f = g = None
+    success, message = True, "maximum number of iterations reached"
+    try:
+        while done < total:
+            if minibatch:
+                rng = np.random.default_rng([seed, done])
+                perm = rng.permutation(n_samples).astype(np.int64)
+                fs, gn = [], 0.0
+                for s in range(0, n_samples, batch_size):
+                    f, g = obj(x, perm[s : s + batch_size])
+                    fs.append(f)
+                    gn = max(gn, float(np.linalg.norm(g)))
+                    update(g)
+                f = float(np.mean(fs))
+                # the epoch's result is the end-of-epoch iterate, ranked by its mean batch loss
+                if f <= obj.best_f:
+                    obj.best_f, obj.best_x, obj.best_g = f, x.copy(), g.copy()
+                gnorm = gn
+            else:
+                f, g = obj(x)
+                gnorm = float(np.linalg.norm(g))
+                if tol is not None and float(np.max(np.abs(g))) <= tol:
+                    message = f"gradient max-norm {np.max(np.abs(g)):.3g} <= tol {tol}"
+                    break
+                update(g)
+            done += 1
+            history.append({"nit": done, "fun": float(f), "gnorm": gnorm, "time": time.perf_counter() - t0})
+            if bar is not None:
+                bar.update(1)
+                bar.set_postfix(f=f"{f:.6g}", best=f"{obj.best_f:.6g}")
+            if ckpt is not None and done % every == 0:
+                save()
+            if callback is not None:
+                try:
+                    callback(so.OptimizeResult(x=x.copy(), fun=float(f), jac=np.array(g), nit=done))
+                except StopIteration:
+                    success, message = False, "stopped by callback"
+                    break
+    except _NonFinite as exc:
+        bx, bf, bg = _best_or_start(obj, x0)
+        save()
+        return _finish(obj, bx, bf, bg, done, False, f"stopped: {exc}; returning the best finite iterate", history, t0)
+    except KeyboardInterrupt:
+        bx, bf, bg = _best_or_start(obj, x0)
+        save()
+        return _finish(obj, bx, bf, bg, done, False, "interrupted", history, t0)
+    finally:
+        if bar is not None:
+            bar.close()
+    if not minibatch and step > 0 and message != "interrupted":
+        # report value and gradient at the returned iterate, not at the one before the last step
+        try:
+            f, g = obj(x)
+        except _NonFinite as exc:
+            bx, bf, bg = _best_or_start(obj, x0)
+            save()
+            return _finish(obj, bx, bf, bg, done, False, f"stopped: {exc}; returning the best finite iterate", history, t0)
+    save()
+    if f is None:
+        f = np.nan
+    return _finish(obj, x, f, g, done, success, message, history, t0)

@@ -1,0 +1,190 @@
+"""Parameter transforms with exact derivatives.
+
+A transform maps unconstrained optimisation variables ``z`` to physical
+parameters ``x = forward(z)``. Optimising ``f(forward(z))`` over ``z`` keeps
+``x`` inside its admissible set without bound constraints; the chain rule
+needs only the vector-Jacobian product ``vjp(z, df/dx) = (dx/dz)^T df/dx``,
+which every transform provides exactly (all of them act elementwise, so the
+Jacobian is diagonal).
+
+``Bounded(lower, upper, beta)`` is the scaled sigmoid used to keep spring
+stiffness inside its printable range (x = lower + (upper - lower) σ(β z));
+``Positive()`` is softplus (x = log(1 + e^z)).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+import numpy as np
+
+from .._validate import as_float_array, as_scalar
+from ..errors import InvalidInputError, ShapeError
+
+__all__ = ["Transform", "Identity", "Bounded", "Positive", "Stack", "transformed"]
+
+
+def _sigmoid(t: np.ndarray) -> np.ndarray:
+    # numerically stable logistic function
+    out = np.empty_like(t)
+    pos = t >= 0
+    out[pos] = 1.0 / (1.0 + np.exp(-t[pos]))
+    e = np.exp(t[~pos])
+    out[~pos] = e / (1.0 + e)
+    return out
+
+
+class Transform:
+    """Interface: elementwise map z -> x with ``forward``, ``inverse`` and ``vjp``."""
+
+    def forward(self, z) -> np.ndarray:  # pragma: no cover - interface
+        raise NotImplementedError
+
+    def inverse(self, x) -> np.ndarray:  # pragma: no cover - interface
+        raise NotImplementedError
+
+    def vjp(self, z, dx) -> np.ndarray:  # pragma: no cover - interface
+        raise NotImplementedError
+
+    def __call__(self, z) -> np.ndarray:
+        return self.forward(z)
+
+
+class Identity(Transform):
+    """x = z."""
+
+    def forward(self, z):
+        return np.asarray(z, dtype=float).copy()
+
+    def inverse(self, x):
+        return np.asarray(x, dtype=float).copy()
+
+    def vjp(self, z, dx):
+        return np.asarray(dx, dtype=float).copy()
+
+
+@dataclass(frozen=True, eq=False)
+class Bounded(Transform):
+    """Scaled sigmoid: ``x = lower + (upper - lower) * sigmoid(beta * z)``.
+
+    Parameters
+    ----------
+    lower, upper : float or ndarray
+        Bounds (broadcast against ``z``), ``lower < upper`` elementwise.
+    beta : float
+        Steepness; larger values make the map closer to a hard clip.
+    """
+
+    lower: float | np.ndarray
+    upper: float | np.ndarray
+    beta: float = 1.0
+
+    def __post_init__(self):
+        lo = as_float_array("lower", self.lower)
+        hi = as_float_array("upper", self.upper)
+        if np.any(lo >= hi):
+            i = int(np.argmax(np.broadcast_to(lo >= hi, np.broadcast(lo, hi).shape).ravel()))
+            raise InvalidInputError(
+                f"Bounded needs lower < upper; entry {i} has lower={np.broadcast_to(lo, np.broadcast(lo, hi).shape).ravel()[i]}"
+                f" and upper={np.broadcast_to(hi, np.broadcast(lo, hi).shape).ravel()[i]}"
+            )
+        object.__setattr__(self, "lower", lo)
+        object.__setattr__(self, "upper", hi)
+        object.__setattr__(self, "beta", as_scalar("beta", self.beta, positive=True))
+
+    def forward(self, z):
+        z = np.asarray(z, dtype=float)
+        return self.lower + (self.upper - self.lower) * _sigmoid(np.atleast_1d(self.beta * z)).reshape(z.shape)
+
+    def inverse(self, x):
+        x = np.asarray(x, dtype=float)
+        s = (x - self.lower) / (self.upper - self.lower)
+        if np.any((s <= 0) | (s >= 1)) or not np.all(np.isfinite(s)):
+            bad = int(np.argmax(((s <= 0) | (s >= 1) | ~np.isfinite(s)).ravel()))
+            raise InvalidInputError(
+                f"Bounded.inverse: x must lie strictly inside (lower, upper); entry {bad} is "
+                f"{np.ravel(x)[bad] if np.ndim(x) else float(x)}"
+            )
+        return (np.log(s) - np.log1p(-s)) / self.beta
+
+    def vjp(self, z, dx):
+        z = np.asarray(z, dtype=float)
+        s = _sigmoid(np.atleast_1d(self.beta * z)).reshape(z.shape)
+        return np.asarray(dx, dtype=float) * (self.upper - self.lower) * self.beta * s * (1.0 - s)
+
+
+class Positive(Transform):
+    """Softplus: ``x = log(1 + exp(z))`` (x > 0)."""
+
+    def forward(self, z):
+        return np.logaddexp(0.0, np.asarray(z, dtype=float))
+
+    def inverse(self, x):
+        x = np.asarray(x, dtype=float)
+        if np.any(~(x > 0)):
+            bad = int(np.argmax(~(np.ravel(x) > 0)))
+            raise InvalidInputError(f"Positive.inverse: x must be > 0; entry {bad} is {np.ravel(x)[bad]}")
+        # x + log(1 - exp(-x)), stable for small and large x
+        return x + np.log(-np.expm1(-x))
+
+    def vjp(self, z, dx):
+        z = np.atleast_1d(np.asarray(z, dtype=float))
+        return (np.asarray(dx, dtype=float) * _sigmoid(z)).reshape(np.shape(dx))
+
+
+class Stack(Transform):
+    """Concatenate transforms acting on consecutive blocks of a flat vector.
+
+    Parameters
+    ----------
+    blocks : sequence of (Transform, int)
+        Each transform and the length of the block it acts on.
+
+    Example
+    -------
+    >>> t = Stack([(Bounded(0.1, 2.0), 2), (Identity(), 100)])  # 2 velocities, 100 times
+    """
+
+    def __init__(self, blocks: Sequence[tuple[Transform, int]]):
+        self.blocks = [(t, int(n)) for t, n in blocks]
+        if any(n < 0 for _, n in self.blocks):
+            raise InvalidInputError("Stack block sizes must be >= 0")
+        self.size = sum(n for _, n in self.blocks)
+
+    def _apply(self, name, v, *others):
+        v = np.asarray(v, dtype=float)
+        if v.shape != (self.size,):
+            raise ShapeError(f"Stack.{name} expects a vector of shape ({self.size},), got {v.shape}")
+        out = np.empty(self.size)
+        off = 0
+        for t, n in self.blocks:
+            sl = slice(off, off + n)
+            out[sl] = getattr(t, name)(v[sl], *(np.asarray(o, dtype=float)[sl] for o in others))
+            off += n
+        return out
+
+    def forward(self, z):
+        return self._apply("forward", z)
+
+    def inverse(self, x):
+        return self._apply("inverse", x)
+
+    def vjp(self, z, dx):
+        return self._apply("vjp", z, dx)
+
+
+def transformed(fun: Callable, transform: Transform) -> Callable:
+    """Compose an objective ``fun(x, *args) -> (f, df/dx)`` with a transform.
+
+    Returns ``fz(z, *args) -> (f(forward(z)), vjp(z, df/dx))``, an objective of
+    the unconstrained variables ``z`` with its exact gradient.
+    """
+
+    def fz(z, *args):
+        x = transform.forward(z)
+        f, g = fun(x, *args)
+        return f, transform.vjp(z, g)
+
+    fz.transform = transform  # type: ignore[attr-defined]
+    return fz
