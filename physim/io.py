@@ -38,8 +38,9 @@ def read_mesh(path: str | os.PathLike) -> meshio.Mesh:
         raise FileNotFoundError(f"mesh file not found: {path}")
     try:
         return meshio.read(path)
-    except Exception as exc:  # meshio raises a variety of types
-        raise MeshError(f"could not read mesh {path}: {exc}") from exc
+    except (Exception, SystemExit) as exc:  # meshio raises many types, and exits on some formats
+        detail = str(exc) if not isinstance(exc, SystemExit) else "unreadable or unknown format"
+        raise MeshError(f"could not read mesh {path}: {detail}") from None
 
 
 def write_mesh(

@@ -1,0 +1,30 @@
+"""Every scenario runs with --quick and writes what it promises."""
+
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+
+from physim.cli import list_scenarios
+
+SCENARIOS = list_scenarios()
+
+
+@pytest.mark.parametrize("name", sorted(SCENARIOS))
+def test_scenario_quick(name, tmp_path):
+    out = tmp_path / name
+    env = {**os.environ, "PHYSIM_OFFSCREEN": "1", "MPLBACKEND": "Agg"}
+    r = subprocess.run(
+        [sys.executable, str(SCENARIOS[name]), "--quick", "--out", str(out)],
+        capture_output=True, text=True, timeout=600, env=env,
+    )
+    assert r.returncode == 0, f"{name} failed:\n{r.stdout[-3000:]}\n{r.stderr[-5000:]}"
+    results = json.loads((out / "results.json").read_text())
+    assert results["quick"] is True
+    assert any(out.glob("*.png")), f"{name} wrote no picture"
+
+
+def test_at_least_one_scenario_exists():
+    assert SCENARIOS, "no scenarios found"
