@@ -27,7 +27,9 @@ Shape = Sequence["int | None"]
 
 
 def _fmt_shape(shape: Shape) -> str:
-    return "(" + ", ".join("*" if s is None else str(s) for s in shape) + ("," if len(shape) == 1 else "") + ")"
+    return (
+        "(" + ", ".join("*" if s is None else str(s) for s in shape) + ("," if len(shape) == 1 else "") + ")"
+    )
 
 
 def check_shape(name: str, a: np.ndarray, shape: Shape) -> None:
@@ -76,7 +78,11 @@ def as_float_array(
         raise InvalidTypeError(f"{name} could not be converted to an array: {exc}") from None
     if a.dtype == object or a.dtype.kind not in "biuf":
         raise InvalidTypeError(f"{name} must be a real numeric array, got dtype {a.dtype}")
-    a = np.array(a, dtype=np.float64, order="C", copy=True) if copy else np.ascontiguousarray(a, dtype=np.float64)
+    a = (
+        np.array(a, dtype=np.float64, order="C", copy=True)
+        if copy
+        else np.ascontiguousarray(a, dtype=np.float64)
+    )
     if shape is not None:
         check_shape(name, a, shape)
     if finite:
@@ -139,9 +145,7 @@ def check_positive(name: str, a: np.ndarray, *, strict: bool = True) -> None:
     if np.any(bad):
         idx = tuple(int(i) for i in np.argwhere(bad)[0])
         idx_s = idx[0] if len(idx) == 1 else idx
-        raise InvalidInputError(
-            f"{name} must be {'> 0' if strict else '>= 0'}; entry {idx_s} is {a[idx]!r}"
-        )
+        raise InvalidInputError(f"{name} must be {'> 0' if strict else '>= 0'}; entry {idx_s} is {a[idx]!r}")
 
 
 def check_spd(name: str, mats: np.ndarray, *, rtol: float = 1e-12) -> None:
@@ -161,14 +165,14 @@ def check_spd(name: str, mats: np.ndarray, *, rtol: float = 1e-12) -> None:
     if bad.size:
         i = int(bad[0])
         raise InvalidInputError(
-            f"{name}[{_unravel(i, m.shape[:-2])}] is not symmetric (relative asymmetry {asym[i]:.3g})"
+            f"{name}{_unravel(i, m.shape[:-2])} is not symmetric (relative asymmetry {asym[i]:.3g})"
         )
     ev = np.linalg.eigvalsh(0.5 * (flat + flat.transpose(0, 2, 1)))
     bad = np.nonzero(ev[:, 0] <= rtol * np.maximum(ev[:, -1], 0) + 0.0)[0]
     if bad.size or np.any(ev[:, -1] <= 0):
         i = int(bad[0]) if bad.size else int(np.argmin(ev[:, -1]))
         raise InvalidInputError(
-            f"{name}[{_unravel(i, m.shape[:-2])}] is not positive definite "
+            f"{name}{_unravel(i, m.shape[:-2])} is not positive definite "
             f"(smallest eigenvalue {ev[i, 0]:.6g}, largest {ev[i, -1]:.6g})"
         )
 
@@ -177,4 +181,4 @@ def _unravel(i: int, shape: tuple) -> str:
     if len(shape) == 0:
         return ""
     idx = np.unravel_index(i, shape)
-    return ", ".join(str(int(j)) for j in idx)
+    return "[" + ", ".join(str(int(j)) for j in idx) + "]"

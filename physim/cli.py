@@ -164,7 +164,9 @@ def _cmd_info(args) -> int:
 
 
 def _parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="physim", description="Differentiable physics solvers: scenarios and info.")
+    p = argparse.ArgumentParser(
+        prog="physim", description="Differentiable physics solvers: scenarios and info."
+    )
     sub = p.add_subparsers(dest="command", required=True)
     pl = sub.add_parser("list", help="list the scenarios")
     pl.add_argument("--all", action="store_true", help="include benchmarks")

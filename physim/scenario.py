@@ -147,7 +147,9 @@ def scenario_main(
         from . import viz
 
         viz.ensure_offscreen()
-    ctx = ScenarioContext(name=name, quick=args.quick, out=out, plots=not args.no_plots, seed=args.seed, extra=extra)
+    ctx = ScenarioContext(
+        name=name, quick=args.quick, out=out, plots=not args.no_plots, seed=args.seed, extra=extra
+    )
     t0 = time.perf_counter()
     results = run(ctx) or {}
     results.setdefault("wall_time_s", time.perf_counter() - t0)

@@ -100,12 +100,18 @@ def plot_mesh_field(
     else:
         grid.cell_data[name] = scalars
     pl = plotter()
-    pl.add_mesh(grid, scalars=name, cmap=cmap, clim=clim, show_edges=show_edges,
-                scalar_bar_args={"title": name, "color": "black"})
+    pl.add_mesh(
+        grid,
+        scalars=name,
+        cmap=cmap,
+        clim=clim,
+        show_edges=show_edges,
+        scalar_bar_args={"title": name, "color": "black"},
+    )
     if isolines and scalars.shape[0] == grid.n_points:
         finite = grid.point_data[name][np.isfinite(grid.point_data[name])]
         if finite.size and finite.max() > finite.min():
-            surf = grid.extract_surface()
+            surf = grid.extract_surface(algorithm="dataset_surface")
             levels = np.linspace(finite.min(), finite.max(), isolines + 2)[1:-1]
             contours = surf.contour(isosurfaces=levels, scalars=name)
             if contours.n_points:

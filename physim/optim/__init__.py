@@ -4,7 +4,7 @@
 transforms with exact derivatives, and ``check_gradient`` (Taylor test).
 """
 
-from .gradcheck import REL_TOL, RATE_TOL, GradientCheck, check_gradient
+from .gradcheck import RATE_TOL, REL_TOL, GradientCheck, check_gradient
 from .minimize import METHODS, minimize
 from .transforms import Bounded, Identity, Positive, Stack, Transform, transformed
 

@@ -191,7 +191,9 @@ def _normalise_bounds(bounds, n):
         if b.shape == (2,) and n != 2 and np.ndim(bounds[0]) == 0:
             b = np.array([bounds] * n, dtype=object)
         if b.shape != (n, 2):
-            raise ShapeError(f"bounds must be a sequence of {n} (lower, upper) pairs or scipy Bounds, got shape {b.shape}")
+            raise ShapeError(
+                f"bounds must be a sequence of {n} (lower, upper) pairs or scipy Bounds, got shape {b.shape}"
+            )
         lo = np.array([-np.inf if v is None else float(v) for v in b[:, 0]])
         hi = np.array([np.inf if v is None else float(v) for v in b[:, 1]])
     if np.any(lo > hi):
@@ -300,12 +302,42 @@ def minimize(
             )
     if method == "adam":
         return _adam(
-            fun, x0, bnds, maxiter, tol, callback, progress, ckpt, checkpoint_every, state, arrays,
-            args, lr, betas, eps, epochs, n_samples, batch_size, seed,
+            fun,
+            x0,
+            bnds,
+            maxiter,
+            tol,
+            callback,
+            progress,
+            ckpt,
+            checkpoint_every,
+            state,
+            arrays,
+            args,
+            lr,
+            betas,
+            eps,
+            epochs,
+            n_samples,
+            batch_size,
+            seed,
         )
     return _scipy(
-        fun, x0, method, bnds, constraints, maxiter, tol, callback, progress, ckpt,
-        checkpoint_every, state, arrays, args, options,
+        fun,
+        x0,
+        method,
+        bnds,
+        constraints,
+        maxiter,
+        tol,
+        callback,
+        progress,
+        ckpt,
+        checkpoint_every,
+        state,
+        arrays,
+        args,
+        options,
     )
 
 
@@ -332,8 +364,23 @@ def _best_or_start(obj: _Objective, x0):
     return x0, np.nan, None
 
 
-def _scipy(fun, x0, method, bnds, constraints, maxiter, tol, callback, progress, ckpt,
-           every, state, arrays, args, options):
+def _scipy(
+    fun,
+    x0,
+    method,
+    bnds,
+    constraints,
+    maxiter,
+    tol,
+    callback,
+    progress,
+    ckpt,
+    every,
+    state,
+    arrays,
+    args,
+    options,
+):
     t0 = time.perf_counter()
     n = x0.size
     obj = _Objective(fun, n, args, log_evals=ckpt is not None)
@@ -354,14 +401,23 @@ def _scipy(fun, x0, method, bnds, constraints, maxiter, tol, callback, progress,
         if ckpt is None:
             return
         st = {
-            "version": _CHECKPOINT_VERSION, "method": method, "n": n, "x0_digest": _digest(x0),
-            "history": history, "log_h": obj.log_h, "nit": it["nit"],
+            "version": _CHECKPOINT_VERSION,
+            "method": method,
+            "n": n,
+            "x0_digest": _digest(x0),
+            "history": history,
+            "log_h": obj.log_h,
+            "nit": it["nit"],
         }
-        _write_checkpoint(ckpt, st, {
-            "log_f": np.asarray(obj.log_f, dtype=float),
-            "log_g": np.asarray(obj.log_g, dtype=float).reshape(len(obj.log_g), n),
-            "x": (obj.best_x if obj.best_x is not None else x0),
-        })
+        _write_checkpoint(
+            ckpt,
+            st,
+            {
+                "log_f": np.asarray(obj.log_f, dtype=float),
+                "log_g": np.asarray(obj.log_g, dtype=float).reshape(len(obj.log_g), n),
+                "x": (obj.best_x if obj.best_x is not None else x0),
+            },
+        )
 
     def cb(xk, *_):
         it["nit"] += 1
@@ -370,8 +426,9 @@ def _scipy(fun, x0, method, bnds, constraints, maxiter, tol, callback, progress,
             return
         found = obj.lookup(xk)
         f, g = found if found is not None else obj(xk)
-        history.append({"nit": k, "fun": float(f), "gnorm": float(np.linalg.norm(g)),
-                        "time": time.perf_counter() - t0})
+        history.append(
+            {"nit": k, "fun": float(f), "gnorm": float(np.linalg.norm(g)), "time": time.perf_counter() - t0}
+        )
         if bar is not None:
             bar.update(1)
             bar.set_postfix(f=f"{f:.6g}", best=f"{obj.best_f:.6g}")
@@ -396,8 +453,10 @@ def _scipy(fun, x0, method, bnds, constraints, maxiter, tol, callback, progress,
     sb = None if bnds is None else so.Bounds(bnds[0], bnds[1])
     if method == "slsqp" and sb is not None:
         # SLSQP rejects infinite bounds in some scipy versions: pass None there
-        sb = [(None if not np.isfinite(lo) else lo, None if not np.isfinite(hi) else hi)
-              for lo, hi in zip(bnds[0], bnds[1])]
+        sb = [
+            (None if not np.isfinite(lo) else lo, None if not np.isfinite(hi) else hi)
+            for lo, hi in zip(bnds[0], bnds[1])
+        ]
     kw = {"constraints": constraints} if method == "slsqp" else {}
     try:
         r = so.minimize(obj, x0, jac=True, method=smethod, bounds=sb, callback=cb, options=opts, **kw)
@@ -408,7 +467,9 @@ def _scipy(fun, x0, method, bnds, constraints, maxiter, tol, callback, progress,
         result = _finish(obj, x, f, g, it["nit"], r.success, r.message, history, t0)
     except _NonFinite as exc:
         x, f, g = _best_or_start(obj, x0)
-        result = _finish(obj, x, f, g, it["nit"], False, f"stopped: {exc}; returning the best finite iterate", history, t0)
+        result = _finish(
+            obj, x, f, g, it["nit"], False, f"stopped: {exc}; returning the best finite iterate", history, t0
+        )
     except KeyboardInterrupt:
         x, f, g = _best_or_start(obj, x0)
         result = _finish(obj, x, f, g, it["nit"], False, "interrupted", history, t0)
@@ -422,8 +483,27 @@ def _scipy(fun, x0, method, bnds, constraints, maxiter, tol, callback, progress,
     return result
 
 
-def _adam(fun, x0, bnds, maxiter, tol, callback, progress, ckpt, every, state, arrays, args,
-          lr, betas, eps, epochs, n_samples, batch_size, seed):
+def _adam(
+    fun,
+    x0,
+    bnds,
+    maxiter,
+    tol,
+    callback,
+    progress,
+    ckpt,
+    every,
+    state,
+    arrays,
+    args,
+    lr,
+    betas,
+    eps,
+    epochs,
+    n_samples,
+    batch_size,
+    seed,
+):
     t0 = time.perf_counter()
     n = x0.size
     lr = as_scalar("lr", lr, positive=True)
@@ -447,8 +527,12 @@ def _adam(fun, x0, bnds, maxiter, tol, callback, progress, ckpt, every, state, a
         x, m, v = arrays["x"].copy(), arrays["m"].copy(), arrays["v"].copy()
         step, done, history = int(state["step"]), int(state["done"]), list(state["history"])
         if "best_x" in arrays:
-            obj.best_x, obj.best_f, obj.best_g = arrays["best_x"].copy(), float(state["best_f"]), arrays["best_g"].copy()
-    lo, hi = (bnds if bnds is not None else (None, None))
+            obj.best_x, obj.best_f, obj.best_g = (
+                arrays["best_x"].copy(),
+                float(state["best_f"]),
+                arrays["best_g"].copy(),
+            )
+    lo, hi = bnds if bnds is not None else (None, None)
     bar = _progress_bar(progress, total, "adam")
     if bar is not None and done:
         bar.update(done)
@@ -456,8 +540,16 @@ def _adam(fun, x0, bnds, maxiter, tol, callback, progress, ckpt, every, state, a
     def save():
         if ckpt is None:
             return
-        st = {"version": _CHECKPOINT_VERSION, "method": "adam", "n": n, "x0_digest": _digest(x0),
-              "step": step, "done": done, "history": history, "best_f": float(obj.best_f)}
+        st = {
+            "version": _CHECKPOINT_VERSION,
+            "method": "adam",
+            "n": n,
+            "x0_digest": _digest(x0),
+            "step": step,
+            "done": done,
+            "history": history,
+            "best_f": float(obj.best_f),
+        }
         arr = {"x": x, "m": m, "v": v}
         if obj.best_x is not None:
             arr.update(best_x=obj.best_x, best_g=obj.best_g)
@@ -515,7 +607,9 @@ def _adam(fun, x0, bnds, maxiter, tol, callback, progress, ckpt, every, state, a
     except _NonFinite as exc:
         bx, bf, bg = _best_or_start(obj, x0)
         save()
-        return _finish(obj, bx, bf, bg, done, False, f"stopped: {exc}; returning the best finite iterate", history, t0)
+        return _finish(
+            obj, bx, bf, bg, done, False, f"stopped: {exc}; returning the best finite iterate", history, t0
+        )
     except KeyboardInterrupt:
         bx, bf, bg = _best_or_start(obj, x0)
         save()
@@ -530,7 +624,17 @@ def _adam(fun, x0, bnds, maxiter, tol, callback, progress, ckpt, every, state, a
         except _NonFinite as exc:
             bx, bf, bg = _best_or_start(obj, x0)
             save()
-            return _finish(obj, bx, bf, bg, done, False, f"stopped: {exc}; returning the best finite iterate", history, t0)
+            return _finish(
+                obj,
+                bx,
+                bf,
+                bg,
+                done,
+                False,
+                f"stopped: {exc}; returning the best finite iterate",
+                history,
+                t0,
+            )
     save()
     if f is None:
         f = np.nan

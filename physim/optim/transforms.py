@@ -95,7 +95,9 @@ class Bounded(Transform):
 
     def forward(self, z):
         z = np.asarray(z, dtype=float)
-        return self.lower + (self.upper - self.lower) * _sigmoid(np.atleast_1d(self.beta * z)).reshape(z.shape)
+        return self.lower + (self.upper - self.lower) * _sigmoid(np.atleast_1d(self.beta * z)).reshape(
+            z.shape
+        )
 
     def inverse(self, x):
         x = np.asarray(x, dtype=float)

@@ -18,7 +18,10 @@ def test_scenario_quick(name, tmp_path):
     env = {**os.environ, "PHYSIM_OFFSCREEN": "1", "MPLBACKEND": "Agg"}
     r = subprocess.run(
         [sys.executable, str(SCENARIOS[name]), "--quick", "--out", str(out)],
-        capture_output=True, text=True, timeout=600, env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+        env=env,
     )
     assert r.returncode == 0, f"{name} failed:\n{r.stdout[-3000:]}\n{r.stderr[-5000:]}"
     results = json.loads((out / "results.json").read_text())

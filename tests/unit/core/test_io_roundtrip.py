@@ -17,8 +17,9 @@ def test_tet_mesh_roundtrip_with_fields(tmp_path, suffix):
     pts, tets = _tet_cube()
     times = np.array([0.0, 1.5, 2.0, np.inf, 3.25])
     D = np.arange(18, dtype=float).reshape(2, 9)
-    path = write_mesh(tmp_path / f"m{suffix}", pts, {"tetra": tets},
-                      point_data={"activation": times}, cell_data={"D": D})
+    path = write_mesh(
+        tmp_path / f"m{suffix}", pts, {"tetra": tets}, point_data={"activation": times}, cell_data={"D": D}
+    )
     m = read_mesh(path)
     np.testing.assert_array_equal(m.points, pts)
     np.testing.assert_array_equal(m.cells_dict["tetra"], tets)

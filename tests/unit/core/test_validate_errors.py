@@ -49,14 +49,19 @@ def test_scalar_and_spd():
         check_spd("D", D)
     N = np.eye(3)
     N[0, 1] = 1.0
-    with pytest.raises(errors.InvalidInputError, match="not symmetric"):
+    with pytest.raises(errors.InvalidInputError, match=r"^P0 is not symmetric"):
         check_spd("P0", N)
     check_spd("P0", np.eye(3))
 
 
 @settings(max_examples=50, deadline=None)
-@given(hnp.arrays(np.float64, hnp.array_shapes(max_dims=3, max_side=4),
-                  elements=st.floats(allow_nan=True, allow_infinity=True)))
+@given(
+    hnp.arrays(
+        np.float64,
+        hnp.array_shapes(max_dims=3, max_side=4),
+        elements=st.floats(allow_nan=True, allow_infinity=True),
+    )
+)
 def test_as_float_array_never_passes_nonfinite(a):
     if np.all(np.isfinite(a)):
         np.testing.assert_array_equal(as_float_array("a", a), a)

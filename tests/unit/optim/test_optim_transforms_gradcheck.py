@@ -13,8 +13,13 @@ def cubic(x):
 
 @pytest.mark.parametrize(
     "t",
-    [Bounded(103.125, 171.875), Bounded(-1.0, 2.0, beta=3.0), Positive(), Identity(),
-     Stack([(Bounded(0.1, 2.0), 2), (Positive(), 3)])],
+    [
+        Bounded(103.125, 171.875),
+        Bounded(-1.0, 2.0, beta=3.0),
+        Positive(),
+        Identity(),
+        Stack([(Bounded(0.1, 2.0), 2), (Positive(), 3)]),
+    ],
 )
 def test_transform_vjp_taylor(t, rng):
     z = rng.standard_normal(5)
