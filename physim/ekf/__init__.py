@@ -1,0 +1,36 @@
+"""EKF robot localisation with analytical covariance derivatives, and active sensing.
+
+``covariance_rollout`` propagates the EKF covariances along a nominal
+trajectory of a motion model observed by range/bearing beacons; ``adjoint``
+differentiates any cost of those covariances with respect to the controls,
+initial state and covariance, noise levels and beacon positions by one
+backward sweep; ``plan_active_sensing`` optimises a control sequence to
+minimise the localisation uncertainty; ``run_filter`` runs the actual EKF on
+simulated data. Units: m, s, rad.
+"""
+
+from .adjoint import Gradients, adjoint, trajectory_vjp
+from .costs import CovarianceCost, FinalLogDet, FinalTrace, HorizonSum, PositionTrace
+from .filter import FilterResult, Rollout, covariance_rollout, run_filter
+from .models import Bicycle, MotionModel, Unicycle
+from .sensors import Beacons, MeasurementModel
+
+__all__ = [
+    "MotionModel",
+    "Unicycle",
+    "Bicycle",
+    "MeasurementModel",
+    "Beacons",
+    "Rollout",
+    "covariance_rollout",
+    "FilterResult",
+    "run_filter",
+    "Gradients",
+    "adjoint",
+    "trajectory_vjp",
+    "CovarianceCost",
+    "FinalTrace",
+    "PositionTrace",
+    "FinalLogDet",
+    "HorizonSum",
+]

@@ -1,0 +1,611 @@
+"""Numba kernels of the EKF covariance recursion and its adjoint.
+
+Kernels assume validated, C-contiguous float64 input (see :mod:`physim.ekf.filter`).
+Built-in motion models are dispatched on an integer ``kind`` with a parameter
+array ``mp = [dt, wheelbase]``; the beacon sensor reads its configuration from
+``sp = [use_range, use_bearing, range_std, bearing_std, range_slope]``. So every
+kernel compiles a single signature whatever the model.
+
+Small dense algebra (n = 3 states, m ≤ a few dozen measurements) is written as
+explicit loops into preallocated scratch arrays: no allocation in the time loop.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+from .._jit import njit
+
+MODEL_UNICYCLE = 0
+MODEL_BICYCLE = 1
+
+# ---------------------------------------------------------------------------
+# motion models
+# ---------------------------------------------------------------------------
+
+
+@njit
+def model_step(kind, mp, x, u, xn, F, G):
+    """x⁺ = f(x, u) into ``xn`` (3,), F = ∂f/∂x (3, 3), G = ∂f/∂u (3, 2)."""
+    dt = mp[0]
+    th = x[2]
+    v = u[0]
+    c = math.cos(th)
+    s = math.sin(th)
+    xn[0] = x[0] + dt * v * c
+    xn[1] = x[1] + dt * v * s
+    for i in range(3):
+        for j in range(3):
+            F[i, j] = 1.0 if i == j else 0.0
+    F[0, 2] = -dt * v * s
+    F[1, 2] = dt * v * c
+    G[0, 0] = dt * c
+    G[1, 0] = dt * s
+    G[0, 1] = 0.0
+    G[1, 1] = 0.0
+    if kind == MODEL_UNICYCLE:
+        xn[2] = th + dt * u[1]
+        G[2, 0] = 0.0
+        G[2, 1] = dt
+    else:  # kinematic bicycle
+        L = mp[1]
+        t = math.tan(u[1])
+        sec2 = 1.0 + t * t
+        xn[2] = th + dt * v * t / L
+        G[2, 0] = dt * t / L
+        G[2, 1] = dt * v * sec2 / L
+
+
+@njit
+def model_jac_vjp(kind, mp, x, u, Fb, Gb, xb, ub):
+    """Accumulate ∂(⟨F̄, F⟩ + ⟨Ḡ, G⟩)/∂x into ``xb`` and /∂u into ``ub``."""
+    dt = mp[0]
+    th = x[2]
+    v = u[0]
+    c = math.cos(th)
+    s = math.sin(th)
+    # F02 = -dt v s, F12 = dt v c, G00 = dt c, G10 = dt s
+    xb[2] += (
+        Fb[0, 2] * (-dt * v * c) + Fb[1, 2] * (-dt * v * s) + Gb[0, 0] * (-dt * s) + Gb[1, 0] * (dt * c)
+    )
+    ub[0] += Fb[0, 2] * (-dt * s) + Fb[1, 2] * (dt * c)
+    if kind == MODEL_BICYCLE:
+        L = mp[1]
+        t = math.tan(u[1])
+        sec2 = 1.0 + t * t
+        # G20 = dt tan(δ)/L, G21 = dt v sec²(δ)/L
+        ub[0] += Gb[2, 1] * dt * sec2 / L
+        ub[1] += Gb[2, 0] * dt * sec2 / L + Gb[2, 1] * dt * v * 2.0 * sec2 * t / L
+
+
+@njit
+def model_rollout(kind, mp, x0, U, X, F, G):
+    """Nominal trajectory X (N+1, 3) and Jacobians F (N, 3, 3), G (N, 3, 2)."""
+    X[0, :] = x0
+    for k in range(U.shape[0]):
+        model_step(kind, mp, X[k], U[k], X[k + 1], F[k], G[k])
+
+
+@njit
+def model_adjoint(kind, mp, X, U, F, G, Fb, Gb, Xb, x0b, Ub):
+    """Reverse sweep of the nominal trajectory.
+
+    ``Xb`` (N+1, n) holds the direct cotangents of the states (measurement
+    Jacobians, user terms); ``Fb``/``Gb`` those of the model Jacobians. Writes
+    ``x0b`` (n,) and ``Ub`` (N, n_u).
+    """
+    N = U.shape[0]
+    n = X.shape[1]
+    nu = U.shape[1]
+    lam = Xb[N].copy()
+    xb = np.empty(n)
+    for k in range(N - 1, -1, -1):
+        for j in range(n):
+            acc = 0.0
+            for i in range(n):
+                acc += F[k, i, j] * lam[i]
+            xb[j] = acc
+        for j in range(nu):
+            acc = 0.0
+            for i in range(n):
+                acc += G[k, i, j] * lam[i]
+            Ub[k, j] = acc
+        model_jac_vjp(kind, mp, X[k], U[k], Fb[k], Gb[k], xb, Ub[k])
+        for j in range(n):
+            lam[j] = xb[j] + Xb[k, j]
+    x0b[:] = lam
+
+
+# ---------------------------------------------------------------------------
+# beacon sensor: range and/or bearing to known planar beacons
+# ---------------------------------------------------------------------------
+
+
+@njit
+def meas_eval(x, B, sp, z):
+    """Noise-free measurement z (m,) at state x; bearings in [-π, π)."""
+    use_r = sp[0] != 0.0
+    use_b = sp[1] != 0.0
+    per = int(use_r) + int(use_b)
+    for j in range(B.shape[0]):
+        dx = B[j, 0] - x[0]
+        dy = B[j, 1] - x[1]
+        row = j * per
+        if use_r:
+            z[row] = math.sqrt(dx * dx + dy * dy)
+            row += 1
+        if use_b:
+            z[row] = wrap(math.atan2(dy, dx) - x[2])
+
+
+@njit
+def meas_noise_std(x, B, sp, sd):
+    """Measurement noise standard deviations sd (m,) at state x."""
+    use_r = sp[0] != 0.0
+    use_b = sp[1] != 0.0
+    per = int(use_r) + int(use_b)
+    for j in range(B.shape[0]):
+        dx = B[j, 0] - x[0]
+        dy = B[j, 1] - x[1]
+        row = j * per
+        if use_r:
+            sd[row] = sp[2] + sp[4] * math.sqrt(dx * dx + dy * dy)
+            row += 1
+        if use_b:
+            sd[row] = sp[3]
+
+
+@njit
+def wrap(a):
+    """Angle wrapped to [-π, π)."""
+    return a - 2.0 * math.pi * math.floor((a + math.pi) / (2.0 * math.pi))
+
+
+@njit
+def meas_jac(x, B, sp, H, Rd):
+    """Measurement Jacobian H (m, n) and noise variances Rd (m,) at state x."""
+    use_r = sp[0] != 0.0
+    use_b = sp[1] != 0.0
+    per = int(use_r) + int(use_b)
+    n = H.shape[1]
+    for j in range(B.shape[0]):
+        sx = x[0] - B[j, 0]
+        sy = x[1] - B[j, 1]
+        r2 = sx * sx + sy * sy
+        r = math.sqrt(r2)
+        row = j * per
+        if use_r:
+            for i in range(n):
+                H[row, i] = 0.0
+            H[row, 0] = sx / r
+            H[row, 1] = sy / r
+            sd = sp[2] + sp[4] * r
+            Rd[row] = sd * sd
+            row += 1
+        if use_b:
+            for i in range(n):
+                H[row, i] = 0.0
+            H[row, 0] = -sy / r2
+            H[row, 1] = sx / r2
+            H[row, 2] = -1.0
+            Rd[row] = sp[3] * sp[3]
+
+
+@njit
+def meas_jac_batch(X, B, sp, H, Rd):
+    """H (K, m, n) and Rd (K, m) at each state of X (K, n)."""
+    for k in range(X.shape[0]):
+        meas_jac(X[k], B, sp, H[k], Rd[k])
+
+
+@njit
+def meas_vjp_batch(X, B, sp, Hb, Rb, Xb, Bb, spb):
+    """Cotangents of the states, beacons and noise parameters from H̄, R̄.
+
+    Writes ``Xb`` (K, n); accumulates ``Bb`` (n_b, 2) and
+    ``spb = [range_std, bearing_std, range_slope]`` cotangents.
+    """
+    use_r = sp[0] != 0.0
+    use_b = sp[1] != 0.0
+    per = int(use_r) + int(use_b)
+    for k in range(X.shape[0]):
+        for i in range(X.shape[1]):
+            Xb[k, i] = 0.0
+        for j in range(B.shape[0]):
+            sx = X[k, 0] - B[j, 0]
+            sy = X[k, 1] - B[j, 1]
+            r2 = sx * sx + sy * sy
+            r = math.sqrt(r2)
+            ex = sx / r
+            ey = sy / r
+            gx = 0.0  # cotangent of s = p - b
+            gy = 0.0
+            row = j * per
+            if use_r:
+                # H row (ex, ey): d e / d s = (I - e eᵀ) / r
+                hx = Hb[k, row, 0]
+                hy = Hb[k, row, 1]
+                proj = hx * ex + hy * ey
+                gx += (hx - proj * ex) / r
+                gy += (hy - proj * ey) / r
+                # Rd = (σ0 + α r)²
+                sd = sp[2] + sp[4] * r
+                rb = Rb[k, row]
+                rbar = rb * 2.0 * sd * sp[4]
+                gx += rbar * ex
+                gy += rbar * ey
+                spb[0] += rb * 2.0 * sd
+                spb[2] += rb * 2.0 * sd * r
+                row += 1
+            if use_b:
+                # H row (-sy/r², sx/r², -1)
+                h0 = Hb[k, row, 0]
+                h1 = Hb[k, row, 1]
+                r4 = r2 * r2
+                gx += h0 * (2.0 * sx * sy / r4) + h1 * (1.0 / r2 - 2.0 * sx * sx / r4)
+                gy += h0 * (-1.0 / r2 + 2.0 * sy * sy / r4) + h1 * (-2.0 * sx * sy / r4)
+                spb[1] += Rb[k, row] * 2.0 * sp[3]
+            Xb[k, 0] += gx
+            Xb[k, 1] += gy
+            Bb[j, 0] -= gx
+            Bb[j, 1] -= gy
+
+
+# ---------------------------------------------------------------------------
+# covariance recursion (generic in n, n_u, m)
+# ---------------------------------------------------------------------------
+
+
+@njit
+def predict_cov(F, G, P, M, Q0, T, GM, Pm):
+    """Pm = F P Fᵀ + G M Gᵀ + Q0 (symmetrised). T (n, n), GM (n, n_u) scratch."""
+    n = F.shape[0]
+    nu = G.shape[1]
+    for i in range(n):
+        for j in range(n):
+            acc = 0.0
+            for l in range(n):
+                acc += F[i, l] * P[l, j]
+            T[i, j] = acc
+        for j in range(nu):
+            acc = 0.0
+            for l in range(nu):
+                acc += G[i, l] * M[l, j]
+            GM[i, j] = acc
+    for i in range(n):
+        for j in range(i, n):
+            acc = Q0[i, j] + Q0[j, i]
+            for l in range(n):
+                acc += T[i, l] * F[j, l] + T[j, l] * F[i, l]
+            for l in range(nu):
+                acc += GM[i, l] * G[j, l] + GM[j, l] * G[i, l]
+            Pm[i, j] = 0.5 * acc
+            Pm[j, i] = 0.5 * acc
+
+
+@njit
+def kalman_update(Pm, H, Rd, joseph, P, K, PHt, S, A, T):
+    """EKF covariance update with gain K (n, m); posterior into P (n, n).
+
+    S = H Pm Hᵀ + diag(Rd) is factorised by Cholesky (S = L Lᵀ, L stored in
+    the lower triangle of ``S``) and the gain rows come from two triangular
+    solves (Kᵀ = S⁻¹ H Pm; no inverse is formed). Joseph form
+    P = (I - K H) Pm (I - K H)ᵀ + K diag(Rd) Kᵀ, or the standard form
+    P = (I - K H) Pm; both symmetrised. On exit ``A`` = I - K H and ``T`` =
+    A Pm. PHt (n, m), S (m, m), A, T (n, n) are scratch. Returns False if S is
+    not positive definite.
+    """
+    n = Pm.shape[0]
+    m = H.shape[0]
+    for i in range(n):
+        for a in range(m):
+            acc = 0.0
+            for l in range(n):
+                acc += Pm[i, l] * H[a, l]
+            PHt[i, a] = acc
+    for a in range(m):
+        for b in range(a + 1):
+            acc = 0.0
+            for l in range(n):
+                acc += H[a, l] * PHt[l, b]
+            S[a, b] = acc
+        S[a, a] += Rd[a]
+    # Cholesky in place (lower triangle)
+    for j in range(m):
+        d = S[j, j]
+        for l in range(j):
+            d -= S[j, l] * S[j, l]
+        if not d > 0.0:
+            return False
+        d = math.sqrt(d)
+        S[j, j] = d
+        for i in range(j + 1, m):
+            acc = S[i, j]
+            for l in range(j):
+                acc -= S[i, l] * S[j, l]
+            S[i, j] = acc / d
+    # row i of K solves L Lᵀ kᵢ = row i of Pm Hᵀ
+    for i in range(n):
+        for a in range(m):
+            acc = PHt[i, a]
+            for l in range(a):
+                acc -= S[a, l] * K[i, l]
+            K[i, a] = acc / S[a, a]
+        for a in range(m - 1, -1, -1):
+            acc = K[i, a]
+            for l in range(a + 1, m):
+                acc -= S[l, a] * K[i, l]
+            K[i, a] = acc / S[a, a]
+    for i in range(n):
+        for j in range(n):
+            acc = 1.0 if i == j else 0.0
+            for a in range(m):
+                acc -= K[i, a] * H[a, j]
+            A[i, j] = acc
+    for i in range(n):
+        for j in range(n):
+            acc = 0.0
+            for l in range(n):
+                acc += A[i, l] * Pm[l, j]
+            T[i, j] = acc
+    for i in range(n):
+        for j in range(i, n):
+            if joseph:
+                acc = 0.0
+                for l in range(n):
+                    acc += T[i, l] * A[j, l] + T[j, l] * A[i, l]
+                kr = 0.0
+                for a in range(m):
+                    kr += K[i, a] * Rd[a] * K[j, a]
+                v = 0.5 * acc + kr
+            else:
+                v = 0.5 * (T[i, j] + T[j, i])
+            P[i, j] = v
+            P[j, i] = v
+    return True
+
+
+@njit
+def cov_forward(F, G, H, Rd, P0, M, Q0, joseph, P, Pm, Kg):
+    """Covariance recursion over N steps.
+
+    F (N, n, n), G (N, n, n_u), H (N, m, n), Rd (N, m) are the Jacobians and
+    noise variances along the nominal trajectory (H, Rd at states 1..N).
+    Writes P (N+1, n, n) (P[0] = P0, P[k+1] posterior after the update at
+    state k+1), Pm (N, n, n) priors and Kg (N, n, m) gains. Returns the index
+    of the first step whose innovation covariance is not positive definite,
+    or -1.
+    """
+    N = F.shape[0]
+    n = F.shape[1]
+    nu = G.shape[2]
+    m = H.shape[1]
+    P[0] = P0
+    T = np.empty((n, n))
+    GM = np.empty((n, nu))
+    PHt = np.empty((n, m))
+    S = np.empty((m, m))
+    A = np.empty((n, n))
+    for k in range(N):
+        predict_cov(F[k], G[k], P[k], M, Q0, T, GM, Pm[k])
+        if not kalman_update(Pm[k], H[k], Rd[k], joseph, P[k + 1], Kg[k], PHt, S, A, T):
+            return k
+    return -1
+
+
+@njit
+def cov_adjoint(F, G, H, Kg, Pm, P, M, Pbar, Fb, Gb, Hb, Rb, P0b, Mb, Q0b):
+    """Reverse sweep of the covariance recursion.
+
+    ``Pbar`` (N+1, n, n) holds ∂J/∂P_k for every step (symmetrised here).
+    Writes the cotangents Fb (N, n, n), Gb (N, n, n_u), Hb (N, m, n),
+    Rb (N, m), P0b (n, n) and accumulates Mb (n_u, n_u), Q0b (n, n).
+
+    Update (optimal gain, so ∂P/∂K = 0 and K is held fixed):
+    P̄⁻ = Aᵀ P̄ A, R̄ = diag(Kᵀ P̄ K), H̄ = -2 Kᵀ P̄ A P⁻ with A = I - K H.
+    Predict: Q̄₀ += P̄⁻, F̄ = 2 P̄⁻ F P, Ḡ = 2 P̄⁻ G M, M̄ += Gᵀ P̄⁻ G,
+    P̄_k = Fᵀ P̄⁻ F + ∂J/∂P_k.
+    """
+    N = F.shape[0]
+    n = F.shape[1]
+    nu = G.shape[2]
+    m = H.shape[1]
+    Pb = np.empty((n, n))
+    Pmb = np.empty((n, n))
+    A = np.empty((n, n))
+    T = np.empty((n, n))
+    T2 = np.empty((n, max(nu, 1)))
+    KP = np.empty((m, n))
+    W = np.empty((n, n))
+    for i in range(n):
+        for j in range(n):
+            Pb[i, j] = 0.5 * (Pbar[N, i, j] + Pbar[N, j, i])
+    for k in range(N - 1, -1, -1):
+        K = Kg[k]
+        Hk = H[k]
+        Pmk = Pm[k]
+        for i in range(n):
+            for j in range(n):
+                acc = 1.0 if i == j else 0.0
+                for a in range(m):
+                    acc -= K[i, a] * Hk[a, j]
+                A[i, j] = acc
+        # T = P̄ A ; P̄⁻ = Aᵀ T
+        for i in range(n):
+            for j in range(n):
+                acc = 0.0
+                for l in range(n):
+                    acc += Pb[i, l] * A[l, j]
+                T[i, j] = acc
+        for i in range(n):
+            for j in range(i, n):
+                acc = 0.0
+                for l in range(n):
+                    acc += A[l, i] * T[l, j] + A[l, j] * T[l, i]
+                Pmb[i, j] = 0.5 * acc
+                Pmb[j, i] = 0.5 * acc
+        # KP = Kᵀ P̄ (m, n); R̄_a = (Kᵀ P̄ K)_aa
+        for a in range(m):
+            for j in range(n):
+                acc = 0.0
+                for l in range(n):
+                    acc += K[l, a] * Pb[l, j]
+                KP[a, j] = acc
+            acc = 0.0
+            for j in range(n):
+                acc += KP[a, j] * K[j, a]
+            Rb[k, a] = acc
+        # W = A P⁻ ; H̄ = -2 KP W
+        for i in range(n):
+            for j in range(n):
+                acc = 0.0
+                for l in range(n):
+                    acc += A[i, l] * Pmk[l, j]
+                W[i, j] = acc
+        for a in range(m):
+            for j in range(n):
+                acc = 0.0
+                for l in range(n):
+                    acc += KP[a, l] * W[l, j]
+                Hb[k, a, j] = -2.0 * acc
+        # predict: P⁻ = F P Fᵀ + G M Gᵀ + Q0
+        Fk = F[k]
+        Gk = G[k]
+        Pk = P[k]
+        for i in range(n):
+            for j in range(n):
+                Q0b[i, j] += Pmb[i, j]
+        # T = P̄⁻ F ; F̄ = 2 T P_k ; P̄_k = Fᵀ T + ∂J/∂P_k
+        for i in range(n):
+            for j in range(n):
+                acc = 0.0
+                for l in range(n):
+                    acc += Pmb[i, l] * Fk[l, j]
+                T[i, j] = acc
+        for i in range(n):
+            for j in range(n):
+                acc = 0.0
+                for l in range(n):
+                    acc += T[i, l] * Pk[l, j]
+                Fb[k, i, j] = 2.0 * acc
+        # T2 = P̄⁻ G (n, n_u) in the first n_u columns ; Ḡ = 2 T2 M ; M̄ += Gᵀ T2
+        for i in range(n):
+            for j in range(nu):
+                acc = 0.0
+                for l in range(n):
+                    acc += Pmb[i, l] * Gk[l, j]
+                T2[i, j] = acc
+        for i in range(n):
+            for j in range(nu):
+                acc = 0.0
+                for l in range(nu):
+                    acc += T2[i, l] * M[l, j]
+                Gb[k, i, j] = 2.0 * acc
+        for i in range(nu):
+            for j in range(nu):
+                acc = 0.0
+                for l in range(n):
+                    acc += Gk[l, i] * T2[l, j]
+                Mb[i, j] += acc
+        for i in range(n):
+            for j in range(i, n):
+                acc = 0.5 * (Pbar[k, i, j] + Pbar[k, j, i])
+                for l in range(n):
+                    acc += Fk[l, i] * T[l, j]
+                Pb[i, j] = acc
+                Pb[j, i] = acc
+    P0b[:, :] = Pb
+
+
+# ---------------------------------------------------------------------------
+# the actual EKF on simulated noisy data (Monte-Carlo runs)
+# ---------------------------------------------------------------------------
+
+
+@njit
+def ekf_monte_carlo(kind, mp, B, sp, x0, P0, U, M, Q0, L0, Lm, Lq, e0, eu, eq, ez, joseph, Xt, Xh, Ph, Z):
+    """Simulate truth + measurements and run the EKF, for each of R runs.
+
+    Truth: x_t,0 = x0 + L0 e0, x_t,k+1 = f(x_t,k, u_k + Lm eu_k) + Lq eq_k,
+    z_k+1 = h(x_t,k+1) + σ(x_t,k+1) ⊙ ez_k (bearings wrapped). Filter: starts
+    at (x0, P0), predicts with the commanded controls, updates with z using
+    wrapped bearing innovations (Joseph form or standard). Writes Xt, Xh
+    (R, N+1, n), Ph (R, N+1, n, n), Z (R, N, m). Returns -1, or the flat index
+    r * N + k of the first step whose innovation covariance failed.
+    """
+    R = e0.shape[0]
+    N = U.shape[0]
+    n = x0.shape[0]
+    nu = U.shape[1]
+    m = ez.shape[2]
+    use_r = sp[0] != 0.0
+    use_b = sp[1] != 0.0
+    per = int(use_r) + int(use_b)
+    F = np.empty((n, n))
+    G = np.empty((n, nu))
+    Ft = np.empty((n, n))
+    Gt = np.empty((n, nu))
+    H = np.empty((m, n))
+    Rd = np.empty(m)
+    sd = np.empty(m)
+    zh = np.empty(m)
+    ut = np.empty(nu)
+    xn = np.empty(n)
+    Pm = np.empty((n, n))
+    Kg = np.empty((n, m))
+    T = np.empty((n, n))
+    GM = np.empty((n, nu))
+    PHt = np.empty((n, m))
+    S = np.empty((m, m))
+    A = np.empty((n, n))
+    for r in range(R):
+        for i in range(n):
+            acc = x0[i]
+            for l in range(n):
+                acc += L0[i, l] * e0[r, l]
+            Xt[r, 0, i] = acc
+            Xh[r, 0, i] = x0[i]
+        Ph[r, 0] = P0
+        for k in range(N):
+            # truth
+            for i in range(nu):
+                acc = U[k, i]
+                for l in range(nu):
+                    acc += Lm[i, l] * eu[r, k, l]
+                ut[i] = acc
+            model_step(kind, mp, Xt[r, k], ut, xn, Ft, Gt)
+            for i in range(n):
+                acc = xn[i]
+                for l in range(n):
+                    acc += Lq[i, l] * eq[r, k, l]
+                Xt[r, k + 1, i] = acc
+            meas_eval(Xt[r, k + 1], B, sp, Z[r, k])
+            meas_noise_std(Xt[r, k + 1], B, sp, sd)
+            for a in range(m):
+                Z[r, k, a] += sd[a] * ez[r, k, a]
+            if use_b:
+                for j in range(B.shape[0]):
+                    a = j * per + per - 1
+                    Z[r, k, a] = wrap(Z[r, k, a])
+            # filter: predict
+            model_step(kind, mp, Xh[r, k], U[k], xn, F, G)
+            predict_cov(F, G, Ph[r, k], M, Q0, T, GM, Pm)
+            # update at the predicted state
+            meas_jac(xn, B, sp, H, Rd)
+            if not kalman_update(Pm, H, Rd, joseph, Ph[r, k + 1], Kg, PHt, S, A, T):
+                return r * N + k
+            meas_eval(xn, B, sp, zh)
+            for a in range(m):
+                zh[a] = Z[r, k, a] - zh[a]
+            if use_b:
+                for j in range(B.shape[0]):
+                    a = j * per + per - 1
+                    zh[a] = wrap(zh[a])
+            for i in range(n):
+                acc = xn[i]
+                for a in range(m):
+                    acc += Kg[i, a] * zh[a]
+                Xh[r, k + 1, i] = acc
+    return -1

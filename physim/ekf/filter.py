@@ -1,0 +1,408 @@
+"""EKF covariance rollout along a nominal trajectory, and the EKF on simulated data.
+
+:func:`covariance_rollout` propagates the noise-free (nominal) trajectory
+``x_{k+1} = f(x_k, u_k)`` and the EKF covariances along it::
+
+    P⁻_{k+1} = F_k P_k F_kᵀ + G_k M G_kᵀ + Q₀         (predict; F = ∂f/∂x, G = ∂f/∂u)
+    S = H P⁻ Hᵀ + R,  K = P⁻ Hᵀ S⁻¹                   (Cholesky solves, no inverse)
+    P_{k+1} = (I - K H) P⁻ (I - K H)ᵀ + K R Kᵀ         (Joseph form, symmetrised)
+
+with ``H``, ``R`` evaluated at ``x_{k+1}``. This is the covariance the EKF
+would report if it tracked the nominal trajectory, the quantity active-sensing
+costs are built on; :func:`physim.ekf.adjoint` differentiates it.
+
+:func:`run_filter` runs the actual EKF on noisy measurements of a simulated
+true trajectory (Monte-Carlo runs), to check that a plan really localises
+better (RMSE) and that the filter is consistent (NEES).
+
+Units: m, s, rad (controls in the model's units, e.g. m/s and rad/s).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from .._validate import as_float_array, check_spd
+from ..errors import InvalidInputError, InvalidTypeError, ShapeError, SingularSystemError
+from . import _kernels as K
+from .models import MotionModel
+from .sensors import Beacons, MeasurementModel
+
+__all__ = ["Rollout", "covariance_rollout", "FilterResult", "run_filter"]
+
+
+@dataclass(frozen=True, eq=False)
+class Rollout:
+    """Nominal trajectory and EKF covariances, with what the adjoint needs.
+
+    Attributes
+    ----------
+    model : MotionModel
+    sensor : MeasurementModel
+    x0 : ndarray (n,)
+    P0 : ndarray (n, n)
+    controls : ndarray (N, n_u)
+    M : ndarray (n_u, n_u)
+        Control (odometry) noise covariance.
+    Q0 : ndarray (n, n)
+        Additive process noise covariance.
+    joseph : bool
+        Whether the Joseph form was used for the update.
+    states : ndarray (N+1, n)
+        Nominal trajectory, ``states[0] = x0``.
+    P : ndarray (N+1, n, n)
+        Posterior covariances, ``P[0] = P0``, ``P[k]`` after the update at step k.
+    P_prior : ndarray (N, n, n)
+        Predicted covariances ``P⁻`` before the update at step k+1.
+    gains : ndarray (N, n, m)
+        Kalman gains.
+    F, G : ndarray (N, n, n), (N, n, n_u)
+        Model Jacobians along the trajectory.
+    H, R : ndarray (N, m, n), (N, m)
+        Measurement Jacobians and noise variances at states 1..N.
+    """
+
+    model: MotionModel
+    sensor: MeasurementModel
+    x0: np.ndarray
+    P0: np.ndarray
+    controls: np.ndarray
+    M: np.ndarray
+    Q0: np.ndarray
+    joseph: bool
+    states: np.ndarray
+    P: np.ndarray
+    P_prior: np.ndarray
+    gains: np.ndarray
+    F: np.ndarray
+    G: np.ndarray
+    H: np.ndarray
+    R: np.ndarray
+
+    @property
+    def trajectory(self) -> np.ndarray:
+        """Alias of :attr:`states` (N+1, n)."""
+        return self.states
+
+    @property
+    def n_steps(self) -> int:
+        """Horizon N."""
+        return self.controls.shape[0]
+
+
+# ---------------------------------------------------------------------------
+# validation
+# ---------------------------------------------------------------------------
+
+
+def _check_psd(name: str, A: np.ndarray) -> None:
+    scale = max(float(np.abs(A).max()), np.finfo(float).tiny)
+    asym = float(np.abs(A - A.T).max()) / scale
+    if asym > 1e-10:
+        raise InvalidInputError(f"{name} is not symmetric (relative asymmetry {asym:.3g})")
+    ev = np.linalg.eigvalsh(0.5 * (A + A.T))
+    if ev[0] < -1e-12 * max(ev[-1], 0.0):
+        raise InvalidInputError(f"{name} is not positive semi-definite (smallest eigenvalue {ev[0]:.6g})")
+
+
+def _validate(model, sensor, x0, P0, controls, M, Q0):
+    if not isinstance(model, MotionModel):
+        raise InvalidTypeError(
+            f"model must be a physim.ekf.MotionModel (e.g. Unicycle(dt)), got {type(model).__name__}"
+        )
+    if not isinstance(sensor, MeasurementModel):
+        raise InvalidTypeError(
+            f"beacons must be a physim.ekf.MeasurementModel (e.g. Beacons(...)), got {type(sensor).__name__}"
+        )
+    n, nu = model.n_state, model.n_control
+    x0 = as_float_array("x0", x0, (n,))
+    P0 = as_float_array("P0", P0, (n, n))
+    check_spd("P0", P0)
+    U = as_float_array("controls", controls, (None, nu))
+    if U.shape[0] < 1:
+        raise ShapeError(f"controls must hold at least one step, got shape {U.shape}")
+    model.check_controls(U)
+    M = as_float_array("M", M, (nu, nu))
+    _check_psd("M", M)
+    Q0 = as_float_array("Q0", Q0, (n, n))
+    _check_psd("Q0", Q0)
+    return x0, P0, U, M, Q0
+
+
+# ---------------------------------------------------------------------------
+# rollout
+# ---------------------------------------------------------------------------
+
+
+def _trajectory(model: MotionModel, x0, U):
+    """Nominal states (N+1, n) and Jacobians F, G along them."""
+    N, n, nu = U.shape[0], model.n_state, model.n_control
+    X = np.empty((N + 1, n))
+    F = np.empty((N, n, n))
+    G = np.empty((N, n, nu))
+    if model._kind is not None:
+        K.model_rollout(model._kind, model._params(), x0, U, X, F, G)
+        return X, F, G
+    X[0] = x0
+    for k in range(N):
+        Fk, Gk = model.jacobians(X[k], U[k])
+        xn = model.step(X[k], U[k])
+        if k == 0:
+            for name, a, shp in (("step", xn, (n,)), ("jacobians F", Fk, (n, n)), ("jacobians G", Gk, (n, nu))):
+                if np.shape(a) != shp:
+                    raise ShapeError(f"{type(model).__name__}.{name} returned shape {np.shape(a)}, expected {shp}")
+        X[k + 1], F[k], G[k] = xn, Fk, Gk
+    return X, F, G
+
+
+def _rollout(model, sensor, x0, P0, U, M, Q0, joseph=True, check=True) -> Rollout:
+    """Rollout on validated arrays (no argument checks)."""
+    X, F, G = _trajectory(model, x0, U)
+    if check:
+        bad = ~np.isfinite(X)
+        if bad.any():
+            k = int(np.argwhere(bad)[0][0])
+            raise InvalidInputError(f"the nominal trajectory is not finite from step {k}")
+        sensor.check_states(X[1:])
+    H, Rd = sensor.jacobians(X[1:])
+    H = np.ascontiguousarray(H, dtype=np.float64)
+    Rd = np.ascontiguousarray(Rd, dtype=np.float64)
+    if check and not np.all(Rd > 0):
+        k, a = np.argwhere(~(Rd > 0))[0]
+        raise InvalidInputError(f"measurement noise variance R[{k}, {a}] = {Rd[k, a]!r} is not > 0")
+    N, n = F.shape[0], F.shape[1]
+    m = H.shape[1]
+    P = np.empty((N + 1, n, n))
+    Pm = np.empty((N, n, n))
+    Kg = np.empty((N, n, m))
+    fail = K.cov_forward(F, G, H, Rd, P0, M, Q0, bool(joseph), P, Pm, Kg)
+    if fail >= 0:
+        raise SingularSystemError(f"innovation covariance is not positive definite at step {fail + 1}")
+    return Rollout(
+        model=model, sensor=sensor, x0=x0, P0=P0, controls=U, M=M, Q0=Q0, joseph=bool(joseph),
+        states=X, P=P, P_prior=Pm, gains=Kg, F=F, G=G, H=H, R=Rd,
+    )  # fmt: skip
+
+
+def covariance_rollout(model, beacons, x0, P0, controls, M, Q0, *, joseph: bool = True) -> Rollout:
+    """Nominal trajectory and EKF covariances for a control sequence.
+
+    Parameters
+    ----------
+    model : MotionModel
+        Motion model, e.g. ``Unicycle(dt)``.
+    beacons : MeasurementModel
+        Sensor, e.g. ``Beacons(positions, range_std, bearing_std)``.
+    x0 : array_like, shape (n,)
+        Initial state (m, m, rad).
+    P0 : array_like, shape (n, n)
+        Initial covariance (SPD).
+    controls : array_like, shape (N, n_u)
+        Control sequence u_0..u_{N-1}.
+    M : array_like, shape (n_u, n_u)
+        Control (odometry) noise covariance (symmetric PSD); process noise is
+        ``G M Gᵀ + Q0`` with ``G = ∂f/∂u``.
+    Q0 : array_like, shape (n, n)
+        Additive process noise covariance (symmetric PSD).
+    joseph : bool
+        Joseph-form update (default) or the standard form ``(I - K H) P⁻``.
+
+    Returns
+    -------
+    Rollout
+        ``.P`` (N+1, n, n) with ``.P[0] = P0`` and ``.P[k]`` the covariance
+        after the update at step k; ``.states`` (N+1, n).
+
+    Raises
+    ------
+    ShapeError, InvalidInputError, NonFiniteError, InvalidTypeError
+        Wrong shapes, non-SPD ``P0``, non-PSD noise, NaN controls, a beacon on
+        the trajectory.
+    """
+    x0, P0, U, M, Q0 = _validate(model, beacons, x0, P0, controls, M, Q0)
+    return _rollout(model, beacons, x0, P0, U, M, Q0, joseph=joseph, check=True)
+
+
+# ---------------------------------------------------------------------------
+# EKF on simulated data
+# ---------------------------------------------------------------------------
+
+
+def _wrap(a):
+    return np.mod(a + np.pi, 2 * np.pi) - np.pi
+
+
+def _sqrt_psd(A: np.ndarray) -> np.ndarray:
+    w, V = np.linalg.eigh(0.5 * (A + A.T))
+    return np.ascontiguousarray(V * np.sqrt(np.clip(w, 0.0, None)))
+
+
+@dataclass(frozen=True, eq=False)
+class FilterResult:
+    """Monte-Carlo runs of the EKF on simulated data.
+
+    Attributes
+    ----------
+    truth : ndarray (R, N+1, n)
+        Simulated true states.
+    estimates : ndarray (R, N+1, n)
+        EKF state estimates (``estimates[:, 0] = x0``).
+    covariances : ndarray (R, N+1, n, n)
+        EKF covariances.
+    measurements : ndarray (R, N, m)
+        Noisy measurements taken at steps 1..N.
+    """
+
+    truth: np.ndarray
+    estimates: np.ndarray
+    covariances: np.ndarray
+    measurements: np.ndarray
+
+    @property
+    def errors(self) -> np.ndarray:
+        """Estimation errors (R, N+1, n), heading component wrapped to [-π, π)."""
+        e = self.truth - self.estimates
+        if e.shape[2] >= 3:
+            e[..., 2] = _wrap(e[..., 2])
+        return e
+
+    @property
+    def position_rmse(self) -> np.ndarray:
+        """Position RMSE over the runs at each step (N+1,), m."""
+        e = self.errors[..., :2]
+        return np.sqrt(np.mean(np.sum(e * e, axis=2), axis=0))
+
+    @property
+    def rmse(self) -> float:
+        """Position RMSE over runs and steps 1..N, m."""
+        e = self.errors[:, 1:, :2]
+        return float(np.sqrt(np.mean(np.sum(e * e, axis=2))))
+
+    @property
+    def final_rmse(self) -> float:
+        """Position RMSE over runs at the final step, m."""
+        return float(self.position_rmse[-1])
+
+    @property
+    def nees(self) -> np.ndarray:
+        """Normalised estimation error squared eᵀ P⁻¹ e (R, N+1) (Cholesky solves)."""
+        e = self.errors
+        L = np.linalg.cholesky(self.covariances)
+        y = np.linalg.solve(L, e[..., None])[..., 0]
+        return np.sum(y * y, axis=-1)
+
+    @property
+    def mean_nees(self) -> np.ndarray:
+        """NEES averaged over runs (N+1,); ≈ n for a consistent filter."""
+        return self.nees.mean(axis=0)
+
+
+def run_filter(
+    model,
+    beacons,
+    x0,
+    P0,
+    controls,
+    M,
+    Q0,
+    *,
+    n_runs: int = 1,
+    seed=None,
+    joseph: bool = True,
+) -> FilterResult:
+    """Run the EKF on simulated noisy data (Monte-Carlo).
+
+    Each run draws the true initial state from N(x0, P0), drives the truth
+    with the commanded controls corrupted by N(0, M) plus additive N(0, Q0)
+    process noise, measures it with noise N(0, R(x_true)) and runs the EKF
+    from (x0, P0) with the commanded controls. Bearing innovations are wrapped.
+
+    Parameters
+    ----------
+    model, beacons, x0, P0, controls, M, Q0
+        As in :func:`covariance_rollout`.
+    n_runs : int
+        Number of Monte-Carlo runs R (≥ 1).
+    seed : int or numpy.random.Generator, optional
+        Randomness of the simulation.
+    joseph : bool
+        Joseph-form (default) or standard covariance update.
+
+    Returns
+    -------
+    FilterResult
+        Truth, estimates, covariances, measurements; ``.rmse``,
+        ``.position_rmse``, ``.nees``.
+    """
+    x0, P0, U, M, Q0 = _validate(model, beacons, x0, P0, controls, M, Q0)
+    if not isinstance(n_runs, (int, np.integer)) or n_runs < 1:
+        raise InvalidInputError(f"n_runs must be a positive integer, got {n_runs!r}")
+    rng = np.random.default_rng(seed)
+    N, n, nu, m = U.shape[0], model.n_state, model.n_control, beacons.n_meas
+    e0 = rng.standard_normal((n_runs, n))
+    eu = rng.standard_normal((n_runs, N, nu))
+    eq = rng.standard_normal((n_runs, N, n))
+    ez = rng.standard_normal((n_runs, N, m))
+    L0 = np.ascontiguousarray(np.linalg.cholesky(P0))
+    Lm, Lq = _sqrt_psd(M), _sqrt_psd(Q0)
+    if model._kind is not None and type(beacons) is Beacons:
+        if beacons.bearing_std is None or n >= 3:
+            Xt = np.empty((n_runs, N + 1, n))
+            Xh = np.empty_like(Xt)
+            Ph = np.empty((n_runs, N + 1, n, n))
+            Z = np.empty((n_runs, N, m))
+            fail = K.ekf_monte_carlo(
+                model._kind, model._params(), beacons.positions, beacons._params(), x0, P0, U, M, Q0,
+                L0, Lm, Lq, e0, eu, eq, ez, bool(joseph), Xt, Xh, Ph, Z,
+            )  # fmt: skip
+            if fail >= 0:
+                raise SingularSystemError(
+                    f"innovation covariance not positive definite in run {fail // N}, step {fail % N + 1}"
+                )
+            return FilterResult(truth=Xt, estimates=Xh, covariances=Ph, measurements=Z)
+    return _run_filter_python(model, beacons, x0, P0, U, M, Q0, L0, Lm, Lq, e0, eu, eq, ez, joseph)
+
+
+def _run_filter_python(model, sensor, x0, P0, U, M, Q0, L0, Lm, Lq, e0, eu, eq, ez, joseph):
+    """Reference path for user-defined models/sensors (same noise draws as the kernel)."""
+    R, N = e0.shape[0], U.shape[0]
+    n, m = x0.shape[0], sensor.n_meas
+    ang = np.asarray(sensor.angular, dtype=bool)
+    Xt = np.empty((R, N + 1, n))
+    Xh = np.empty_like(Xt)
+    Ph = np.empty((R, N + 1, n, n))
+    Z = np.empty((R, N, m))
+    I = np.eye(n)
+    for r in range(R):
+        Xt[r, 0] = x0 + L0 @ e0[r]
+        Xh[r, 0] = x0
+        Ph[r, 0] = P0
+        for k in range(N):
+            Xt[r, k + 1] = model.step(Xt[r, k], U[k] + Lm @ eu[r, k]) + Lq @ eq[r, k]
+            xt = Xt[r, k + 1][None]
+            z = sensor.measure(xt)[0] + sensor.noise_std(xt)[0] * ez[r, k]
+            z[ang] = _wrap(z[ang])
+            Z[r, k] = z
+            F, G = model.jacobians(Xh[r, k], U[k])
+            xp = model.step(Xh[r, k], U[k])
+            Pm = F @ Ph[r, k] @ F.T + G @ M @ G.T + Q0
+            Pm = 0.5 * (Pm + Pm.T)
+            H, Rd = sensor.jacobians(xp[None])
+            H, Rd = H[0], Rd[0]
+            S = H @ Pm @ H.T + np.diag(Rd)
+            try:
+                L = np.linalg.cholesky(S)
+            except np.linalg.LinAlgError:
+                raise SingularSystemError(
+                    f"innovation covariance not positive definite in run {r}, step {k + 1}"
+                ) from None
+            Kg = np.linalg.solve(L.T, np.linalg.solve(L, H @ Pm)).T
+            y = z - sensor.measure(xp[None])[0]
+            y[ang] = _wrap(y[ang])
+            Xh[r, k + 1] = xp + Kg @ y
+            A = I - Kg @ H
+            P = A @ Pm @ A.T + Kg @ np.diag(Rd) @ Kg.T if joseph else A @ Pm
+            Ph[r, k + 1] = 0.5 * (P + P.T)
+    return FilterResult(truth=Xt, estimates=Xh, covariances=Ph, measurements=Z)
