@@ -1,0 +1,52 @@
+"""Spring-lattice mechanics and mechanical neural networks (Li & Mao 2024).
+
+Networks of central-force springs with pinned dofs, solved in the linear
+(small-displacement) or geometrically exact model; gradients of any loss of
+the displacements with respect to bond stiffnesses and rest lengths by the
+in situ adjoint rule ``dL/dk_i = e_i(forward) e_i(adjoint)``.
+
+>>> from physim.lattice import triangular_lattice, solve, adjoint, mse_loss
+"""
+
+from .adjoint import LatticeGradient, adjoint
+from .learning import (
+    PAPER,
+    LatticeObjective,
+    accuracy,
+    stiffness_from_width,
+    stiffness_transform,
+    train_adam,
+    weight_force,
+    width_from_stiffness,
+)
+from .losses import class_probabilities, classifier_loss, mse_loss, output_values, predict_class
+from .network import SpringNetwork, from_mesh, remove_bonds, square_lattice, triangular_lattice
+from .solve import Equilibrium, FloppyModes, floppy_modes, solve, stiffness_matrix
+
+__all__ = [
+    "SpringNetwork",
+    "triangular_lattice",
+    "square_lattice",
+    "from_mesh",
+    "remove_bonds",
+    "solve",
+    "Equilibrium",
+    "stiffness_matrix",
+    "floppy_modes",
+    "FloppyModes",
+    "adjoint",
+    "LatticeGradient",
+    "mse_loss",
+    "classifier_loss",
+    "class_probabilities",
+    "predict_class",
+    "output_values",
+    "PAPER",
+    "stiffness_from_width",
+    "width_from_stiffness",
+    "stiffness_transform",
+    "weight_force",
+    "LatticeObjective",
+    "train_adam",
+    "accuracy",
+]

@@ -1,0 +1,239 @@
+"""Training mechanical neural networks with :mod:`physim.optim`.
+
+The physical parameters are bond stiffnesses ``k = Y w t / a`` (Young's
+modulus ``Y``, bond width ``w``, thickness ``t``, length ``a``) with the
+width limited to a printable range; :func:`stiffness_transform` returns the
+:class:`~physim.optim.Bounded` sigmoid map from unconstrained variables to
+that stiffness range. :class:`LatticeObjective` turns a data set of load
+cases and a loss of the displacements into ``fun(z[, batch]) -> (value,
+grad)`` for :func:`physim.optim.minimize`, each call being one batched solve
+and one adjoint solve with the same factorisation; :func:`train_adam` runs
+minibatch Adam on it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import numpy as np
+
+from .._validate import as_float_array, as_index_array, as_scalar
+from ..errors import InvalidInputError, InvalidTypeError, ShapeError
+from ..optim import Bounded, Identity, Transform, minimize
+from .adjoint import adjoint
+from .losses import predict_class
+from .network import SpringNetwork
+from .solve import Equilibrium, solve
+
+__all__ = [
+    "PAPER",
+    "stiffness_from_width",
+    "width_from_stiffness",
+    "stiffness_transform",
+    "weight_force",
+    "LatticeObjective",
+    "train_adam",
+    "accuracy",
+]
+
+#: Li & Mao (2024) set-up: Young's modulus (Pa), thickness (m), bond length (m),
+#: width range and initial width (m), gravity (m/s^2).
+PAPER = {
+    "youngs_modulus": 0.55e6,
+    "thickness": 2e-3,
+    "spacing": 16e-3,
+    "width_min": 1.5e-3,
+    "width_max": 2.5e-3,
+    "width0": 2e-3,
+    "gravity": 9.8,
+}
+
+
+def _float(name, x):
+    """float for a scalar, float64 array otherwise (validated finite)."""
+    a = as_float_array(name, x)
+    return float(a[0]) if np.ndim(x) == 0 else a
+
+
+def stiffness_from_width(width, youngs_modulus: float = PAPER["youngs_modulus"],
+                         thickness: float = PAPER["thickness"], length: float = PAPER["spacing"]):
+    """Axial stiffness ``k = Y w t / a`` (N/m) of a bar of width ``w`` (m)."""
+    w = _float("width", width)
+    return youngs_modulus * w * thickness / length
+
+
+def width_from_stiffness(stiffness, youngs_modulus: float = PAPER["youngs_modulus"],
+                         thickness: float = PAPER["thickness"], length: float = PAPER["spacing"]):
+    """Inverse of :func:`stiffness_from_width`: width (m) of a bar of stiffness ``k`` (N/m)."""
+    k = _float("stiffness", stiffness)
+    return k * length / (youngs_modulus * thickness)
+
+
+def stiffness_transform(width_min: float = PAPER["width_min"], width_max: float = PAPER["width_max"],
+                        beta: float = 1.0, **material) -> Bounded:
+    """Sigmoid map ``z -> k`` keeping the stiffness of a bar of width in [w_min, w_max].
+
+    Parameters
+    ----------
+    width_min, width_max : float
+        Width range (m); the paper's [1.5, 2.5] mm gives k in [103.125, 171.875] N/m.
+    beta : float
+        Sigmoid steepness.
+    **material
+        ``youngs_modulus``, ``thickness``, ``length`` for :func:`stiffness_from_width`.
+
+    Returns
+    -------
+    physim.optim.Bounded
+        ``k = k_min + (k_max - k_min) sigmoid(beta z)``.
+    """
+    lo = float(stiffness_from_width(width_min, **material))
+    hi = float(stiffness_from_width(width_max, **material))
+    return Bounded(lo, hi, beta=beta)
+
+
+def weight_force(mass_g, gravity: float = PAPER["gravity"]):
+    """Weight (N) of a hanging mass given in grams."""
+    return _float("mass_g", mass_g) * 1e-3 * gravity
+
+
+LossFn = Callable[[np.ndarray, np.ndarray], "tuple[float, np.ndarray]"]
+
+
+class LatticeObjective:
+    """``fun(z, batch=None) -> (loss, dloss/dz)`` over a data set of load cases.
+
+    Parameters
+    ----------
+    network : SpringNetwork
+    forces : array_like, shape (N, n, d)
+        One load case per sample (N).
+    loss : callable
+        ``loss(u, idx) -> (value, d_value_d_u)`` with ``u`` (B, n, d) the
+        displacements of the samples ``idx`` (int64 (B,)); e.g. a closure over
+        :func:`~physim.lattice.mse_loss` or :func:`~physim.lattice.classifier_loss`.
+    transform : physim.optim.Transform, optional
+        Map from optimisation variables to stiffness (default identity).
+    nonlinear : bool
+        Use the geometrically exact model.
+    rest_length : array_like, shape (m,), optional
+        Rest lengths (m).
+
+    Attributes
+    ----------
+    last : Equilibrium or None
+        The equilibrium of the most recent call.
+    n_calls : int
+        Number of calls (each = one batched solve + one adjoint).
+    """
+
+    def __init__(self, network: SpringNetwork, forces, loss: LossFn, transform: Transform | None = None,
+                 *, nonlinear: bool = False, rest_length=None):
+        if not isinstance(network, SpringNetwork):
+            raise InvalidTypeError(f"network must be a SpringNetwork, got {type(network).__name__}")
+        f = as_float_array("forces", forces)
+        if f.ndim == 2:
+            f = f[None]
+        if f.ndim != 3 or f.shape[1:] != (network.n_nodes, network.dim):
+            raise ShapeError(
+                f"forces must have shape (N, {network.n_nodes}, {network.dim}), got {f.shape}"
+            )
+        if not callable(loss):
+            raise InvalidTypeError("loss must be callable: loss(u, idx) -> (value, d_value_d_u)")
+        self.network = network
+        self.forces = f
+        self.loss = loss
+        self.transform = transform if transform is not None else Identity()
+        self.nonlinear = bool(nonlinear)
+        self.rest_length = rest_length
+        self.last: Equilibrium | None = None
+        self.n_calls = 0
+
+    @property
+    def n_samples(self) -> int:
+        """Number of load cases N."""
+        return int(self.forces.shape[0])
+
+    def stiffness(self, z) -> np.ndarray:
+        """Stiffness (N/m) for optimisation variables ``z``."""
+        return self.transform.forward(np.asarray(z, dtype=float))
+
+    def __call__(self, z, batch=None) -> tuple[float, np.ndarray]:
+        z = np.asarray(z, dtype=float)
+        idx = (np.arange(self.n_samples) if batch is None
+               else as_index_array("batch", batch, upper=self.n_samples))
+        k = self.stiffness(z)
+        eq = solve(self.network, k, self.forces[idx], nonlinear=self.nonlinear,
+                   rest_length=self.rest_length)
+        value, g = self.loss(eq.displacements, idx)
+        grad_k = adjoint(eq, g).stiffness
+        self.last = eq
+        self.n_calls += 1
+        return float(value), self.transform.vjp(z, grad_k)
+
+
+def train_adam(objective: LatticeObjective, z0, *, epochs: int = 100, batch_size: int | None = None,
+               lr: float = 0.05, seed: int = 0, callback=None, progress: bool = False, **kwargs):
+    """Minibatch Adam on a :class:`LatticeObjective` through :func:`physim.optim.minimize`.
+
+    Parameters
+    ----------
+    objective : LatticeObjective
+    z0 : array_like, shape (m,)
+        Initial optimisation variables (e.g. ``transform.inverse(k0)``).
+    epochs : int
+        Passes over the data (full-batch: Adam steps).
+    batch_size : int, optional
+        Minibatch size; ``None`` = full batch.
+    lr : float
+        Adam step size in ``z`` units.
+    seed : int
+        Shuffling seed.
+    callback : callable, optional
+        ``callback(intermediate_result)`` once per epoch.
+    **kwargs
+        Passed to :func:`physim.optim.minimize` (``checkpoint``, ``tol``, ...).
+
+    Returns
+    -------
+    scipy.optimize.OptimizeResult
+        As returned by ``minimize``, with ``stiffness`` (m,) added (N/m).
+    """
+    if not isinstance(objective, LatticeObjective):
+        raise InvalidTypeError(f"objective must be a LatticeObjective, got {type(objective).__name__}")
+    epochs = int(epochs)
+    if epochs < 1:
+        raise InvalidInputError(f"epochs must be >= 1, got {epochs}")
+    as_scalar("lr", lr, positive=True)
+    if batch_size is None or int(batch_size) >= objective.n_samples:
+        res = minimize(objective, z0, method="adam", maxiter=epochs, lr=lr, seed=seed,
+                       callback=callback, progress=progress, **kwargs)
+    else:
+        res = minimize(objective, z0, method="adam", epochs=epochs, n_samples=objective.n_samples,
+                       batch_size=int(batch_size), lr=lr, seed=seed, callback=callback,
+                       progress=progress, **kwargs)
+    res.stiffness = objective.stiffness(res.x)
+    return res
+
+
+def accuracy(network: SpringNetwork, stiffness, forces, labels, outputs) -> float:
+    """Fraction of load cases whose predicted class ``argmax |u_out|`` equals the label.
+
+    Parameters
+    ----------
+    network : SpringNetwork
+    stiffness : array_like, shape (m,)
+        Bond stiffnesses (N/m).
+    forces : array_like, shape (N, n, d)
+        One load case per sample (N).
+    labels : array_like of int, shape (N,)
+    outputs : array_like of int, shape (k, 2)
+        (node, axis) output of each class.
+    """
+    eq = solve(network, stiffness, forces)
+    u = eq.displacements if eq.batched else eq.displacements[None]
+    pred = np.atleast_1d(predict_class(u, outputs))
+    lab = as_index_array("labels", np.atleast_1d(labels))
+    if lab.shape != pred.shape:
+        raise ShapeError(f"labels must have shape {pred.shape}, got {lab.shape}")
+    return float(np.mean(pred == lab))
