@@ -1,0 +1,338 @@
+"""Numba kernels of the pseudo-ECG (see :mod:`physim.eikonal.ecg` for the model).
+
+Kernels assume validated, contiguous float64/int64 input. Layouts:
+
+* ``weights`` (n_points, n_electrodes): potential at electrode ``e`` per mV of
+  transmembrane potential at node ``a``;
+* signals and their cotangents (n_samples, n_electrodes) so that the inner loop
+  over electrodes is contiguous.
+
+The transmembrane potential of node ``a`` is
+``V_rest + amp * (ramp((t - phi_a) / h_up) - ramp((t - phi_a - apd_a) / h_dn))``
+with the C-infinity ramp ``ramp(u) = logistic(2u / (1 - u^2))`` on (-1, 1),
+exactly 0 for u <= -1 and exactly 1 for u >= 1. A node therefore varies only in
+a window of samples around its activation (and repolarisation) time; after the
+window it is a constant step, which the kernels accumulate as one increment per
+node followed by a cumulative sum over samples.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+from physim._jit import njit, prange
+
+# 4-point degree-2 quadrature on the reference tetrahedron (barycentric a, b, b, b)
+_QA = 0.5854101966249685
+_QB = 0.1381966011250105
+
+
+@njit
+def ramp(u):
+    """Smooth step: 0 for u <= -1, 1 for u >= 1, logistic(2u/(1-u^2)) between."""
+    if u <= -1.0:
+        return 0.0
+    if u >= 1.0:
+        return 1.0
+    g = 2.0 * u / (1.0 - u * u)
+    if g >= 0.0:
+        return 1.0 / (1.0 + math.exp(-g))
+    e = math.exp(g)
+    return e / (1.0 + e)
+
+
+@njit
+def dramp(u):
+    """Derivative of :func:`ramp`."""
+    if u <= -1.0 or u >= 1.0:
+        return 0.0
+    uu = u * u
+    s = ramp(u)
+    ss = s * (1.0 - s)
+    if ss == 0.0:
+        return 0.0
+    d = 1.0 - uu
+    return ss * 2.0 * (1.0 + uu) / (d * d)
+
+
+@njit
+def _window(tc, h, t0, dt, ns):
+    """Sample range [jlo, jhi) where ramp((t_j - tc)/h) is not constant; jhi is
+    also the first sample where it equals 1 (clipped to [0, ns])."""
+    flo = (tc - h - t0) / dt
+    fhi = (tc + h - t0) / dt
+    if flo > ns:
+        return ns, ns
+    if fhi < 0.0:
+        return 0, 0
+    jlo = int(math.ceil(flo)) if flo > 0.0 else 0
+    jhi = int(math.ceil(fhi)) if fhi < ns else ns
+    if jlo > ns:
+        jlo = ns
+    if jhi < jlo:
+        jhi = jlo
+    return jlo, jhi
+
+
+@njit
+def _acc_forward(win, stp, W, a, tc, scale, h, t0, dt, ns):
+    ne = W.shape[1]
+    jlo, jhi = _window(tc, h, t0, dt, ns)
+    for j in range(jlo, jhi):
+        v = scale * ramp((t0 + j * dt - tc) / h)
+        if v != 0.0:
+            for e in range(ne):
+                win[j, e] += v * W[a, e]
+    if jhi < ns:
+        for e in range(ne):
+            stp[jhi, e] += scale * W[a, e]
+
+
+@njit(parallel=True)
+def ecg_forward(W, phi, apd, amp, h_up, h_dn, repol, t0, dt, ns, nchunk):
+    """Electrode potentials (ns, n_electrodes) from activation times ``phi``.
+
+    Non-finite activation times (unreached nodes, ``inf``) stay at rest.
+    """
+    n, ne = W.shape
+    win = np.zeros((nchunk, ns, ne))
+    stp = np.zeros((nchunk, ns + 1, ne))
+    for c in prange(nchunk):
+        lo = c * n // nchunk
+        hi = (c + 1) * n // nchunk
+        wc = win[c]
+        sc = stp[c]
+        for a in range(lo, hi):
+            p = phi[a]
+            if not (p < np.inf):
+                continue
+            _acc_forward(wc, sc, W, a, p, amp, h_up, t0, dt, ns)
+            if repol:
+                _acc_forward(wc, sc, W, a, p + apd[a], -amp, h_dn, t0, dt, ns)
+    out = np.zeros((ns, ne))
+    for e in range(ne):
+        run = 0.0
+        for j in range(ns):
+            tot = 0.0
+            for c in range(nchunk):
+                run += stp[c, j, e]
+                tot += win[c, j, e]
+            out[j, e] = tot + run
+    return out
+
+
+@njit
+def _acc_adjoint(lam, suffix, W, a, tc, scale, h, t0, dt, ns, mu, want_mu):
+    """Returns d(sum_j,e lam[j,e] * ECG_e(j)) / d tc for one ramp of node a and
+    adds sum_j lam[j, e] * (scale * ramp) to mu[a, e]."""
+    ne = W.shape[1]
+    jlo, jhi = _window(tc, h, t0, dt, ns)
+    g = 0.0
+    for j in range(jlo, jhi):
+        u = (t0 + j * dt - tc) / h
+        d = dramp(u)
+        if d != 0.0:
+            lw = 0.0
+            for e in range(ne):
+                lw += lam[j, e] * W[a, e]
+            g -= scale * d / h * lw
+        if want_mu:
+            r = scale * ramp(u)
+            if r != 0.0:
+                for e in range(ne):
+                    mu[a, e] += r * lam[j, e]
+    if want_mu and jhi < ns:
+        for e in range(ne):
+            mu[a, e] += scale * suffix[jhi, e]
+    return g
+
+
+@njit(parallel=True)
+def ecg_adjoint(W, phi, apd, amp, h_up, h_dn, repol, t0, dt, ns, lam, want_mu):
+    """Vector-Jacobian product of :func:`ecg_forward`.
+
+    Parameters
+    ----------
+    lam : (ns, n_electrodes) cotangent of the electrode potentials.
+
+    Returns
+    -------
+    dphi : (n_points,) gradient w.r.t. activation times.
+    mu : (n_points, n_electrodes) ``sum_j lam[j, e] (V_a(t_j) - V_rest)``
+        (zeros of shape (0, n_electrodes) unless ``want_mu``), the cotangent of
+        the lead-field weights.
+    """
+    n, ne = W.shape
+    suffix = np.zeros((ns + 1, ne))
+    for e in range(ne):
+        run = 0.0
+        for j in range(ns - 1, -1, -1):
+            run += lam[j, e]
+            suffix[j, e] = run
+    dphi = np.zeros(n)
+    mu = np.zeros((n if want_mu else 0, ne))
+    for a in prange(n):
+        p = phi[a]
+        if not (p < np.inf):
+            continue
+        g = _acc_adjoint(lam, suffix, W, a, p, amp, h_up, t0, dt, ns, mu, want_mu)
+        if repol:
+            g += _acc_adjoint(lam, suffix, W, a, p + apd[a], -amp, h_dn, t0, dt, ns, mu, want_mu)
+        dphi[a] = g
+    return dphi, mu
+
+
+@njit
+def _grads(points, tets, k, gr):
+    """P1 shape-function gradients of tet k into gr (4, 3); returns the volume."""
+    i0, i1, i2, i3 = tets[k, 0], tets[k, 1], tets[k, 2], tets[k, 3]
+    e1 = points[i1] - points[i0]
+    e2 = points[i2] - points[i0]
+    e3 = points[i3] - points[i0]
+    # rows of the inverse Jacobian via cross products (Cramer's rule)
+    c23 = np.cross(e2, e3)
+    c31 = np.cross(e3, e1)
+    c12 = np.cross(e1, e2)
+    det = e1[0] * c23[0] + e1[1] * c23[1] + e1[2] * c23[2]
+    for d in range(3):
+        gr[1, d] = c23[d] / det
+        gr[2, d] = c31[d] / det
+        gr[3, d] = c12[d] / det
+        gr[0, d] = -(gr[1, d] + gr[2, d] + gr[3, d])
+    return abs(det) / 6.0
+
+
+@njit
+def _lead_vector(points, tets, k, vol, x, nq, out):
+    """out (3,) = integral over tet k of grad_x (1 / |x - x_e|) with nq = 1 or 4 points."""
+    out[:] = 0.0
+    if nq == 1:
+        c = np.zeros(3)
+        for m in range(4):
+            c += points[tets[k, m]]
+        c /= 4.0
+        r = c - x
+        rn = math.sqrt(r[0] * r[0] + r[1] * r[1] + r[2] * r[2])
+        f = -vol / (rn * rn * rn)
+        for d in range(3):
+            out[d] = f * r[d]
+        return
+    for q in range(4):
+        c = np.zeros(3)
+        for m in range(4):
+            wgt = _QA if m == q else _QB
+            c += wgt * points[tets[k, m]]
+        r = c - x
+        rn = math.sqrt(r[0] * r[0] + r[1] * r[1] + r[2] * r[2])
+        f = -0.25 * vol / (rn * rn * rn)
+        for d in range(3):
+            out[d] += f * r[d]
+
+
+@njit(parallel=True)
+def element_weights(points, tets, G, electrodes, scale, nq):
+    """Per-element weights (n_tets, 4, n_electrodes):
+    ``-scale * L_ek . (G_k grad N_a)`` with ``L_ek`` from :func:`_lead_vector`."""
+    nt = tets.shape[0]
+    ne = electrodes.shape[0]
+    out = np.empty((nt, 4, ne))
+    for k in prange(nt):
+        gr = np.empty((4, 3))
+        L = np.empty(3)
+        vol = _grads(points, tets, k, gr)
+        for e in range(ne):
+            _lead_vector(points, tets, k, vol, electrodes[e], nq, L)
+            # GL = G_k^T L (G symmetric in practice, but use the exact transpose)
+            gl0 = G[k, 0, 0] * L[0] + G[k, 1, 0] * L[1] + G[k, 2, 0] * L[2]
+            gl1 = G[k, 0, 1] * L[0] + G[k, 1, 1] * L[1] + G[k, 2, 1] * L[2]
+            gl2 = G[k, 0, 2] * L[0] + G[k, 1, 2] * L[1] + G[k, 2, 2] * L[2]
+            for a in range(4):
+                out[k, a, e] = -scale * (gl0 * gr[a, 0] + gl1 * gr[a, 1] + gl2 * gr[a, 2])
+    return out
+
+
+@njit
+def scatter_weights(tets, ew, n_points):
+    """Assemble per-element weights into per-node weights (n_points, n_electrodes)."""
+    nt = tets.shape[0]
+    ne = ew.shape[2]
+    W = np.zeros((n_points, ne))
+    for k in range(nt):
+        for a in range(4):
+            i = tets[k, a]
+            for e in range(ne):
+                W[i, e] += ew[k, a, e]
+    return W
+
+
+@njit(parallel=True)
+def conductivity_gradient(points, tets, electrodes, scale, nq, mu):
+    """d loss / d G_k (n_tets, 3, 3) = -scale * sum_e L_ek (sum_a grad N_a mu[a, e])^T."""
+    nt = tets.shape[0]
+    ne = electrodes.shape[0]
+    out = np.zeros((nt, 3, 3))
+    for k in prange(nt):
+        gr = np.empty((4, 3))
+        L = np.empty(3)
+        vol = _grads(points, tets, k, gr)
+        for e in range(ne):
+            _lead_vector(points, tets, k, vol, electrodes[e], nq, L)
+            q0 = 0.0
+            q1 = 0.0
+            q2 = 0.0
+            for a in range(4):
+                m = mu[tets[k, a], e]
+                q0 += gr[a, 0] * m
+                q1 += gr[a, 1] * m
+                q2 += gr[a, 2] * m
+            for i in range(3):
+                out[k, i, 0] -= scale * L[i] * q0
+                out[k, i, 1] -= scale * L[i] * q1
+                out[k, i, 2] -= scale * L[i] * q2
+    return out
+
+
+@njit
+def points_in_tets(points, tets, queries, tol):
+    """For each query point, the index of one tet containing it (barycentric
+    coordinates >= -tol), or -1."""
+    nq = queries.shape[0]
+    nt = tets.shape[0]
+    res = np.full(nq, -1, dtype=np.int64)
+    gr = np.empty((4, 3))
+    for k in range(nt):
+        lo0 = lo1 = lo2 = np.inf
+        hi0 = hi1 = hi2 = -np.inf
+        for m in range(4):
+            p = points[tets[k, m]]
+            lo0 = min(lo0, p[0])
+            lo1 = min(lo1, p[1])
+            lo2 = min(lo2, p[2])
+            hi0 = max(hi0, p[0])
+            hi1 = max(hi1, p[1])
+            hi2 = max(hi2, p[2])
+        computed = False
+        for q in range(nq):
+            if res[q] >= 0:
+                continue
+            x = queries[q]
+            if x[0] < lo0 or x[0] > hi0 or x[1] < lo1 or x[1] > hi1 or x[2] < lo2 or x[2] > hi2:
+                continue
+            if not computed:
+                _grads(points, tets, k, gr)
+                computed = True
+            p0 = points[tets[k, 0]]
+            inside = True
+            s = 0.0
+            for m in range(1, 4):
+                lam = 0.0
+                for d in range(3):
+                    lam += gr[m, d] * (x[d] - p0[d])
+                s += lam
+                if lam < -tol:
+                    inside = False
+            if inside and 1.0 - s >= -tol:
+                res[q] = k
+    return res

@@ -1,0 +1,772 @@
+"""Pseudo-ECG from activation times, with its adjoint, and ECG losses.
+
+Model
+-----
+Transmembrane potential (mV) of node ``a`` with activation time ``phi_a`` (ms)::
+
+    V_a(t) = V_rest + (V_peak - V_rest) * [s((t - phi_a) / h_up) - s((t - phi_a - APD_a) / h_down)]
+
+where ``s`` is a C-infinity sigmoid that is exactly 0 for ``u <= -1`` and exactly
+1 for ``u >= 1`` (``s(u) = logistic(2u / (1 - u^2))`` in between; its central slope
+equals that of ``(1 + tanh(u)) / 2``). The upstroke thus lasts ``2 h_up`` ms and the
+repolarisation ``2 h_down`` ms; the second term is dropped when repolarisation is
+off (QRS only).
+
+Pseudo-ECG in an infinite homogeneous volume conductor (Plonsey)::
+
+    phi_e(t) = -1 / (4 pi sigma_bath) * integral_heart (G grad V_m) . grad_x (1 / |x - x_e|) dx
+
+with ``G`` the intracellular conductivity tensor per element (S/m), ``sigma_bath``
+the conductivity of the surrounding medium (S/m), lengths in mm and potentials in
+mV, so ``phi_e`` is in mV. On P1 tetrahedra ``grad V_m`` is constant per element
+and linear in nodal values, so ``phi_e(t) = sum_a W[a, e] (V_a(t) - V_rest)`` with
+weights ``W[a, e] = -1/(4 pi sigma_bath) sum_{k ∋ a} L_ek . (G_k grad N_a^k)``,
+``L_ek = integral_k grad_x (1/|x - x_e|) dx`` (4-point degree-2 quadrature; the
+electrodes are outside the heart so the integrand is smooth). Because
+``sum_a grad N_a^k = 0``, ``V_rest`` drops out exactly. Leads are fixed linear
+combinations of electrode potentials (e.g. lead I = LA - RA, V1 = V1 - Wilson
+central terminal).
+
+Cost: node ``a`` changes only inside the windows ``|t - phi_a| < h_up`` and
+``|t - phi_a - APD_a| < h_down``; after a window it is constant, which is added as
+one step increment followed by a cumulative sum over samples. A 12-lead ECG thus
+costs ``O(n_points * n_electrodes * (2 h_up + 2 h_down) / dt + n_samples * n_electrodes)``.
+
+Adjoint
+-------
+With cotangent ``lam_e(t_j) = dL/dphi_e(t_j)`` (from the lead cotangent by the
+transposed lead matrix)::
+
+    dL/dphi_a = sum_j sum_e lam_e(t_j) W[a, e] dV_a(t_j)/dphi_a
+              = -A sum_j (sum_e lam_e(t_j) W[a, e]) [s'(u_up)/h_up - s'(u_dn)/h_down]
+
+(only window samples contribute), and with ``mu[a, e] = sum_j lam_e(t_j) (V_a(t_j) - V_rest)``
+(window sums plus a suffix sum of ``lam`` for the constant part)::
+
+    dL/dG_k = -1/(4 pi sigma_bath) sum_e L_ek (sum_{a in k} grad N_a^k mu[a, e])^T.
+
+Both cost one pass like the forward.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+
+import numba
+import numpy as np
+
+from physim._validate import as_float_array, as_index_array, as_scalar, check_shape
+from physim.errors import InvalidInputError, ShapeError
+
+from . import _ecg_kernels as K
+
+__all__ = [
+    "ActionPotential",
+    "LeadSystem",
+    "LeadField",
+    "ECG",
+    "ECGGradient",
+    "standard_12_lead",
+    "intracellular_conductivity",
+    "intracellular_conductivity_vjp",
+    "lead_field",
+    "simulate_ecg",
+    "adjoint",
+    "mse_loss",
+    "correlation_loss",
+    "lead_correlations",
+    "STANDARD_LEADS",
+]
+
+#: default intracellular conductivities (S/m) along and across fibres (Roth 1997)
+SIGMA_FIBER = 0.17
+SIGMA_CROSS = 0.019
+#: default conductivity of the surrounding medium (S/m)
+SIGMA_BATH = 0.2
+
+STANDARD_ELECTRODES = ("RA", "LA", "LL", "V1", "V2", "V3", "V4", "V5", "V6")
+STANDARD_LEADS = ("I", "II", "III", "aVR", "aVL", "aVF", "V1", "V2", "V3", "V4", "V5", "V6")
+
+
+# --------------------------------------------------------------------------- model
+
+
+@dataclass(frozen=True)
+class ActionPotential:
+    """Shape of the transmembrane potential as a function of activation time.
+
+    Parameters
+    ----------
+    v_rest : float
+        Resting potential (mV), default -85.
+    v_peak : float
+        Plateau potential (mV), default 20; must exceed ``v_rest``.
+    upstroke_ms : float
+        Duration of the depolarisation from ``v_rest`` to ``v_peak`` (ms), default 4.
+    repolarization : bool
+        Include repolarisation (gives T-waves), default True.
+    apd_ms : float or ndarray, shape (n_points,)
+        Action potential duration (ms) from activation to the middle of the
+        repolarisation, default 250. Per-node values make T-waves upright.
+    repolarization_ms : float
+        Duration of the repolarisation (ms), default 60.
+    """
+
+    v_rest: float = -85.0
+    v_peak: float = 20.0
+    upstroke_ms: float = 4.0
+    repolarization: bool = True
+    apd_ms: float | np.ndarray = 250.0
+    repolarization_ms: float = 60.0
+
+    def __post_init__(self):
+        vr = as_scalar("v_rest", self.v_rest)
+        vp = as_scalar("v_peak", self.v_peak)
+        if vp <= vr:
+            raise InvalidInputError(f"v_peak ({vp}) must be greater than v_rest ({vr})")
+        as_scalar("upstroke_ms", self.upstroke_ms, positive=True)
+        as_scalar("repolarization_ms", self.repolarization_ms, positive=True)
+        apd = np.asarray(self.apd_ms, dtype=float)
+        if apd.ndim > 1:
+            raise ShapeError(f"apd_ms must be a scalar or shape (n_points,), got {apd.shape}")
+        if not np.all(np.isfinite(apd)) or np.any(apd <= 0):
+            raise InvalidInputError("apd_ms must be finite and > 0")
+
+    @property
+    def amplitude(self) -> float:
+        """``v_peak - v_rest`` (mV)."""
+        return float(self.v_peak - self.v_rest)
+
+    def apd_array(self, n_points: int) -> np.ndarray:
+        """APD per node, shape (n_points,) float64."""
+        apd = np.asarray(self.apd_ms, dtype=np.float64)
+        if apd.ndim == 0:
+            return np.full(n_points, float(apd))
+        if apd.shape != (n_points,):
+            raise ShapeError(f"apd_ms must have shape ({n_points},), got {apd.shape}")
+        return np.ascontiguousarray(apd)
+
+    def potential(self, activation_times, t) -> np.ndarray:
+        """V_m (mV) at nodes and times, shape (n_points, n_t); slow, for inspection."""
+        phi = np.asarray(activation_times, dtype=float)
+        t = np.atleast_1d(np.asarray(t, dtype=float))
+        h_up = 0.5 * self.upstroke_ms
+        u = (t[None, :] - phi[:, None]) / h_up
+        s = np.vectorize(K.ramp)(np.where(np.isfinite(u), u, -2.0))
+        if self.repolarization:
+            apd = self.apd_array(phi.shape[0])
+            h_dn = 0.5 * self.repolarization_ms
+            u2 = (t[None, :] - phi[:, None] - apd[:, None]) / h_dn
+            s = s - np.vectorize(K.ramp)(np.where(np.isfinite(u2), u2, -2.0))
+        return self.v_rest + self.amplitude * s
+
+
+# --------------------------------------------------------------------------- electrodes
+
+
+@dataclass(frozen=True, eq=False)
+class LeadSystem:
+    """Electrode positions and the leads formed from them.
+
+    Parameters
+    ----------
+    electrodes : ndarray, shape (n_electrodes, 3)
+        Positions (mm).
+    electrode_names : tuple of str
+    matrix : ndarray, shape (n_leads, n_electrodes)
+        Lead ``l`` = ``sum_e matrix[l, e] * phi_e``.
+    lead_names : tuple of str
+    """
+
+    electrodes: np.ndarray
+    electrode_names: tuple
+    matrix: np.ndarray
+    lead_names: tuple
+
+    @classmethod
+    def from_arrays(cls, electrodes, electrode_names=None, leads=None, lead_names=None) -> LeadSystem:
+        """Build and validate a lead system.
+
+        ``leads`` is ``None`` (one unipolar lead per electrode), a numeric
+        ndarray (n_leads, n_electrodes), or a sequence of ``(positive, negative)``
+        pairs of electrode names or indices (``negative`` may be ``None``).
+        """
+        x = as_float_array("electrodes", electrodes, shape=(None, 3))
+        ne = x.shape[0]
+        if ne == 0:
+            raise ShapeError("electrodes must contain at least one position, got shape (0, 3)")
+        names = tuple(electrode_names) if electrode_names is not None else tuple(f"E{i}" for i in range(ne))
+        if len(names) != ne:
+            raise ShapeError(f"electrode_names has {len(names)} names for {ne} electrodes")
+        if leads is None:
+            M = np.eye(ne)
+        elif isinstance(leads, np.ndarray) and leads.dtype.kind in "biuf":
+            M = as_float_array("leads", leads, shape=(None, ne))
+        else:
+            M = np.zeros((len(leads), ne))
+            for li, pair in enumerate(leads):
+                if isinstance(pair, str) or len(pair) != 2:
+                    raise ShapeError(f"leads[{li}] must be a (positive, negative) pair, got {pair!r}")
+                M[li, _electrode_index(pair[0], names, f"leads[{li}][0]")] += 1.0
+                if pair[1] is not None:
+                    M[li, _electrode_index(pair[1], names, f"leads[{li}][1]")] -= 1.0
+        if M.shape[0] == 0:
+            raise ShapeError("leads must define at least one lead")
+        lnames = tuple(lead_names) if lead_names is not None else tuple(f"L{i}" for i in range(M.shape[0]))
+        if len(lnames) != M.shape[0]:
+            raise ShapeError(f"lead_names has {len(lnames)} names for {M.shape[0]} leads")
+        return cls(x, names, np.ascontiguousarray(M), lnames)
+
+    @property
+    def n_leads(self) -> int:
+        return int(self.matrix.shape[0])
+
+
+def _electrode_index(v, names, what) -> int:
+    if isinstance(v, str):
+        if v not in names:
+            raise InvalidInputError(f"{what}: unknown electrode {v!r}; known: {list(names)}")
+        return names.index(v)
+    i = int(v)
+    if not 0 <= i < len(names):
+        raise InvalidInputError(f"{what}: electrode index {i} outside [0, {len(names)})")
+    return i
+
+
+def _mesh_arrays(mesh) -> tuple[np.ndarray, np.ndarray]:
+    if hasattr(mesh, "points") and (hasattr(mesh, "tets") or hasattr(mesh, "cells")):
+        pts = mesh.points
+        tets = mesh.tets if hasattr(mesh, "tets") else mesh.cells
+    elif isinstance(mesh, (tuple, list)) and len(mesh) == 2:
+        pts, tets = mesh
+    else:
+        raise InvalidInputError(
+            f"mesh must be a TetMesh (with .points and .tets) or a (points, tets) pair, got {type(mesh).__name__}"
+        )
+    pts = as_float_array("mesh.points", pts, shape=(None, 3))
+    tets = as_index_array("mesh.tets", tets, upper=pts.shape[0], shape=(None, 4))
+    return pts, tets
+
+
+def _unit(v) -> np.ndarray:
+    v = np.asarray(v, dtype=float)
+    n = np.linalg.norm(v)
+    if not np.isfinite(n) or n == 0:
+        raise InvalidInputError(f"direction {v} must be non-zero and finite")
+    return v / n
+
+
+def standard_12_lead(
+    mesh,
+    *,
+    center=None,
+    apex_direction=None,
+    rv_direction=None,
+    chest_margin: float = 20.0,
+    limb_distance: float | None = None,
+) -> LeadSystem:
+    """A standard 12-lead layout around a heart mesh.
+
+    The heart frame is the long axis ``u`` (base to apex) and the LV-to-RV
+    direction ``r`` (orthogonalised to ``u``); both are estimated by principal
+    axes of the nodes when not given (sign: towards the extreme farther from the
+    centroid, i.e. the apex, resp. the thin-walled RV side). The body frame puts
+    the long axis 60° below the horizontal in the frontal plane (a normal
+    electrical axis): left ``l = u/2 - (√3/2) r``, superior ``s = -(√3/2) u - r/2``,
+    anterior ``a = l × s``. Limb electrodes RA, LA, LL sit at ``limb_distance``
+    (default 10 × heart radius) in the frontal plane (Einthoven triangle); V1–V6
+    lie on an arc around the anterior-left chest at the heart radius plus
+    ``chest_margin`` mm, from right of the sternum (V1) to the left mid-axillary
+    line (V6). Leads: I, II, III, aVR, aVL, aVF (augmented leads against the
+    mean of the other two limb electrodes) and V1–V6 against the Wilson central
+    terminal (RA + LA + LL) / 3.
+
+    Parameters
+    ----------
+    mesh : TetMesh or (points, tets)
+    center : array_like (3,), optional
+        Heart centre (mm); default the node centroid.
+    apex_direction, rv_direction : array_like (3,), optional
+        Heart axes; default estimated from the geometry.
+    chest_margin : float
+        Distance (mm) between the farthest heart node and the precordial arc.
+    limb_distance : float, optional
+        Distance (mm) of the limb electrodes from the centre.
+
+    Returns
+    -------
+    LeadSystem
+        9 electrodes (RA, LA, LL, V1..V6) and 12 leads (:data:`STANDARD_LEADS`).
+    """
+    pts, _ = _mesh_arrays(mesh)
+    c = pts.mean(axis=0) if center is None else as_float_array("center", center, shape=(3,))
+    X = pts - c
+    _, _, vt = np.linalg.svd(X - X.mean(axis=0), full_matrices=False)
+
+    def oriented(axis):
+        p = X @ axis
+        return axis if p.max() >= -p.min() else -axis
+
+    u = oriented(vt[0]) if apex_direction is None else _unit(apex_direction)
+    if rv_direction is None:
+        cand = vt[1] - (vt[1] @ u) * u
+        r = oriented(_unit(cand))
+    else:
+        r = _unit(np.asarray(rv_direction, dtype=float) - (np.asarray(rv_direction, dtype=float) @ u) * u)
+    h = math.sqrt(3.0) / 2.0
+    left = 0.5 * u - h * r
+    sup = -h * u - 0.5 * r
+    ant = np.cross(left, sup)
+    radius = float(np.linalg.norm(X, axis=1).max())
+    as_scalar("chest_margin", chest_margin, positive=True)
+    R = radius + chest_margin
+    D = 10.0 * radius if limb_distance is None else as_scalar("limb_distance", limb_distance, positive=True)
+    if D <= R:
+        raise InvalidInputError(f"limb_distance ({D}) must exceed the precordial radius ({R:.3g} mm)")
+    ra = c + D * _unit(-h * left + 0.5 * sup)
+    la = c + D * _unit(h * left + 0.5 * sup)
+    ll = c - D * sup
+    angles = np.deg2rad([-25.0, 5.0, 30.0, 50.0, 70.0, 90.0])
+    heights = np.array([0.15, 0.15, 0.0, -0.1, -0.1, -0.1])
+    prec = []
+    for ang, z in zip(angles, heights):
+        d = math.cos(ang) * ant + math.sin(ang) * left
+        prec.append(c + R * d + z * R * sup)
+    E = np.vstack([ra, la, ll, np.array(prec)])
+    M = np.zeros((12, 9))
+    RA, LA, LL = 0, 1, 2
+    M[0, [LA, RA]] = [1, -1]
+    M[1, [LL, RA]] = [1, -1]
+    M[2, [LL, LA]] = [1, -1]
+    M[3, [RA, LA, LL]] = [1, -0.5, -0.5]
+    M[4, [LA, RA, LL]] = [1, -0.5, -0.5]
+    M[5, [LL, RA, LA]] = [1, -0.5, -0.5]
+    for i in range(6):
+        M[6 + i, 3 + i] = 1.0
+        M[6 + i, [RA, LA, LL]] = -1.0 / 3.0
+    return LeadSystem(np.ascontiguousarray(E), STANDARD_ELECTRODES, M, STANDARD_LEADS)
+
+
+# --------------------------------------------------------------------------- conductivity
+
+
+def intracellular_conductivity(fibers, sigma_fiber=SIGMA_FIBER, sigma_cross=SIGMA_CROSS) -> np.ndarray:
+    """Transversely isotropic intracellular conductivity per element.
+
+    ``G_k = sigma_cross I + (sigma_fiber - sigma_cross) f_k f_k^T``.
+
+    Parameters
+    ----------
+    fibers : ndarray, shape (n_tets, 3)
+        Fibre directions (normalised here).
+    sigma_fiber, sigma_cross : float or ndarray, shape (n_tets,)
+        Conductivities (S/m), > 0.
+
+    Returns
+    -------
+    ndarray, shape (n_tets, 3, 3), float64 (S/m)
+    """
+    f = as_float_array("fibers", fibers, shape=(None, 3))
+    n = np.linalg.norm(f, axis=1)
+    if np.any(n == 0):
+        raise InvalidInputError(f"fibers[{int(np.argmin(n))}] has zero length")
+    f = f / n[:, None]
+    sl = np.broadcast_to(as_float_array("sigma_fiber", sigma_fiber), (f.shape[0],))
+    st = np.broadcast_to(as_float_array("sigma_cross", sigma_cross), (f.shape[0],))
+    for name, s in (("sigma_fiber", sl), ("sigma_cross", st)):
+        if np.any(s <= 0):
+            raise InvalidInputError(f"{name} must be > 0; entry {int(np.argmin(s))} is {s.min()}")
+    return st[:, None, None] * np.eye(3) + (sl - st)[:, None, None] * f[:, :, None] * f[:, None, :]
+
+
+def intracellular_conductivity_vjp(fibers, d_G) -> tuple[np.ndarray, np.ndarray]:
+    """Gradients of a loss w.r.t. ``sigma_fiber`` and ``sigma_cross`` per element.
+
+    Parameters
+    ----------
+    fibers : ndarray, shape (n_tets, 3)
+    d_G : ndarray, shape (n_tets, 3, 3)
+        Gradient w.r.t. the conductivity tensors.
+
+    Returns
+    -------
+    d_sigma_fiber, d_sigma_cross : ndarray, shape (n_tets,)
+        Sum them for a global (scalar) conductivity.
+    """
+    f = as_float_array("fibers", fibers, shape=(None, 3))
+    f = f / np.linalg.norm(f, axis=1)[:, None]
+    dG = as_float_array("d_G", d_G, shape=(f.shape[0], 3, 3))
+    ff = np.einsum("ki,kij,kj->k", f, dG, f)
+    tr = np.einsum("kii->k", dG)
+    return ff, tr - ff
+
+
+def _conductivity_array(conductivity, n_tets: int) -> np.ndarray:
+    if conductivity is None:
+        raise InvalidInputError(
+            "conductivity is required: a scalar (isotropic, S/m), an array (n_tets,) or tensors (n_tets, 3, 3); "
+            "see intracellular_conductivity(fibers)"
+        )
+    if np.ndim(conductivity) == 0:
+        g = as_scalar("conductivity", conductivity, positive=True)
+        return np.ascontiguousarray(np.broadcast_to(g * np.eye(3), (n_tets, 3, 3)))
+    G = as_float_array("conductivity", conductivity)
+    if G.ndim == 1:
+        check_shape("conductivity", G, (n_tets,))
+        if np.any(G <= 0):
+            raise InvalidInputError(f"conductivity must be > 0; entry {int(np.argmin(G))} is {G.min()}")
+        return np.ascontiguousarray(G[:, None, None] * np.eye(3))
+    check_shape("conductivity", G, (n_tets, 3, 3))
+    from physim._validate import check_spd
+
+    check_spd("conductivity", G)
+    return G
+
+
+# --------------------------------------------------------------------------- lead field
+
+
+@dataclass(frozen=True, eq=False)
+class LeadField:
+    """Precomputed pseudo-ECG weights.
+
+    Attributes
+    ----------
+    weights : ndarray, shape (n_points, n_electrodes)
+        Electrode potential (mV) per mV of transmembrane potential at each node.
+    leads : LeadSystem
+    points : ndarray (n_points, 3); tets : ndarray (n_tets, 4)
+    conductivity : ndarray, shape (n_tets, 3, 3)
+        Intracellular conductivity used (S/m).
+    scale : float
+        ``1 / (4 pi sigma_bath)``.
+    quadrature : int
+        Points of the element quadrature (1 or 4).
+    """
+
+    weights: np.ndarray
+    leads: LeadSystem
+    points: np.ndarray
+    tets: np.ndarray
+    conductivity: np.ndarray
+    scale: float
+    quadrature: int
+
+    @property
+    def n_points(self) -> int:
+        return int(self.weights.shape[0])
+
+    @property
+    def n_leads(self) -> int:
+        return self.leads.n_leads
+
+
+def lead_field(
+    mesh,
+    electrodes,
+    conductivity,
+    *,
+    leads=None,
+    electrode_names=None,
+    lead_names=None,
+    sigma_bath: float = SIGMA_BATH,
+    quadrature: int = 4,
+    min_distance: float | None = None,
+) -> LeadField:
+    """Precompute the pseudo-ECG weights per (node, electrode).
+
+    Parameters
+    ----------
+    mesh : TetMesh or (points, tets)
+        Heart mesh (mm).
+    electrodes : LeadSystem or array_like, shape (n_electrodes, 3)
+        Electrode positions (mm), outside the heart. With an array, ``leads``,
+        ``electrode_names`` and ``lead_names`` build the :class:`LeadSystem`.
+    conductivity : float, ndarray (n_tets,) or ndarray (n_tets, 3, 3)
+        Intracellular conductivity (S/m); see :func:`intracellular_conductivity`.
+    sigma_bath : float
+        Conductivity of the surrounding medium (S/m).
+    quadrature : {4, 1}
+        Quadrature points per element for the lead vectors.
+    min_distance : float, optional
+        Electrodes closer than this to a mesh node are rejected (the quadrature
+        would be inaccurate); default: the longest element edge.
+
+    Returns
+    -------
+    LeadField
+
+    Raises
+    ------
+    InvalidInputError
+        An electrode lies inside an element or within ``min_distance`` of a node.
+    """
+    pts, tets = _mesh_arrays(mesh)
+    system = electrodes if isinstance(electrodes, LeadSystem) else LeadSystem.from_arrays(
+        electrodes, electrode_names, leads, lead_names
+    )
+    G = _conductivity_array(conductivity, tets.shape[0])
+    sb = as_scalar("sigma_bath", sigma_bath, positive=True)
+    if quadrature not in (1, 4):
+        raise InvalidInputError(f"quadrature must be 1 or 4, got {quadrature!r}")
+    E = system.electrodes
+    inside = K.points_in_tets(pts, tets, E, 1e-12)
+    if np.any(inside >= 0):
+        i = int(np.nonzero(inside >= 0)[0][0])
+        raise InvalidInputError(
+            f"electrode {system.electrode_names[i]!r} at {E[i].tolist()} lies inside the heart "
+            f"(element {int(inside[i])}); electrodes must be outside the mesh"
+        )
+    if min_distance is None:
+        e = pts[tets[:, [1, 2, 3, 2, 3, 3]]] - pts[tets[:, [0, 0, 0, 1, 1, 2]]]
+        min_distance = float(np.sqrt((e * e).sum(axis=2)).max()) if tets.shape[0] else 0.0
+    from scipy.spatial import cKDTree
+
+    used = np.unique(tets)
+    d, j = cKDTree(pts[used]).query(E)
+    bad = np.nonzero(d < min_distance)[0]
+    if bad.size:
+        i = int(bad[0])
+        raise InvalidInputError(
+            f"electrode {system.electrode_names[i]!r} at {E[i].tolist()} is {d[i]:.3g} mm from node "
+            f"{int(used[j[i]])}, closer than min_distance={min_distance:.3g} mm (inside or on the heart?)"
+        )
+    scale = 1.0 / (4.0 * math.pi * sb)
+    ew = K.element_weights(pts, tets, G, E, scale, int(quadrature))
+    W = K.scatter_weights(tets, ew, pts.shape[0])
+    return LeadField(W, system, pts, tets, G, scale, int(quadrature))
+
+
+# --------------------------------------------------------------------------- forward / adjoint
+
+
+@dataclass(frozen=True, eq=False)
+class ECG:
+    """A simulated ECG and what its adjoint needs.
+
+    Attributes
+    ----------
+    signals : ndarray, shape (n_leads, n_samples)
+        Lead voltages (mV).
+    electrode_potentials : ndarray, shape (n_electrodes, n_samples)
+        Unipolar electrode potentials (mV).
+    t : ndarray, shape (n_samples,)
+        Sample times (ms).
+    activation_times : ndarray, shape (n_points,)
+    lead_field : LeadField
+    model : ActionPotential
+    """
+
+    signals: np.ndarray
+    electrode_potentials: np.ndarray
+    t: np.ndarray
+    activation_times: np.ndarray
+    lead_field: LeadField
+    model: ActionPotential
+    _apd: np.ndarray = field(repr=False)
+
+    @property
+    def lead_names(self) -> tuple:
+        return self.leads_system.lead_names
+
+    @property
+    def leads_system(self) -> LeadSystem:
+        return self.lead_field.leads
+
+    @property
+    def dt(self) -> float:
+        return float(self.t[1] - self.t[0]) if self.t.size > 1 else 1.0
+
+
+@dataclass(frozen=True)
+class ECGGradient:
+    """Gradients of a loss through :func:`simulate_ecg`.
+
+    Attributes
+    ----------
+    times : ndarray, shape (n_points,)
+        d loss / d activation times (1/ms units of the loss).
+    conductivity : ndarray, shape (n_tets, 3, 3) or None
+        d loss / d intracellular conductivity tensors (None unless requested).
+    """
+
+    times: np.ndarray
+    conductivity: np.ndarray | None = None
+
+
+def _nchunk() -> int:
+    return max(1, int(numba.get_num_threads()))
+
+
+def simulate_ecg(
+    lead_field: LeadField,
+    activation_times,
+    *,
+    model: ActionPotential | None = None,
+    n_samples: int = 500,
+    dt: float = 1.0,
+    t0: float = 0.0,
+) -> ECG:
+    """Pseudo-ECG of an activation map.
+
+    Parameters
+    ----------
+    lead_field : LeadField
+        From :func:`lead_field`.
+    activation_times : ndarray, shape (n_points,), or an Activation (``.times``)
+        Activation times (ms); ``inf`` marks unreached nodes (they stay at rest).
+    model : ActionPotential, optional
+        Transmembrane potential shape (defaults: :class:`ActionPotential`).
+    n_samples : int
+        Number of samples.
+    dt : float
+        Sampling interval (ms).
+    t0 : float
+        Time of the first sample (ms).
+
+    Returns
+    -------
+    ECG
+        ``signals`` (n_leads, n_samples) in mV.
+    """
+    if not isinstance(lead_field, LeadField):
+        raise InvalidInputError(f"lead_field must be a LeadField (see lead_field()), got {type(lead_field).__name__}")
+    model = ActionPotential() if model is None else model
+    if not isinstance(model, ActionPotential):
+        raise InvalidInputError(f"model must be an ActionPotential, got {type(model).__name__}")
+    phi = getattr(activation_times, "times", activation_times)
+    phi = as_float_array("activation_times", phi, shape=(lead_field.n_points,), finite=False)
+    if np.any(np.isnan(phi)) or np.any(phi == -np.inf):
+        i = int(np.nonzero(np.isnan(phi) | (phi == -np.inf))[0][0])
+        raise InvalidInputError(f"activation_times[{i}] is {phi[i]}; only finite values or +inf (unreached) allowed")
+    if isinstance(n_samples, bool) or int(n_samples) != n_samples or n_samples < 1:
+        raise InvalidInputError(f"n_samples must be a positive integer, got {n_samples!r}")
+    n_samples = int(n_samples)
+    dt = as_scalar("dt", dt, positive=True)
+    t0 = as_scalar("t0", t0)
+    apd = model.apd_array(phi.shape[0])
+    pot = K.ecg_forward(
+        lead_field.weights, phi, apd, model.amplitude, 0.5 * model.upstroke_ms,
+        0.5 * model.repolarization_ms, bool(model.repolarization), t0, dt, n_samples, _nchunk(),
+    )
+    elec = np.ascontiguousarray(pot.T)
+    signals = lead_field.leads.matrix @ elec
+    t = t0 + dt * np.arange(n_samples)
+    return ECG(signals, elec, t, phi, lead_field, model, apd)
+
+
+def adjoint(ecg: ECG, d_loss_d_signals, *, conductivity: bool = False) -> ECGGradient:
+    """Vector-Jacobian product of :func:`simulate_ecg`.
+
+    Parameters
+    ----------
+    ecg : ECG
+        Result of :func:`simulate_ecg`.
+    d_loss_d_signals : ndarray, shape (n_leads, n_samples)
+        Gradient of the loss w.r.t. ``ecg.signals``.
+    conductivity : bool
+        Also return the gradient w.r.t. the conductivity tensors (one extra
+        pass over the elements).
+
+    Returns
+    -------
+    ECGGradient
+    """
+    if not isinstance(ecg, ECG):
+        raise InvalidInputError(f"ecg must be the ECG returned by simulate_ecg, got {type(ecg).__name__}")
+    lam = as_float_array("d_loss_d_signals", d_loss_d_signals, shape=ecg.signals.shape)
+    lf = ecg.lead_field
+    m = ecg.model
+    lam_e = np.ascontiguousarray((lf.leads.matrix.T @ lam).T)  # (n_samples, n_electrodes)
+    dphi, mu = K.ecg_adjoint(
+        lf.weights, ecg.activation_times, ecg._apd, m.amplitude, 0.5 * m.upstroke_ms,
+        0.5 * m.repolarization_ms, bool(m.repolarization), float(ecg.t[0]), ecg.dt,
+        ecg.t.shape[0], lam_e, bool(conductivity),
+    )
+    dG = None
+    if conductivity:
+        dG = K.conductivity_gradient(lf.points, lf.tets, lf.leads.electrodes, lf.scale, lf.quadrature, mu)
+    return ECGGradient(dphi, dG)
+
+
+# --------------------------------------------------------------------------- losses
+
+
+def _pair(ecg, target) -> tuple[np.ndarray, np.ndarray]:
+    x = ecg.signals if isinstance(ecg, ECG) else ecg
+    x = as_float_array("ecg", x)
+    y = as_float_array("target", target)
+    if x.ndim != 2:
+        raise ShapeError(f"ecg must have shape (n_leads, n_samples), got {x.shape}")
+    check_shape("target", y, x.shape)
+    if x.shape[1] < 2:
+        raise ShapeError(f"ECG losses need at least 2 samples per lead, got shape {x.shape}")
+    return x, y
+
+
+def mse_loss(ecg, target, *, normalize: bool = True) -> tuple[float, np.ndarray]:
+    """Mean squared error per lead, summed over leads.
+
+    ``L = sum_l w_l mean_j (x_lj - y_lj)^2`` with ``w_l = 1 / var(y_l)`` when
+    ``normalize`` (each lead counts equally whatever its amplitude; leads with
+    zero variance get ``w_l = 1``), else ``w_l = 1``.
+
+    Parameters
+    ----------
+    ecg : ECG or ndarray, shape (n_leads, n_samples)
+    target : ndarray, shape (n_leads, n_samples)
+        Measured ECG (mV); must be finite.
+
+    Returns
+    -------
+    value : float
+    grad : ndarray, shape (n_leads, n_samples)
+        d L / d ecg.
+    """
+    x, y = _pair(ecg, target)
+    ns = x.shape[1]
+    w = np.ones(x.shape[0])
+    if normalize:
+        v = y.var(axis=1)
+        w = np.where(v > 0, 1.0 / np.where(v > 0, v, 1.0), 1.0)
+    r = x - y
+    value = float(np.sum(w[:, None] * r * r) / ns)
+    return value, (2.0 / ns) * w[:, None] * r
+
+
+def lead_correlations(ecg, target) -> np.ndarray:
+    """Pearson correlation per lead, shape (n_leads,) (NaN for a constant lead)."""
+    x, y = _pair(ecg, target)
+    xc = x - x.mean(axis=1, keepdims=True)
+    yc = y - y.mean(axis=1, keepdims=True)
+    nx = np.sqrt((xc * xc).sum(axis=1))
+    ny = np.sqrt((yc * yc).sum(axis=1))
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return (xc * yc).sum(axis=1) / (nx * ny)
+
+
+def correlation_loss(ecg, target, *, eps: float = 1e-12) -> tuple[float, np.ndarray]:
+    """Amplitude-insensitive loss ``L = mean_l (1 - rho_l)``, rho_l the Pearson
+    correlation of lead ``l`` with the target.
+
+    Invariant to scaling and offset of each simulated lead. ``eps`` (mV^2)
+    regularises the norms so that a flat lead has a finite gradient.
+
+    Returns
+    -------
+    value : float
+    grad : ndarray, shape (n_leads, n_samples)
+    """
+    x, y = _pair(ecg, target)
+    nl = x.shape[0]
+    xc = x - x.mean(axis=1, keepdims=True)
+    yc = y - y.mean(axis=1, keepdims=True)
+    nx = np.sqrt((xc * xc).sum(axis=1) + eps)
+    ny = np.sqrt((yc * yc).sum(axis=1) + eps)
+    rho = (xc * yc).sum(axis=1) / (nx * ny)
+    # d rho / d x = yc / (nx ny) - rho xc / nx^2   (already centred)
+    g = yc / (nx * ny)[:, None] - (rho / (nx * nx))[:, None] * xc
+    g = g - g.mean(axis=1, keepdims=True)
+    return float(np.mean(1.0 - rho)), -g / nl
