@@ -13,6 +13,7 @@ from .adjoint import Gradients, adjoint, trajectory_vjp
 from .costs import CovarianceCost, FinalLogDet, FinalTrace, HorizonSum, PositionTrace
 from .filter import FilterResult, Rollout, covariance_rollout, run_filter
 from .models import Bicycle, MotionModel, Unicycle
+from .planning import Plan, plan_active_sensing
 from .sensors import Beacons, MeasurementModel
 
 __all__ = [
@@ -33,4 +34,6 @@ __all__ = [
     "PositionTrace",
     "FinalLogDet",
     "HorizonSum",
+    "Plan",
+    "plan_active_sensing",
 ]
