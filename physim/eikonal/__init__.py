@@ -1,0 +1,30 @@
+"""physim.eikonal — anisotropic eikonal activation on tetrahedral and triangle meshes.
+
+Forward: :func:`solve` (fast iterative method, Numba) returns an
+:class:`Activation`; backward: :func:`adjoint` pulls dL/dtimes back to the
+conduction tensors ``D``, the source times and point-source positions.
+Units: mm, ms, velocities in mm/ms; ``D`` is the squared-velocity tensor
+(fim-python convention, ``sqrt(∇φᵀ D ∇φ) = 1``).
+"""
+
+from .adjoint import EikonalGradient, adjoint
+from .conduction import ConductionGradient, conduction_tensor, conduction_tensor_vjp
+from .mesh import SimplexMesh, TetMesh, TriMesh, box_tet_mesh, from_meshio, square_tri_mesh
+from .solve import Activation, UnreachedPointsWarning, solve
+
+__all__ = [
+    "TetMesh",
+    "TriMesh",
+    "SimplexMesh",
+    "from_meshio",
+    "box_tet_mesh",
+    "square_tri_mesh",
+    "conduction_tensor",
+    "conduction_tensor_vjp",
+    "ConductionGradient",
+    "solve",
+    "Activation",
+    "UnreachedPointsWarning",
+    "adjoint",
+    "EikonalGradient",
+]

@@ -1,0 +1,521 @@
+"""Numba kernels of the eikonal solver (private; inputs are validated by the callers).
+
+Conventions
+-----------
+Every element ``e`` carries the squared metric lengths of its edges,
+``d2[e, k] = v_kᵀ D_e⁻¹ v_k`` with ``v_k`` the k-th edge vector, computed once
+per solve from the mesh's precomputed edge vectors. All local updates are
+expressed through them: for a target vertex ``a`` and upwind vertices ``j, k``
+of the same element, the Gram matrix of ``x_a - x_j`` in the metric
+``M = D⁻¹`` is ``G_jk = (d2[a,j] + d2[a,k] - d2[j,k]) / 2``.
+
+Local update (one element, target ``a``, upwind support ``S``, |S| = 1..3)::
+
+    U = min_{λ ≥ 0, Σλ = 1}  Σ_j λ_j t_j + sqrt(λᵀ G λ)
+
+Stationarity (Lagrange multiplier μ) gives ``t + Gλ/s = μ 1`` with
+``s = sqrt(λᵀGλ)``; multiplying by λ shows ``U = μ``. With the Cholesky
+factor ``G = L Lᵀ``, ``y = L⁻¹ 1`` and ``z = L⁻¹ t``, μ solves
+``|y|² μ² - 2 (y·z) μ + |z|² - 1 = 0``; the larger root is
+``μ = (y·z + sqrt(disc)) / |y|²`` with ``disc = |y|² - (|y|²|z|² - (y·z)²)``,
+``s = 1 / sqrt(disc)`` and ``λ = s L⁻ᵀ (μ y - z)``. The candidate is feasible
+when ``disc > 0`` and every ``λ_j ≥ 0``. Because the objective is convex in λ,
+the minimum over the closed simplex is the smallest feasible candidate over
+all faces of the support simplex (the full tet, its triangles, its edges);
+when the full candidate is feasible it is the minimum and the faces are skipped.
+Times are shifted by ``t_0`` before the solve to avoid cancellation.
+
+Record of the winning update (used by the adjoint): code ``mask | (a << 4)``
+where bit ``j`` of ``mask`` marks local vertex ``j`` as part of the support.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from .._jit import njit, prange
+
+INF = np.inf
+
+
+# ----------------------------------------------------------------------------------
+# per-element metric edge lengths
+# ----------------------------------------------------------------------------------
+@njit(parallel=True)
+def metric_edge_lengths(edge_vectors, D):
+    """d2[e, k] = v_kᵀ D_e⁻¹ v_k via a Cholesky solve per element.
+
+    edge_vectors: (m, ne, dim); D: (m, dim, dim) SPD. Returns (m, ne).
+    """
+    m, ne, dim = edge_vectors.shape
+    out = np.empty((m, ne))
+    for e in prange(m):
+        L = np.zeros((3, 3))
+        _chol(D[e], dim, L)
+        for k in range(ne):
+            # z = L⁻¹ v ; d2 = |z|²
+            acc = 0.0
+            z0 = 0.0
+            z1 = 0.0
+            for i in range(dim):
+                s = edge_vectors[e, k, i]
+                if i >= 1:
+                    s -= L[i, 0] * z0
+                if i >= 2:
+                    s -= L[i, 1] * z1
+                zi = s / L[i, i]
+                if i == 0:
+                    z0 = zi
+                elif i == 1:
+                    z1 = zi
+                acc += zi * zi
+            out[e, k] = acc
+    return out
+
+
+@njit
+def _chol(A, dim, L):
+    for i in range(dim):
+        for j in range(i + 1):
+            s = A[i, j]
+            for k in range(j):
+                s -= L[i, k] * L[j, k]
+            if i == j:
+                L[i, i] = np.sqrt(s)
+            else:
+                L[i, j] = s / L[j, j]
+
+
+@njit
+def _solve_spd(A, dim, b, L, y, out):
+    """out = A⁻¹ b via Cholesky (L (3,3) and y (3,) are work arrays)."""
+    _chol(A, dim, L)
+    for i in range(dim):
+        s = b[i]
+        for k in range(i):
+            s -= L[i, k] * y[k]
+        y[i] = s / L[i, i]
+    for i in range(dim - 1, -1, -1):
+        s = y[i]
+        for k in range(i + 1, dim):
+            s -= L[k, i] * out[k]
+        out[i] = s / L[i, i]
+
+
+@njit(parallel=True)
+def d2_grad_to_D(edge_vectors, D, g):
+    """dL/dD_e = -Σ_k g[e,k] w_k w_kᵀ with w_k = D_e⁻¹ v_k (the vjp of metric_edge_lengths)."""
+    m, ne, dim = edge_vectors.shape
+    out = np.zeros((m, dim, dim))
+    for e in prange(m):
+        L = np.zeros((3, 3))
+        w = np.zeros(3)
+        y = np.zeros(3)
+        for k in range(ne):
+            gk = g[e, k]
+            if gk == 0.0:
+                continue
+            _solve_spd(D[e], dim, edge_vectors[e, k], L, y, w)
+            for i in range(dim):
+                for j in range(dim):
+                    out[e, i, j] -= gk * w[i] * w[j]
+    return out
+
+
+# ----------------------------------------------------------------------------------
+# local updates
+# ----------------------------------------------------------------------------------
+@njit
+def upd1(t0, d0):
+    """Edge update: t0 + |x_a - x_0|_M."""
+    return t0 + np.sqrt(d0)
+
+
+@njit
+def upd2(t0, t1, g00, g01, g11):
+    """Triangle (face) update with two upwind vertices.
+
+    Returns (mu, lam0, lam1, s, feasible).
+    """
+    l00 = np.sqrt(g00)
+    l10 = g01 / l00
+    q = g11 - l10 * l10
+    if not q > 0.0:
+        return INF, 0.0, 0.0, 0.0, False
+    l11 = np.sqrt(q)
+    y0 = 1.0 / l00
+    y1 = (1.0 - l10 * y0) / l11
+    z1 = (t1 - t0) / l11  # z0 = 0 after the shift by t0
+    a = y0 * y0 + y1 * y1
+    b = y1 * z1
+    cr = y0 * z1
+    disc = a - cr * cr
+    if not disc > 0.0:
+        return INF, 0.0, 0.0, 0.0, False
+    sq = np.sqrt(disc)
+    mu = (b + sq) / a
+    s = 1.0 / sq
+    r0 = mu * y0
+    r1 = mu * y1 - z1
+    lam1 = s * r1 / l11
+    lam0 = s * (r0 - l10 * (r1 / l11)) / l00
+    if lam0 < 0.0 or lam1 < 0.0:
+        return mu + t0, lam0, lam1, s, False
+    return mu + t0, lam0, lam1, s, True
+
+
+@njit
+def upd3(t0, t1, t2, g00, g01, g02, g11, g12, g22):
+    """Full tetrahedron update with three upwind vertices.
+
+    Returns (mu, lam0, lam1, lam2, s, feasible).
+    """
+    l00 = np.sqrt(g00)
+    l10 = g01 / l00
+    l20 = g02 / l00
+    q = g11 - l10 * l10
+    if not q > 0.0:
+        return INF, 0.0, 0.0, 0.0, 0.0, False
+    l11 = np.sqrt(q)
+    l21 = (g12 - l20 * l10) / l11
+    q = g22 - l20 * l20 - l21 * l21
+    if not q > 0.0:
+        return INF, 0.0, 0.0, 0.0, 0.0, False
+    l22 = np.sqrt(q)
+    y0 = 1.0 / l00
+    y1 = (1.0 - l10 * y0) / l11
+    y2 = (1.0 - l20 * y0 - l21 * y1) / l22
+    z1 = (t1 - t0) / l11
+    z2 = ((t2 - t0) - l21 * z1) / l22
+    a = y0 * y0 + y1 * y1 + y2 * y2
+    b = y1 * z1 + y2 * z2
+    # |y × z|² with z0 = 0
+    c0 = y1 * z2 - y2 * z1
+    c1 = -y0 * z2
+    c2 = y0 * z1
+    disc = a - (c0 * c0 + c1 * c1 + c2 * c2)
+    if not disc > 0.0:
+        return INF, 0.0, 0.0, 0.0, 0.0, False
+    sq = np.sqrt(disc)
+    mu = (b + sq) / a
+    s = 1.0 / sq
+    r0 = mu * y0
+    r1 = mu * y1 - z1
+    r2 = mu * y2 - z2
+    # back substitution Lᵀ λ' = r, λ = s λ'
+    p2 = r2 / l22
+    p1 = (r1 - l21 * p2) / l11
+    p0 = (r0 - l10 * p1 - l20 * p2) / l00
+    lam0 = s * p0
+    lam1 = s * p1
+    lam2 = s * p2
+    if lam0 < 0.0 or lam1 < 0.0 or lam2 < 0.0:
+        return mu + t0, lam0, lam1, lam2, s, False
+    return mu + t0, lam0, lam1, lam2, s, True
+
+
+@njit
+def _face(best, code, t, u, dau, dav, duv, ju, jv, a):
+    g = 0.5 * (dau + dav - duv)
+    mu, l0, l1, s, ok = upd2(t, u, dau, g, dav)
+    if ok and mu < best:
+        return mu, (1 << ju) | (1 << jv) | (a << 4)
+    return best, code
+
+
+@njit
+def element_update(phi, cells, d2, pair, e, a):
+    """Minimum local update of local vertex ``a`` of element ``e``.
+
+    Returns (value, code) with code = support mask | (a << 4); value inf and
+    code -1 when no upwind vertex has a finite time.
+    """
+    nv = cells.shape[1]
+    # the other local vertices, in increasing order
+    j0 = 0 + (a <= 0)
+    j1 = 1 + (a <= 1)
+    t0 = phi[cells[e, j0]]
+    t1 = phi[cells[e, j1]]
+    f0 = t0 < INF
+    f1 = t1 < INF
+    da0 = d2[e, pair[a, j0]]
+    da1 = d2[e, pair[a, j1]]
+    best = INF
+    code = -1
+    if nv == 4:
+        j2 = 2 + (a <= 2)
+        t2 = phi[cells[e, j2]]
+        f2 = t2 < INF
+        da2 = d2[e, pair[a, j2]]
+        d01 = d2[e, pair[j0, j1]]
+        d02 = d2[e, pair[j0, j2]]
+        d12 = d2[e, pair[j1, j2]]
+        if f0 and f1 and f2:
+            mu, l0, l1, l2, s, ok = upd3(
+                t0, t1, t2, da0, 0.5 * (da0 + da1 - d01), 0.5 * (da0 + da2 - d02), da1,
+                0.5 * (da1 + da2 - d12), da2,
+            )
+            if ok:
+                return mu, (1 << j0) | (1 << j1) | (1 << j2) | (a << 4)
+        if f0 and f1:
+            best, code = _face(best, code, t0, t1, da0, da1, d01, j0, j1, a)
+        if f0 and f2:
+            best, code = _face(best, code, t0, t2, da0, da2, d02, j0, j2, a)
+        if f1 and f2:
+            best, code = _face(best, code, t1, t2, da1, da2, d12, j1, j2, a)
+        if f2:
+            mu = t2 + np.sqrt(da2)
+            if mu < best:
+                best = mu
+                code = (1 << j2) | (a << 4)
+    else:
+        if f0 and f1:
+            best, code = _face(best, code, t0, t1, da0, da1, d2[e, pair[j0, j1]], j0, j1, a)
+    if f0:
+        mu = t0 + np.sqrt(da0)
+        if mu < best:
+            best = mu
+            code = (1 << j0) | (a << 4)
+    if f1:
+        mu = t1 + np.sqrt(da1)
+        if mu < best:
+            best = mu
+            code = (1 << j1) | (a << 4)
+    return best, code
+
+
+# ----------------------------------------------------------------------------------
+# fast iterative method
+# ----------------------------------------------------------------------------------
+@njit
+def fim(phi, rec_elem, rec_code, cells, d2, pair, ptr, ncells, nlocal, tol, max_visits):
+    """Fast iterative method with a FIFO active list, in place.
+
+    ``phi`` holds the initial values (sources, inf elsewhere); ``rec_elem`` /
+    ``rec_code`` the records (-1 for source-initialised nodes). A node leaves
+    the active list once its value is final for the current round; it then
+    updates every other vertex of its incident elements (the only updates its
+    new value can change), and each vertex whose value drops by more than
+    ``tol`` (or is reached for the first time) joins the active list.
+
+    Returns the number of active-list visits (negative if ``max_visits`` was hit).
+    """
+    n = phi.shape[0]
+    nv = cells.shape[1]
+    queue = np.empty(n, dtype=np.int64)
+    inlist = np.zeros(n, dtype=np.bool_)
+    head = 0
+    count = 0
+    # seeds: every finite node
+    for i in range(n):
+        if phi[i] < INF:
+            queue[(head + count) % n] = i
+            count += 1
+            inlist[i] = True
+    visits = 0
+    while count > 0:
+        i = queue[head]
+        head += 1
+        if head == n:
+            head = 0
+        count -= 1
+        inlist[i] = False
+        visits += 1
+        if visits > max_visits:
+            return -visits
+        for p in range(ptr[i], ptr[i + 1]):
+            e = ncells[p]
+            ai = nlocal[p]
+            for b in range(nv):
+                if b == ai:
+                    continue
+                v = cells[e, b]
+                val, code = element_update(phi, cells, d2, pair, e, b)
+                old = phi[v]
+                if val < old:
+                    phi[v] = val
+                    rec_elem[v] = e
+                    rec_code[v] = code
+                    if (old - val > tol) and not inlist[v]:
+                        queue[(head + count) % n] = v
+                        count += 1
+                        inlist[v] = True
+    return visits
+
+
+# ----------------------------------------------------------------------------------
+# adjoint sweep
+# ----------------------------------------------------------------------------------
+@njit
+def support_update(phi, cells, d2, pair, e, code):
+    """Re-evaluate the recorded local update (support decoded from ``code``).
+
+    Returns (value, s, n, o0, o1, o2, lam0, lam1, lam2): the support's local
+    vertices in increasing order (unused ones -1), the weights λ and
+    s = |x_a - Σ λ_j x_j|_M.
+    """
+    nv = cells.shape[1]
+    a = code >> 4
+    mask = code & 15
+    o0 = -1
+    o1 = -1
+    o2 = -1
+    n = 0
+    for j in range(nv):
+        if mask & (1 << j):
+            if n == 0:
+                o0 = j
+            elif n == 1:
+                o1 = j
+            else:
+                o2 = j
+            n += 1
+    if n == 1:
+        d = d2[e, pair[a, o0]]
+        return phi[cells[e, o0]] + np.sqrt(d), np.sqrt(d), 1, o0, o1, o2, 1.0, 0.0, 0.0
+    da0 = d2[e, pair[a, o0]]
+    da1 = d2[e, pair[a, o1]]
+    if n == 2:
+        g01 = 0.5 * (da0 + da1 - d2[e, pair[o0, o1]])
+        mu, l0, l1, s, ok = upd2(phi[cells[e, o0]], phi[cells[e, o1]], da0, g01, da1)
+        return mu, s, 2, o0, o1, o2, l0, l1, 0.0
+    da2 = d2[e, pair[a, o2]]
+    g01 = 0.5 * (da0 + da1 - d2[e, pair[o0, o1]])
+    g02 = 0.5 * (da0 + da2 - d2[e, pair[o0, o2]])
+    g12 = 0.5 * (da1 + da2 - d2[e, pair[o1, o2]])
+    mu, l0, l1, l2, s, ok = upd3(
+        phi[cells[e, o0]], phi[cells[e, o1]], phi[cells[e, o2]], da0, g01, g02, da1, g12, da2
+    )
+    return mu, s, 3, o0, o1, o2, l0, l1, l2
+
+
+@njit
+def _adjoint_node(i, li, phi, rec_elem, rec_code, cells, d2, pair, lam, g, propagate):
+    """Push the adjoint ``li`` of node i through its recorded local update (envelope theorem).
+
+    Adds to dL/dd2 of the element, and (if ``propagate``) to the adjoint of the upwind nodes.
+    """
+    e = rec_elem[i]
+    if e < 0 or li == 0.0:
+        return
+    code = rec_code[i]
+    a = code >> 4
+    mu, s, n, o0, o1, o2, l0, l1, l2 = support_update(phi, cells, d2, pair, e, code)
+    c = li / (2.0 * s)
+    g[e, pair[a, o0]] += c * l0
+    if propagate:
+        lam[cells[e, o0]] += li * l0
+    if n >= 2:
+        g[e, pair[a, o1]] += c * l1
+        g[e, pair[o0, o1]] -= c * l0 * l1
+        if propagate:
+            lam[cells[e, o1]] += li * l1
+    if n == 3:
+        g[e, pair[a, o2]] += c * l2
+        g[e, pair[o0, o2]] -= c * l0 * l2
+        g[e, pair[o1, o2]] -= c * l1 * l2
+        if propagate:
+            lam[cells[e, o2]] += li * l2
+
+
+@njit
+def adjoint_sweep(phi, rec_elem, rec_code, cells, d2, pair, lam):
+    """Reverse sweep through the recorded upwind graph, in place on ``lam``.
+
+    ``lam`` enters as dL/dphi and leaves as the adjoint variable of every node
+    (its total derivative, including the paths through downstream nodes).
+    Nodes are processed in reverse topological order of the upwind graph
+    (Kahn's algorithm): a node is processed once every node that depends on
+    it has been. For causal updates this is decreasing arrival time.
+
+    Returns (g_d2 (m, ne) = dL/dd2, rest): ``rest`` lists the nodes that could
+    not be ordered (on a dependency cycle of non-causal updates, or upwind of
+    one); their ``lam`` holds the downstream contributions so far and they
+    are finished by :func:`upwind_entries` + a sparse solve + :func:`accumulate_d2`.
+    """
+    n = phi.shape[0]
+    m = cells.shape[0]
+    ne = d2.shape[1]
+    nv = cells.shape[1]
+    g = np.zeros((m, ne))
+    pending = np.zeros(n, dtype=np.int64)
+    for i in range(n):
+        e = rec_elem[i]
+        if e >= 0:
+            mask = rec_code[i] & 15
+            for j in range(nv):
+                if mask & (1 << j):
+                    pending[cells[e, j]] += 1
+    stack = np.empty(n, dtype=np.int64)
+    top = 0
+    done = np.zeros(n, dtype=np.bool_)
+    n_reached = 0
+    for i in range(n):
+        if phi[i] < INF:
+            n_reached += 1
+            if pending[i] == 0:
+                stack[top] = i
+                top += 1
+    nproc = 0
+    while top > 0:
+        top -= 1
+        i = stack[top]
+        done[i] = True
+        nproc += 1
+        _adjoint_node(i, lam[i], phi, rec_elem, rec_code, cells, d2, pair, lam, g, True)
+        e = rec_elem[i]
+        if e >= 0:
+            mask = rec_code[i] & 15
+            for j in range(nv):
+                if mask & (1 << j):
+                    v = cells[e, j]
+                    pending[v] -= 1
+                    if pending[v] == 0:
+                        stack[top] = v
+                        top += 1
+    rest = np.empty(n_reached - nproc, dtype=np.int64)
+    k = 0
+    for i in range(n):
+        if phi[i] < INF and not done[i]:
+            rest[k] = i
+            k += 1
+    return g, rest
+
+
+@njit
+def upwind_entries(nodes, phi, rec_elem, rec_code, cells, d2, pair):
+    """Entries (i, j, ∂φ_i/∂φ_j) of the recorded upwind Jacobian for ``nodes``."""
+    k = nodes.shape[0]
+    rows = np.empty(3 * k, dtype=np.int64)
+    cols = np.empty(3 * k, dtype=np.int64)
+    vals = np.empty(3 * k)
+    c = 0
+    for r in range(k):
+        i = nodes[r]
+        e = rec_elem[i]
+        if e < 0:
+            continue
+        mu, s, n, o0, o1, o2, l0, l1, l2 = support_update(phi, cells, d2, pair, e, rec_code[i])
+        rows[c] = i
+        cols[c] = cells[e, o0]
+        vals[c] = l0
+        c += 1
+        if n >= 2:
+            rows[c] = i
+            cols[c] = cells[e, o1]
+            vals[c] = l1
+            c += 1
+        if n == 3:
+            rows[c] = i
+            cols[c] = cells[e, o2]
+            vals[c] = l2
+            c += 1
+    return rows[:c], cols[:c], vals[:c]
+
+
+@njit
+def accumulate_d2(nodes, lam, phi, rec_elem, rec_code, cells, d2, pair, g):
+    """Add the dL/dd2 contributions of ``nodes`` with their final adjoints (no propagation)."""
+    for r in range(nodes.shape[0]):
+        i = nodes[r]
+        _adjoint_node(i, lam[i], phi, rec_elem, rec_code, cells, d2, pair, lam, g, False)
