@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .._validate import as_float_array, as_index_array
+from .._validate import as_float_array, as_index_array, as_scalar
 from ..errors import InvalidInputError, ShapeError
 
 __all__ = ["output_values", "mse_loss", "classifier_loss", "class_probabilities", "predict_class"]
@@ -48,7 +48,7 @@ def output_values(u, outputs) -> np.ndarray:
     return v if batched else v[0]
 
 
-def mse_loss(u, outputs, target) -> tuple[float, np.ndarray]:
+def mse_loss(u, outputs, target, *, scale: float = 1.0) -> tuple[float, np.ndarray]:
     """Mean squared error of the output displacements against a target.
 
     Parameters
@@ -58,12 +58,16 @@ def mse_loss(u, outputs, target) -> tuple[float, np.ndarray]:
     outputs : array_like of int, shape (k, 2)
         (node, axis) pairs.
     target : array_like, shape (k,) or (B, k)
-        Target displacements (m); (k,) is broadcast over a batch.
+        Target displacements, compared with ``scale * u`` (m when ``scale=1``);
+        (k,) is broadcast over a batch.
+    scale : float
+        Unit conversion applied to ``u`` first (``1e3``: millimetres), which keeps
+        the loss and its gradient O(1) for optimisers with absolute tolerances.
 
     Returns
     -------
     value : float
-        ``mean over batch and outputs of (u_out - target)^2`` (m^2).
+        ``mean over batch and outputs of (scale u_out - target)^2``.
     grad : ndarray, float64, shape of ``u``
         d value / d u.
     """
@@ -75,10 +79,11 @@ def mse_loss(u, outputs, target) -> tuple[float, np.ndarray]:
         t = np.broadcast_to(t, (nb, k))
     elif t.shape != (nb, k) or (not batched and t.ndim != 1):
         raise ShapeError(f"target must have shape ({k},) or ({nb}, {k}), got {t.shape}")
-    r = ub[:, o[:, 0], o[:, 1]] - t
+    scale = as_scalar("scale", scale, positive=True)
+    r = scale * ub[:, o[:, 0], o[:, 1]] - t
     value = float(np.mean(r * r))
     grad = np.zeros_like(ub)
-    np.add.at(grad, (slice(None), o[:, 0], o[:, 1]), 2.0 * r / r.size)
+    np.add.at(grad, (slice(None), o[:, 0], o[:, 1]), 2.0 * scale * r / r.size)
     return value, (grad if batched else grad[0])
 
 

@@ -4,6 +4,25 @@ from __future__ import annotations
 
 import numpy as np
 
+from physim.lattice import SpringNetwork, triangular_lattice
+
+
+def paper_network():
+    return triangular_lattice((5, 4, 3, 2), 16e-3, fixed=[0, 4])
+
+
+def random_network(rng, d, n_side=3):
+    """A jittered, rigid lattice in 2D (triangulated) or 3D (cube cells with all diagonals)."""
+    if d == 2:
+        net = triangular_lattice([n_side + 1] * (n_side + 1), 1.0)
+        pts = net.points + 0.1 * rng.standard_normal(net.points.shape)
+        return SpringNetwork(pts, net.bonds, np.arange(n_side + 1))
+    g = np.stack(np.meshgrid(*[np.arange(n_side)] * 3, indexing="ij"), -1).reshape(-1, 3).astype(float)
+    bonds = [[i, j] for i in range(len(g)) for j in range(i + 1, len(g))
+             if np.max(np.abs(g[i] - g[j])) == 1]
+    pts = g + 0.1 * rng.standard_normal(g.shape)
+    return SpringNetwork(pts, bonds, np.flatnonzero(g[:, 2] == 0))
+
 
 def dense_compatibility(points, bonds):
     """C (m, n*d) built bond by bond with Python loops."""

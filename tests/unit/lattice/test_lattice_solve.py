@@ -11,6 +11,8 @@ from lattice_reference import (  # noqa: E402
     dense_linear_solve,
     dense_stiffness,
     nonlinear_residual,
+    paper_network,
+    random_network,
 )
 
 from physim.errors import (  # noqa: E402
@@ -32,23 +34,6 @@ from physim.lattice import (  # noqa: E402
     triangular_lattice,
     weight_force,
 )
-
-
-def paper_network():
-    return triangular_lattice((5, 4, 3, 2), 16e-3, fixed=[0, 4])
-
-
-def random_network(rng, d, n_side=3):
-    """A jittered, rigid lattice in 2D (triangulated) or 3D (cube cells with all diagonals)."""
-    if d == 2:
-        net = triangular_lattice([n_side + 1] * (n_side + 1), 1.0)
-        pts = net.points + 0.1 * rng.standard_normal(net.points.shape)
-        return SpringNetwork(pts, net.bonds, np.arange(n_side + 1))
-    g = np.stack(np.meshgrid(*[np.arange(n_side)] * 3, indexing="ij"), -1).reshape(-1, 3).astype(float)
-    bonds = [[i, j] for i in range(len(g)) for j in range(i + 1, len(g))
-             if np.max(np.abs(g[i] - g[j])) == 1]
-    pts = g + 0.1 * rng.standard_normal(g.shape)
-    return SpringNetwork(pts, bonds, np.flatnonzero(g[:, 2] == 0))
 
 
 def test_untrained_paper_response_is_minus_0_5243_mm():
