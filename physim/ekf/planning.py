@@ -91,6 +91,40 @@ def _bounds(bounds, nu):
     return lo, hi
 
 
+def _objective(model, beacons, x0, P0, M, Q0, shape, cost, c0, goal, goal_weight, smooth_weight, seen=None):
+    """The normalised planning objective ``fun(z) -> (J, ∂J/∂z)`` over flattened controls z.
+
+    ``goal`` (2,) adds the penalty term (``None``: no goal term); ``seen`` (dict)
+    records ``(covariance cost, J)`` per evaluated point.
+    """
+    N, nu = shape
+    n = x0.shape[0]
+
+    def fun(z):
+        U = z.reshape(N, nu)
+        r = _rollout(model, beacons, x0, P0, U, M, Q0, check=False)
+        c = float(cost.value(r.P))
+        J = c / c0
+        Xb = None
+        if goal is not None:
+            e = r.states[-1, :2] - goal
+            J += goal_weight * float(e @ e)
+            Xb = np.zeros((N + 1, n))
+            Xb[-1, :2] = 2.0 * goal_weight * e
+        g = adjoint(r, cost.gradient(r.P) / c0, d_cost_d_states=Xb).controls
+        if smooth_weight > 0 and N > 1:
+            d = np.diff(U, axis=0)
+            J += smooth_weight * float(np.sum(d * d))
+            g = g.copy()
+            g[:-1] -= 2.0 * smooth_weight * d
+            g[1:] += 2.0 * smooth_weight * d
+        if seen is not None:
+            seen[z.tobytes()] = (c, J)
+        return J, g.reshape(-1)
+
+    return fun
+
+
 def plan_active_sensing(
     model,
     beacons,
@@ -174,28 +208,9 @@ def plan_active_sensing(
     if not c0 > 0:
         raise InvalidInputError(f"the initial covariance cost must be > 0 to normalise it, got {c0}")
     seen: dict[bytes, tuple[float, float]] = {}
-
-    def fun(z):
-        U = z.reshape(N, nu)
-        r = _rollout(model, beacons, x0, P0, U, M, Q0, check=False)
-        c = float(cost.value(r.P))
-        Pbar = cost.gradient(r.P) / c0
-        J = c / c0
-        Xb = None
-        if goal is not None and not use_constraint:
-            e = r.states[-1, :2] - goal
-            J += goal_weight * float(e @ e)
-            Xb = np.zeros((N + 1, n))
-            Xb[-1, :2] = 2.0 * goal_weight * e
-        g = adjoint(r, Pbar, d_cost_d_states=Xb).controls
-        if smooth_weight > 0 and N > 1:
-            d = np.diff(U, axis=0)
-            J += smooth_weight * float(np.sum(d * d))
-            g = g.copy()
-            g[:-1] -= 2.0 * smooth_weight * d
-            g[1:] += 2.0 * smooth_weight * d
-        seen[z.tobytes()] = (c, J)
-        return J, g.reshape(-1)
+    penalty_goal = goal if (goal is not None and not use_constraint) else None
+    fun = _objective(model, beacons, x0, P0, M, Q0, (N, nu), cost, c0, penalty_goal, goal_weight,
+                     smooth_weight, seen)  # fmt: skip
 
     constraints = ()
     if use_constraint:
