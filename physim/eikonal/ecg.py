@@ -272,7 +272,9 @@ def standard_12_lead(
     The heart frame is the long axis ``u`` (base to apex) and the LV-to-RV
     direction ``r`` (orthogonalised to ``u``); both are estimated by principal
     axes of the nodes when not given (sign: towards the extreme farther from the
-    centroid, i.e. the apex, resp. the thin-walled RV side). The body frame puts
+    centroid, i.e. the apex, resp. the thin-walled RV side), or taken from the
+    surface tags of a :class:`~physim.eikonal.heart.BiventricularMesh` (base
+    centroid to apex node; LV to RV endocardial centroids). The body frame puts
     the long axis 60° below the horizontal in the frontal plane (a normal
     electrical axis): left ``l = u/2 - (√3/2) r``, superior ``s = -(√3/2) u - r/2``,
     anterior ``a = l × s``. Limb electrodes RA, LA, LL sit at ``limb_distance``
@@ -301,6 +303,15 @@ def standard_12_lead(
         9 electrodes (RA, LA, LL, V1..V6) and 12 leads (:data:`STANDARD_LEADS`).
     """
     pts, _ = _mesh_arrays(mesh)
+    masks = getattr(mesh, "masks", None)
+    if isinstance(masks, Mapping) and {"base", "lv_endo", "rv_endo"} <= set(masks) and hasattr(mesh, "apex"):
+        # a tagged biventricular mesh: axes from its surfaces
+        if apex_direction is None:
+            apex_direction = pts[int(mesh.apex)] - pts[np.asarray(masks["base"], bool)].mean(axis=0)
+        if rv_direction is None:
+            rv_direction = pts[np.asarray(masks["rv_endo"], bool)].mean(axis=0) - pts[
+                np.asarray(masks["lv_endo"], bool)
+            ].mean(axis=0)
     c = pts.mean(axis=0) if center is None else as_float_array("center", center, shape=(3,))
     X = pts - c
     _, _, vt = np.linalg.svd(X - X.mean(axis=0), full_matrices=False)

@@ -1,0 +1,597 @@
+"""Cardiac digital twins: parametrised activation models with exact gradients.
+
+A :class:`TwinModel` maps one flat parameter vector ``x`` to an activation map::
+
+    x = [velocity parameters | site parameters]
+      -> per-element fibre / cross-fibre velocities (v_f, v_c)       (VelocityModel)
+      -> D = conduction_tensor(fibers, v_f, v_c)                       (mm²/ms²)
+      -> sources, source times                                         (SiteModel)
+      -> phi = solve(mesh, D, sources, source_times)                   (ms)
+
+and pulls a cotangent ``dL/dphi`` back to ``dL/dx`` by chaining
+:func:`physim.eikonal.adjoint` (to ``D``, source times and point-source
+positions), :func:`physim.eikonal.conduction_tensor_vjp` (to velocities) and
+each model's own vjp. Objective builders (:func:`activation_objective`,
+:func:`ecg_objective`) return ``fun(x) -> (value, grad)`` for
+:func:`physim.optim.minimize`; :meth:`TwinModel.transform` gives the
+:class:`physim.optim.Bounded` transform to optimise in unconstrained variables.
+
+Initiation sites follow Geodesic-BP (Grandits et al., IEEE TBME 2024): many
+candidate endocardial sites each carry an activation time; the activation map is
+the minimum over sites of (time + travel time), so a site whose time is later
+than the wave arriving from elsewhere changes nothing and gets a zero gradient.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from physim._validate import as_float_array, as_index_array, as_scalar
+from physim.errors import InvalidInputError, ShapeError
+
+from . import ecg as _ecg
+
+__all__ = [
+    "VelocityModel",
+    "GlobalVelocities",
+    "RegionVelocities",
+    "FieldVelocities",
+    "SiteModel",
+    "CandidateSites",
+    "PointSites",
+    "TwinModel",
+    "TwinState",
+    "activation_objective",
+    "ecg_objective",
+    "heart_regions",
+    "element_adjacency",
+    "V_MIN",
+    "V_MAX",
+]
+
+#: default velocity bounds (mm/ms)
+V_MIN, V_MAX = 0.1, 2.0
+
+
+# --------------------------------------------------------------------------- velocities
+
+
+class VelocityModel:
+    """Interface: parameters -> per-element fibre and cross-fibre velocities (mm/ms).
+
+    Attributes ``n_params``, ``lower``, ``upper`` (bounds, shape (n_params,)),
+    ``names`` (tuple of str).
+    """
+
+    n_params: int
+    lower: np.ndarray
+    upper: np.ndarray
+    names: tuple
+
+    def velocities(self, p: np.ndarray) -> tuple[np.ndarray, np.ndarray]:  # pragma: no cover
+        """``(v_fiber, v_cross)``, each (n_tets,) mm/ms."""
+        raise NotImplementedError
+
+    def vjp(self, p: np.ndarray, d_vf: np.ndarray, d_vc: np.ndarray) -> np.ndarray:  # pragma: no cover
+        """Pull gradients w.r.t. per-element velocities back to the parameters."""
+        raise NotImplementedError
+
+    def regularization(self, p: np.ndarray) -> tuple[float, np.ndarray]:
+        """Penalty added to objectives and its gradient (zero by default)."""
+        return 0.0, np.zeros_like(p)
+
+
+def _bounds(n, lo, hi):
+    lo = as_scalar("v_min", lo, positive=True)
+    hi = as_scalar("v_max", hi, positive=True)
+    if hi <= lo:
+        raise InvalidInputError(f"v_max ({hi}) must exceed v_min ({lo})")
+    return np.full(n, lo), np.full(n, hi)
+
+
+class GlobalVelocities(VelocityModel):
+    """One fibre and one cross-fibre velocity for the whole heart: ``p = [v_f, v_c]``.
+
+    Parameters
+    ----------
+    n_tets : int
+    v_min, v_max : float
+        Bounds (mm/ms), default 0.1 and 2.
+    """
+
+    def __init__(self, n_tets: int, v_min: float = V_MIN, v_max: float = V_MAX):
+        self.n_tets = int(n_tets)
+        self.n_params = 2
+        self.lower, self.upper = _bounds(2, v_min, v_max)
+        self.names = ("v_fiber", "v_cross")
+
+    def velocities(self, p):
+        return np.full(self.n_tets, p[0]), np.full(self.n_tets, p[1])
+
+    def vjp(self, p, d_vf, d_vc):
+        return np.array([np.sum(d_vf), np.sum(d_vc)])
+
+
+class RegionVelocities(VelocityModel):
+    """Fibre and cross-fibre velocity per region: ``p = [v_f(r0..), v_c(r0..)]``.
+
+    Parameters
+    ----------
+    labels : int array_like, shape (n_tets,)
+        Region of each element, in ``[0, n_regions)``.
+    region_names : sequence of str, optional
+    v_min, v_max : float
+        Bounds (mm/ms).
+    """
+
+    def __init__(self, labels, region_names=None, v_min: float = V_MIN, v_max: float = V_MAX):
+        lab = np.asarray(labels)
+        if lab.ndim != 1 or lab.size == 0:
+            raise ShapeError(f"labels must have shape (n_tets,), got {lab.shape}")
+        self.labels = as_index_array("labels", lab, upper=int(lab.max()) + 1)
+        if self.labels.min() < 0:
+            raise InvalidInputError("labels must be >= 0")
+        self.n_regions = int(self.labels.max()) + 1
+        counts = np.bincount(self.labels, minlength=self.n_regions)
+        if np.any(counts == 0):
+            raise InvalidInputError(f"region {int(np.argmin(counts))} has no element")
+        names = tuple(region_names) if region_names is not None else tuple(
+            f"region{i}" for i in range(self.n_regions)
+        )
+        if len(names) != self.n_regions:
+            raise ShapeError(f"region_names has {len(names)} names for {self.n_regions} regions")
+        self.region_names = names
+        self.n_params = 2 * self.n_regions
+        self.lower, self.upper = _bounds(self.n_params, v_min, v_max)
+        self.names = tuple(f"v_fiber[{n}]" for n in names) + tuple(f"v_cross[{n}]" for n in names)
+
+    def velocities(self, p):
+        R = self.n_regions
+        return p[:R][self.labels], p[R:][self.labels]
+
+    def vjp(self, p, d_vf, d_vc):
+        R = self.n_regions
+        return np.concatenate(
+            [np.bincount(self.labels, d_vf, minlength=R), np.bincount(self.labels, d_vc, minlength=R)]
+        )
+
+
+def element_adjacency(tets) -> np.ndarray:
+    """Pairs of elements sharing a face, shape (n_pairs, 2) int64."""
+    tets = as_index_array("tets", tets, shape=(None, 4))
+    nt = tets.shape[0]
+    local = np.array([[1, 2, 3], [0, 2, 3], [0, 1, 3], [0, 1, 2]])
+    f = np.sort(tets[:, local].reshape(-1, 3), axis=1)
+    owner = np.repeat(np.arange(nt), 4)
+    order = np.lexsort(f.T[::-1])
+    fs = f[order]
+    same = np.all(fs[1:] == fs[:-1], axis=1)
+    i = np.nonzero(same)[0]
+    return np.stack([owner[order[i]], owner[order[i + 1]]], axis=1)
+
+
+class FieldVelocities(VelocityModel):
+    """A velocity field with one fibre and one cross-fibre value per element.
+
+    ``p = [v_f (n_tets), v_c (n_tets)]``, with the smoothness penalty
+    ``R(p) = weight * mean over face-adjacent pairs (k, l) of
+    ((v_f,k - v_f,l)^2 + (v_c,k - v_c,l)^2)`` (units of the objective per (mm/ms)^2).
+
+    Parameters
+    ----------
+    tets : int array_like, shape (n_tets, 4)
+    weight : float
+        Regularisation weight (>= 0).
+    v_min, v_max : float
+        Bounds (mm/ms).
+    """
+
+    def __init__(self, tets, weight: float = 1.0, v_min: float = V_MIN, v_max: float = V_MAX):
+        tets = getattr(tets, "tets", tets)
+        self.pairs = element_adjacency(tets)
+        self.n_tets = int(np.asarray(tets).shape[0])
+        self.weight = as_scalar("weight", weight, nonnegative=True)
+        self.n_params = 2 * self.n_tets
+        self.lower, self.upper = _bounds(self.n_params, v_min, v_max)
+        self.names = ("v_fiber[k]",) * self.n_tets + ("v_cross[k]",) * self.n_tets
+
+    def velocities(self, p):
+        return p[: self.n_tets], p[self.n_tets :]
+
+    def vjp(self, p, d_vf, d_vc):
+        return np.concatenate([d_vf, d_vc])
+
+    def regularization(self, p):
+        if self.weight == 0 or self.pairs.shape[0] == 0:
+            return 0.0, np.zeros_like(p)
+        n = self.n_tets
+        i, j = self.pairs[:, 0], self.pairs[:, 1]
+        c = self.weight / self.pairs.shape[0]
+        g = np.zeros_like(p)
+        val = 0.0
+        for off in (0, n):
+            d = p[off + i] - p[off + j]
+            val += c * float(d @ d)
+            g[off : off + n] += 2 * c * (np.bincount(i, d, minlength=n) - np.bincount(j, d, minlength=n))
+        return val, g
+
+
+# --------------------------------------------------------------------------- sites
+
+
+class SiteModel:
+    """Interface: parameters -> eikonal sources and their times.
+
+    Attributes ``n_params``, ``lower``, ``upper``, ``names``.
+    """
+
+    n_params: int
+    lower: np.ndarray
+    upper: np.ndarray
+    names: tuple
+
+    def sources(self, p: np.ndarray):  # pragma: no cover - interface
+        """``(sources, source_times)`` for :func:`physim.eikonal.solve`."""
+        raise NotImplementedError
+
+    def vjp(self, p: np.ndarray, grad) -> np.ndarray:  # pragma: no cover - interface
+        """Pull an :class:`EikonalGradient` back to the parameters."""
+        raise NotImplementedError
+
+
+def _time_bounds(n, t_min, t_max):
+    lo = as_scalar("t_min", t_min)
+    hi = as_scalar("t_max", t_max)
+    if hi <= lo:
+        raise InvalidInputError(f"t_max ({hi}) must exceed t_min ({lo})")
+    return np.full(n, lo), np.full(n, hi)
+
+
+class CandidateSites(SiteModel):
+    """Many candidate initiation nodes, each with its own activation time ``p = t (n_sites,)``.
+
+    Parameters
+    ----------
+    nodes : int array_like, shape (n_sites,)
+        Mesh nodes (e.g. endocardial) that may initiate activation.
+    t_min, t_max : float
+        Bounds of the site times (ms). A site at ``t_max`` (later than the
+        activation it would receive anyway) contributes nothing.
+    """
+
+    def __init__(self, nodes, t_min: float = 0.0, t_max: float = 150.0):
+        self.nodes = as_index_array("nodes", nodes, shape=(None,))
+        if self.nodes.size == 0:
+            raise ShapeError("nodes must contain at least one candidate site")
+        if np.unique(self.nodes).size != self.nodes.size:
+            raise InvalidInputError("candidate site nodes must be distinct")
+        self.n_params = int(self.nodes.size)
+        self.lower, self.upper = _time_bounds(self.n_params, t_min, t_max)
+        self.names = tuple(f"t_site[{int(i)}]" for i in self.nodes)
+
+    def sources(self, p):
+        return self.nodes, p
+
+    def vjp(self, p, grad):
+        return np.asarray(grad.source_times, dtype=float).copy()
+
+
+class PointSites(SiteModel):
+    """Initiation sites at continuous positions: ``p = [x_0, y_0, z_0, ..., t_0, t_1, ...]``.
+
+    Parameters
+    ----------
+    n_sites : int
+    box_lower, box_upper : array_like (3,)
+        Bounds of the positions (mm). Positions must stay inside the mesh during
+        a fit (outside points raise in :func:`physim.eikonal.solve`), so use a
+        box inside the tissue or small steps.
+    t_min, t_max : float
+        Bounds of the site times (ms).
+    """
+
+    def __init__(self, n_sites: int, box_lower, box_upper, t_min: float = 0.0, t_max: float = 150.0):
+        self.n_sites = int(n_sites)
+        if self.n_sites < 1:
+            raise InvalidInputError(f"n_sites must be >= 1, got {n_sites}")
+        lo = as_float_array("box_lower", box_lower, shape=(3,))
+        hi = as_float_array("box_upper", box_upper, shape=(3,))
+        if np.any(hi <= lo):
+            raise InvalidInputError(f"box_upper {hi.tolist()} must exceed box_lower {lo.tolist()}")
+        tl, th = _time_bounds(self.n_sites, t_min, t_max)
+        self.n_params = 4 * self.n_sites
+        self.lower = np.concatenate([np.tile(lo, self.n_sites), tl])
+        self.upper = np.concatenate([np.tile(hi, self.n_sites), th])
+        self.names = tuple(f"{c}_site[{i}]" for i in range(self.n_sites) for c in "xyz") + tuple(
+            f"t_site[{i}]" for i in range(self.n_sites)
+        )
+
+    def sources(self, p):
+        k = self.n_sites
+        return p[: 3 * k].reshape(k, 3), p[3 * k :]
+
+    def vjp(self, p, grad):
+        return np.concatenate([np.asarray(grad.source_points, dtype=float).ravel(), grad.source_times])
+
+
+# --------------------------------------------------------------------------- model
+
+
+@dataclass(frozen=True, eq=False)
+class TwinState:
+    """Forward state of :meth:`TwinModel.forward` (everything the backward pass needs).
+
+    Attributes
+    ----------
+    x : ndarray (n_params,)
+    activation : physim.eikonal.Activation
+    v_fiber, v_cross : ndarray (n_tets,)
+        Velocities (mm/ms).
+    """
+
+    x: np.ndarray
+    activation: object
+    v_fiber: np.ndarray
+    v_cross: np.ndarray
+
+    @property
+    def times(self) -> np.ndarray:
+        return self.activation.times
+
+
+class TwinModel:
+    """An activation model: mesh + fibres + velocity model + site model.
+
+    Parameters
+    ----------
+    mesh : TetMesh
+    fibers : ndarray, shape (n_tets, 3) (or (n_tets, 2, 3) with sheets)
+    velocity : VelocityModel
+    sites : SiteModel
+    init_radius : float
+        Exact initialisation radius around sources (mm), see :func:`solve`.
+    tol : float
+        Solver tolerance (ms).
+    """
+
+    def __init__(self, mesh, fibers, velocity: VelocityModel, sites: SiteModel, *,
+                 init_radius: float = 0.0, tol: float = 1e-10):
+        from .mesh import TetMesh
+
+        if not isinstance(mesh, TetMesh):
+            mesh = mesh.tet_mesh() if hasattr(mesh, "tet_mesh") else mesh
+        self.mesh = mesh
+        self.fibers = as_float_array("fibers", fibers)
+        if self.fibers.shape[0] != mesh.n_cells:
+            raise ShapeError(f"fibers must have {mesh.n_cells} rows (one per element), got {self.fibers.shape}")
+        if not isinstance(velocity, VelocityModel):
+            raise InvalidInputError(f"velocity must be a VelocityModel, got {type(velocity).__name__}")
+        if not isinstance(sites, SiteModel):
+            raise InvalidInputError(f"sites must be a SiteModel, got {type(sites).__name__}")
+        self.velocity = velocity
+        self.sites = sites
+        self.init_radius = float(init_radius)
+        self.tol = float(tol)
+        self.n_velocity = velocity.n_params
+        self.n_params = velocity.n_params + sites.n_params
+
+    @property
+    def lower(self) -> np.ndarray:
+        return np.concatenate([self.velocity.lower, self.sites.lower])
+
+    @property
+    def upper(self) -> np.ndarray:
+        return np.concatenate([self.velocity.upper, self.sites.upper])
+
+    @property
+    def names(self) -> tuple:
+        return tuple(self.velocity.names) + tuple(self.sites.names)
+
+    def transform(self, beta: float = 1.0):
+        """A :class:`physim.optim.Bounded` transform onto the parameter bounds."""
+        from physim.optim import Bounded
+
+        return Bounded(self.lower, self.upper, beta=beta)
+
+    def split(self, x) -> tuple[np.ndarray, np.ndarray]:
+        x = as_float_array("x", x, shape=(self.n_params,))
+        return x[: self.n_velocity], x[self.n_velocity :]
+
+    def conduction(self, x) -> np.ndarray:
+        """Conduction tensors D (n_tets, 3, 3) for parameters ``x``."""
+        from .conduction import conduction_tensor
+
+        pv, _ = self.split(x)
+        vf, vc = self.velocity.velocities(pv)
+        return conduction_tensor(self.fibers, vf, vc)
+
+    def forward(self, x) -> TwinState:
+        """Solve the eikonal equation for parameters ``x``."""
+        from .conduction import conduction_tensor
+        from .solve import solve
+
+        x = as_float_array("x", x, shape=(self.n_params,), copy=True)
+        pv, ps = x[: self.n_velocity], x[self.n_velocity :]
+        vf, vc = self.velocity.velocities(pv)
+        D = conduction_tensor(self.fibers, vf, vc)
+        src, st = self.sites.sources(ps)
+        act = solve(self.mesh, D, src, st, tol=self.tol, init_radius=self.init_radius)
+        return TwinState(x, act, vf, vc)
+
+    def backward(self, state: TwinState, d_times) -> np.ndarray:
+        """``dL/dx`` from ``dL/dphi`` (n_points,) through the eikonal adjoint."""
+        from .adjoint import adjoint
+        from .conduction import conduction_tensor_vjp
+
+        g = adjoint(state.activation, d_times)
+        pv, ps = state.x[: self.n_velocity], state.x[self.n_velocity :]
+        cg = conduction_tensor_vjp(self.fibers, state.v_fiber, state.v_cross, None, g.D)
+        dv = self.velocity.vjp(pv, np.asarray(cg.v_fiber), np.asarray(cg.v_cross))
+        ds = self.sites.vjp(ps, g)
+        return np.concatenate([dv, ds])
+
+    def regularization(self, x) -> tuple[float, np.ndarray]:
+        pv, _ = self.split(x)
+        v, g = self.velocity.regularization(pv)
+        return v, np.concatenate([g, np.zeros(self.n_params - self.n_velocity)])
+
+
+# --------------------------------------------------------------------------- objectives
+
+
+class _Objective:
+    """Callable ``fun(x) -> (value, grad)`` keeping the last state for inspection."""
+
+    def __init__(self, model: TwinModel):
+        self.model = model
+        self.last_state = None
+        self.n_calls = 0
+
+    def __call__(self, x):
+        x = as_float_array("x", x, shape=(self.model.n_params,))
+        self.n_calls += 1
+        st = self.model.forward(x)
+        self.last_state = st
+        val, d_times, extra = self._data_term(st)
+        grad = self.model.backward(st, d_times)
+        rv, rg = self.model.regularization(x)
+        return float(val + rv), grad + rg
+
+    def _data_term(self, state):  # pragma: no cover - interface
+        raise NotImplementedError
+
+
+class _ActivationObjective(_Objective):
+    def __init__(self, model, nodes, times, weights):
+        super().__init__(model)
+        self.nodes = nodes
+        self.times = times
+        self.weights = weights
+
+    def _data_term(self, state):
+        phi = state.times[self.nodes]
+        r = phi - self.times
+        val = float(np.sum(self.weights * r * r))
+        d = np.zeros(self.model.mesh.n_points)
+        np.add.at(d, self.nodes, 2.0 * self.weights * r)
+        return val, d, None
+
+
+def activation_objective(model: TwinModel, nodes, times, *, weights=None):
+    """Least squares fit to measured activation times (e.g. electro-anatomical mapping).
+
+    ``L(x) = sum_i w_i (phi_x(node_i) - t_i)^2 + R(x)`` with ``w_i = 1/n`` by
+    default (mean squared error, ms²) and ``R`` the velocity model's penalty.
+
+    Parameters
+    ----------
+    model : TwinModel
+    nodes : int array_like, shape (n,)
+        Measured nodes.
+    times : array_like, shape (n,)
+        Measured activation times (ms), finite.
+    weights : array_like, shape (n,), optional
+
+    Returns
+    -------
+    callable
+        ``fun(x) -> (value, grad)``; ``fun.last_state`` holds the last forward state.
+    """
+    nodes = as_index_array("nodes", nodes, upper=model.mesh.n_points, shape=(None,))
+    t = as_float_array("times", times, shape=(nodes.size,))
+    if nodes.size == 0:
+        raise ShapeError("nodes must contain at least one measurement")
+    w = np.full(nodes.size, 1.0 / nodes.size) if weights is None else as_float_array(
+        "weights", weights, shape=(nodes.size,)
+    )
+    return _ActivationObjective(model, nodes, t, w)
+
+
+class _ECGObjective(_Objective):
+    def __init__(self, model, lf, target, loss, ap, n_samples, dt, t0):
+        super().__init__(model)
+        self.lf = lf
+        self.target = target
+        self.loss = loss
+        self.ap = ap
+        self.n_samples = n_samples
+        self.dt = dt
+        self.t0 = t0
+        self.last_ecg = None
+
+    def _data_term(self, state):
+        e = _ecg.simulate_ecg(self.lf, state.times, model=self.ap, n_samples=self.n_samples, dt=self.dt, t0=self.t0)
+        self.last_ecg = e
+        val, g = self.loss(e, self.target)
+        return val, _ecg.adjoint(e, g).times, e
+
+
+def ecg_objective(model: TwinModel, lead_field, target, *, loss: str = "correlation",
+                  action_potential=None, dt: float = 1.0, t0: float = 0.0):
+    """Fit to a measured ECG: ``L(x) = loss(ECG(phi_x), target) + R(x)``.
+
+    Parameters
+    ----------
+    model : TwinModel
+    lead_field : LeadField
+        From :func:`physim.eikonal.ecg.lead_field` on the same mesh.
+    target : ndarray, shape (n_leads, n_samples)
+        Measured ECG (mV), finite, sampled every ``dt`` ms from ``t0``.
+    loss : {"correlation", "mse"}
+        :func:`~physim.eikonal.ecg.correlation_loss` (amplitude-insensitive) or
+        :func:`~physim.eikonal.ecg.mse_loss` (normalised per lead).
+    action_potential : ActionPotential, optional
+
+    Returns
+    -------
+    callable
+        ``fun(x) -> (value, grad)``; ``fun.last_ecg`` holds the last simulated ECG.
+    """
+    if not isinstance(lead_field, _ecg.LeadField):
+        raise InvalidInputError(f"lead_field must be a LeadField, got {type(lead_field).__name__}")
+    if lead_field.n_points != model.mesh.n_points:
+        raise ShapeError(
+            f"lead_field has {lead_field.n_points} points but the model mesh has {model.mesh.n_points}"
+        )
+    y = as_float_array("target", target)
+    if y.ndim != 2 or y.shape[0] != lead_field.n_leads:
+        raise ShapeError(f"target must have shape ({lead_field.n_leads}, n_samples), got {y.shape}")
+    losses = {"correlation": _ecg.correlation_loss, "mse": _ecg.mse_loss}
+    if loss not in losses:
+        raise InvalidInputError(f"loss must be one of {sorted(losses)}, got {loss!r}")
+    ap = _ecg.ActionPotential() if action_potential is None else action_potential
+    return _ECGObjective(model, lead_field, y, losses[loss], ap, y.shape[1],
+                         as_scalar("dt", dt, positive=True), as_scalar("t0", t0))
+
+
+# --------------------------------------------------------------------------- helpers
+
+
+def heart_regions(heart, endo_layer: float = 0.0) -> tuple[np.ndarray, tuple]:
+    """Element labels LV free wall / septum / RV free wall (+ fast endocardial layer).
+
+    Parameters
+    ----------
+    heart : BiventricularMesh
+        With ``region`` per element and the ``transmural`` coordinate per node.
+    endo_layer : float
+        If > 0, elements whose mean transmural coordinate is below ``endo_layer``
+        (free walls; both septal surfaces for the septum) form a 4th region
+        "endo" (a fast subendocardial conduction layer).
+
+    Returns
+    -------
+    labels : ndarray (n_tets,) int64
+    names : tuple of str
+    """
+    labels = np.asarray(heart.region, dtype=np.int64).copy()
+    names = ("lv", "septum", "rv")
+    if endo_layer > 0:
+        tm = np.asarray(heart.transmural)[np.asarray(heart.tets)].mean(axis=1)
+        endo = tm < endo_layer
+        endo |= (labels == 1) & (tm > 1.0 - endo_layer)
+        labels[endo] = 3
+        names = names + ("endo",)
+    return labels, names
