@@ -53,9 +53,19 @@ def _picture(path, heart, times, sources, tat):
     grid.point_data["activation (ms)"] = times
     levels = np.arange(5.0, np.ceil(times.max()), 5.0)
     clim = (0.0, float(np.ceil(times.max() / 5.0) * 5.0))
-    bar = {"title": "activation time (ms)", "color": "black", "n_labels": 6, "fmt": "%.0f",
-           "vertical": True, "position_x": 0.86, "position_y": 0.15, "height": 0.7, "width": 0.06,
-           "title_font_size": 14, "label_font_size": 12}
+    bar = {
+        "title": "activation time (ms)",
+        "color": "black",
+        "n_labels": 6,
+        "fmt": "%.0f",
+        "vertical": True,
+        "position_x": 0.86,
+        "position_y": 0.15,
+        "height": 0.7,
+        "width": 0.06,
+        "title_font_size": 14,
+        "label_font_size": 12,
+    }
     pl = plotter(window_size=(1600, 800), shape=(1, 2), border=False)
     # left: epicardial view with the RV on the viewer's left, base up
     surf = grid.extract_surface(algorithm="dataset_surface")
@@ -63,8 +73,14 @@ def _picture(path, heart, times, sources, tat):
     for col in (0, 1):
         pl.subplot(0, col)
         if col == 0:
-            pl.add_mesh(surf, scalars="activation (ms)", cmap="turbo_r", clim=clim, smooth_shading=True,
-                        show_scalar_bar=False)
+            pl.add_mesh(
+                surf,
+                scalars="activation (ms)",
+                cmap="turbo_r",
+                clim=clim,
+                smooth_shading=True,
+                show_scalar_bar=False,
+            )
             if iso.n_points:
                 pl.add_mesh(iso, color="black", line_width=2)
             pl.add_text("epicardium, RV in front-left; isochrones every 5 ms", color="black", font_size=11)
@@ -73,14 +89,21 @@ def _picture(path, heart, times, sources, tat):
             cut = grid.clip(normal=(0.0, -1.0, 0.0), origin=(0.0, 0.0, 0.0))
             csurf = cut.extract_surface(algorithm="dataset_surface")
             ciso = csurf.contour(isosurfaces=levels, scalars="activation (ms)")
-            pl.add_mesh(csurf, scalars="activation (ms)", cmap="turbo_r", clim=clim, smooth_shading=True,
-                        scalar_bar_args=bar)
+            pl.add_mesh(
+                csurf,
+                scalars="activation (ms)",
+                cmap="turbo_r",
+                clim=clim,
+                smooth_shading=True,
+                scalar_bar_args=bar,
+            )
             if ciso.n_points:
                 pl.add_mesh(ciso, color="black", line_width=2)
             src = pv.PolyData(heart.points[sources])
             pl.add_mesh(src, color="white", point_size=16, render_points_as_spheres=True)
-            pl.add_text(f"long-axis cut, sites in white\ntotal activation {tat:.1f} ms",
-                        color="black", font_size=11)
+            pl.add_text(
+                f"long-axis cut, sites in white\ntotal activation {tat:.1f} ms", color="black", font_size=11
+            )
             pl.camera_position = [(40.0, -240.0, 40.0), (10.0, 0.0, -32.0), (0.0, 0.0, 1.0)]
     return save_scene(pl, path)
 
@@ -114,11 +137,21 @@ def run(ctx: ScenarioContext) -> dict:
         return float(times[nodes].mean())
 
     vtu = write_mesh(
-        ctx.path("activation.vtu"), heart.points, {"tetra": heart.tets},
-        point_data={"activation": times, **heart.point_data(),
-                    "phi_epi": fib.coordinates.phi_epi, "apicobasal_laplace": fib.coordinates.apicobasal},
-        cell_data={"fibers": fib.fibers, "sheets": fib.sheets, "region": heart.region,
-                   "fast_layer": fast.astype(np.uint8)},
+        ctx.path("activation.vtu"),
+        heart.points,
+        {"tetra": heart.tets},
+        point_data={
+            "activation": times,
+            **heart.point_data(),
+            "phi_epi": fib.coordinates.phi_epi,
+            "apicobasal_laplace": fib.coordinates.apicobasal,
+        },
+        cell_data={
+            "fibers": fib.fibers,
+            "sheets": fib.sheets,
+            "region": heart.region,
+            "fast_layer": fast.astype(np.uint8),
+        },
     )
     results = {
         "mesh": size,

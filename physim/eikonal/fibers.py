@@ -171,7 +171,9 @@ def p1_gradients(points, tets) -> tuple[np.ndarray, np.ndarray]:
     bad = np.abs(det) <= 1e-12 * scale
     if bad.any():
         e = int(np.argmax(bad))
-        raise MeshError(f"tetrahedron {e} (vertices {tets[e].tolist()}) is degenerate: volume {det[e] / 6:.3g}")
+        raise MeshError(
+            f"tetrahedron {e} (vertices {tets[e].tolist()}) is degenerate: volume {det[e] / 6:.3g}"
+        )
     g = np.stack([r1, r2, r3], axis=1) / det[:, None, None]
     grads = np.concatenate([-g.sum(axis=1, keepdims=True), g], axis=1)
     return grads, np.abs(det) / 6.0
@@ -247,7 +249,9 @@ def solve_laplace(points, tets, nodes, values, *, K=None, rtol: float = 1e-10) -
     idx = as_index_array("nodes", nodes, upper=n, shape=(None,))
     vals = as_float_array("values", values, shape=None)
     if vals.shape[:1] != idx.shape:
-        raise InvalidInputError(f"values must have {idx.shape[0]} rows (one per node), got shape {vals.shape}")
+        raise InvalidInputError(
+            f"values must have {idx.shape[0]} rows (one per node), got shape {vals.shape}"
+        )
     if idx.size == 0:
         raise InvalidInputError("nodes is empty: the Laplace problem needs Dirichlet nodes")
     if np.unique(idx).size != idx.size:
@@ -318,8 +322,9 @@ def _tags_from(mesh, name, value):
     raise InvalidInputError(f"{name} is required (a boolean mask over the points or node indices)")
 
 
-def laplace_coordinates(mesh, tets=None, *, lv_endo=None, rv_endo=None, epi=None, base=None,
-                        apex=None) -> LaplaceCoordinates:
+def laplace_coordinates(
+    mesh, tets=None, *, lv_endo=None, rv_endo=None, epi=None, base=None, apex=None
+) -> LaplaceCoordinates:
     """Transmural, septal and apico-basal coordinates from P1 Laplace problems.
 
     Parameters
@@ -348,8 +353,11 @@ def laplace_coordinates(mesh, tets=None, *, lv_endo=None, rv_endo=None, epi=None
     for name, s in (("lv_endo", lv), ("epi", ep), ("base", bs)):
         if s.size == 0:
             raise InvalidInputError(f"{name} is empty")
-    for (na, a), (nb, b) in ((("lv_endo", lv), ("rv_endo", rv)), (("lv_endo", lv), ("epi", ep)),
-                             (("rv_endo", rv), ("epi", ep))):
+    for (na, a), (nb, b) in (
+        (("lv_endo", lv), ("rv_endo", rv)),
+        (("lv_endo", lv), ("epi", ep)),
+        (("rv_endo", rv), ("epi", ep)),
+    ):
         common = np.intersect1d(a, b)
         if common.size:
             raise InvalidInputError(
@@ -380,8 +388,14 @@ def laplace_coordinates(mesh, tets=None, *, lv_endo=None, rv_endo=None, epi=None
     psi = solve_laplace(pts, t, ab_nodes, ab_vals, K=K)
     den = phi_lv + phi_rv
     septal = np.where(den > 1e-12, phi_rv / np.where(den > 1e-12, den, 1.0), 0.5)
-    return LaplaceCoordinates(phi_epi=phi_epi, phi_lv=phi_lv, phi_rv=phi_rv,
-                              septal=np.clip(septal, 0.0, 1.0), apicobasal=psi, apex=apex)
+    return LaplaceCoordinates(
+        phi_epi=phi_epi,
+        phi_lv=phi_lv,
+        phi_rv=phi_rv,
+        septal=np.clip(septal, 0.0, 1.0),
+        apicobasal=psi,
+        apex=apex,
+    )
 
 
 def _unit(v: np.ndarray, fallback: np.ndarray) -> np.ndarray:
@@ -444,8 +458,15 @@ def rule_based(
             raise InvalidInputError(f"{name} must be in [-90, 90] degrees, got {v}")
     pts, t = _mesh_arrays(mesh, tets)
     if coordinates is None:
-        coordinates = laplace_coordinates(mesh if tets is None else pts, t if tets is not None else None,
-                                          lv_endo=lv_endo, rv_endo=rv_endo, epi=epi, base=base, apex=apex)
+        coordinates = laplace_coordinates(
+            mesh if tets is None else pts,
+            t if tets is not None else None,
+            lv_endo=lv_endo,
+            rv_endo=rv_endo,
+            epi=epi,
+            base=base,
+            apex=apex,
+        )
     elif coordinates.phi_epi.shape != (pts.shape[0],):
         raise InvalidInputError(
             f"coordinates are for {coordinates.phi_epi.shape[0]} points, the mesh has {pts.shape[0]}"
@@ -456,7 +477,6 @@ def rule_based(
     def grad(u):
         return np.einsum("ek,ekd->ed", u[t], grads)
 
-    m = t.shape[0]
     long_axis = pts[t].mean(axis=1).mean(axis=0) - pts[co.apex]
     long_axis = long_axis / max(np.linalg.norm(long_axis), 1e-300)
     e_l = _unit(grad(co.apicobasal), long_axis)

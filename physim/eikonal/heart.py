@@ -109,8 +109,16 @@ class HeartGeometry:
     junction: float = 10.0
 
     def __post_init__(self):
-        for name in ("lv_radius", "lv_depth", "lv_wall", "septum", "rv_wall", "rv_cavity",
-                     "rv_tip", "junction"):
+        for name in (
+            "lv_radius",
+            "lv_depth",
+            "lv_wall",
+            "septum",
+            "rv_wall",
+            "rv_cavity",
+            "rv_tip",
+            "junction",
+        ):
             v = getattr(self, name)
             if not (np.isfinite(v) and v > 0):
                 raise InvalidInputError(f"HeartGeometry.{name} must be a finite number > 0, got {v!r}")
@@ -241,7 +249,7 @@ def boundary_faces(tets) -> np.ndarray:
     """
     tets = np.asarray(tets, dtype=np.int64)
     # faces opposite vertex 0..3 with outward orientation for a positive tet
-    local = np.array([[1, 3, 2], [0, 2, 3], [0, 3, 1], [0, 1, 2]])
+    local = np.array([[1, 2, 3], [0, 3, 2], [0, 1, 3], [0, 2, 1]])
     f = tets[:, local].reshape(-1, 3)
     key = np.sort(f, axis=1)
     _, idx, counts = np.unique(key, axis=0, return_index=True, return_counts=True)
@@ -275,7 +283,9 @@ def classify_boundary(faces: np.ndarray, masks: dict) -> dict:
         left &= ~hit
     if left.any():
         i = int(np.argmax(left))
-        raise MeshError(f"{int(left.sum())} boundary face(s) carry no surface tag; first: {faces[i].tolist()}")
+        raise MeshError(
+            f"{int(left.sum())} boundary face(s) carry no surface tag; first: {faces[i].tolist()}"
+        )
     return out
 
 
@@ -307,8 +317,13 @@ def _construct(h: float, g: HeartGeometry) -> BiventricularMesh:
     kappa = 0.55  # size of the apical cube-sphere cap relative to a sphere's
     # height of the cap rim on the ellipsoid: direction (1, 0, -1/kappa) normalised
     zc = -c * (1.0 / kappa) / math.hypot(1.0, 1.0 / kappa)
-    band_len = float(np.sum(np.hypot(np.diff(a * np.sqrt(1 - (np.linspace(zc, 0, 200) / c) ** 2)),
-                                     np.diff(np.linspace(zc, 0, 200)))))
+    band_len = float(
+        np.sum(
+            np.hypot(
+                np.diff(a * np.sqrt(1 - (np.linspace(zc, 0, 200) / c) ** 2)), np.diff(np.linspace(zc, 0, 200))
+            )
+        )
+    )
     m_z = max(3, int(round(band_len / (0.95 * h))))
     n_sep = max(2, int(round(g.septum / h)))
     n_cav = max(1, int(round(0.5 * (g.rv_cavity + g.rv_tip) / (1.6 * h))))
@@ -408,9 +423,11 @@ def _construct(h: float, g: HeartGeometry) -> BiventricularMesh:
     d02 = np.linalg.norm(P[quads[:, 0]] - P[quads[:, 2]], axis=1)
     d13 = np.linalg.norm(P[quads[:, 1]] - P[quads[:, 3]], axis=1)
     use02 = d02 <= d13
-    tri = np.where(use02[:, None, None],
-                   np.stack([quads[:, [0, 1, 2]], quads[:, [0, 2, 3]]], axis=1),
-                   np.stack([quads[:, [0, 1, 3]], quads[:, [1, 2, 3]]], axis=1)).reshape(-1, 3)
+    tri = np.where(
+        use02[:, None, None],
+        np.stack([quads[:, [0, 1, 2]], quads[:, [0, 2, 3]]], axis=1),
+        np.stack([quads[:, [0, 1, 3]], quads[:, [1, 2, 3]]], axis=1),
+    ).reshape(-1, 3)
     tri_rv = np.repeat(quad_rv, 2)
     tri = np.sort(tri, axis=1)
     a_, b_, c_ = tri[:, 0], tri[:, 1], tri[:, 2]
@@ -419,11 +436,14 @@ def _construct(h: float, g: HeartGeometry) -> BiventricularMesh:
         keep = ~(tri_rv & (i1 <= i) & (i < i2))
         lo, hi = i * ns, (i + 1) * ns
         ta, tb, tc = a_[keep], b_[keep], c_[keep]
-        t = np.stack([
-            np.stack([ta + lo, tb + lo, tc + lo, ta + hi], axis=1),
-            np.stack([tb + lo, tc + lo, ta + hi, tb + hi], axis=1),
-            np.stack([tc + lo, ta + hi, tb + hi, tc + hi], axis=1),
-        ], axis=1).reshape(-1, 4)
+        t = np.stack(
+            [
+                np.stack([ta + lo, tb + lo, tc + lo, ta + hi], axis=1),
+                np.stack([tb + lo, tc + lo, ta + hi, tb + hi], axis=1),
+                np.stack([tc + lo, ta + hi, tb + hi, tc + hi], axis=1),
+            ],
+            axis=1,
+        ).reshape(-1, 4)
         r = np.full(keep.sum(), REGION_LV, dtype=np.int8)
         if i < i1:
             r[tri_rv[keep]] = REGION_SEPTUM
@@ -545,8 +565,13 @@ def save_biventricular(mesh: BiventricularMesh, path: str | os.PathLike) -> Path
     """Write the mesh as .vtu (tetrahedra; masks and coordinates as point data, region as cell data)."""
     from ..io import write_mesh
 
-    return write_mesh(path, mesh.points, {"tetra": mesh.tets},
-                      point_data=mesh.point_data(), cell_data={"region": mesh.region})
+    return write_mesh(
+        path,
+        mesh.points,
+        {"tetra": mesh.tets},
+        point_data=mesh.point_data(),
+        cell_data={"region": mesh.region},
+    )
 
 
 def read_biventricular(path: str | os.PathLike) -> BiventricularMesh:
@@ -567,7 +592,11 @@ def read_biventricular(path: str | os.PathLike) -> BiventricularMesh:
     region = np.asarray(mm.cell_data["region"][mm.cells.index(blocks[0])]).astype(np.int8)
     faces = classify_boundary(boundary_faces(tets), masks)
     return BiventricularMesh(
-        points=points, tets=tets, region=region, faces=faces, masks=masks,
+        points=points,
+        tets=tets,
+        region=region,
+        faces=faces,
+        masks=masks,
         transmural=np.asarray(pd["transmural"], dtype=np.float64),
         apicobasal=np.asarray(pd["apicobasal"], dtype=np.float64),
         apex=int(np.argmax(np.asarray(pd["apex"]))),
