@@ -9,6 +9,8 @@ Units: mm, ms, velocities in mm/ms; ``D`` is the squared-velocity tensor
 
 from .adjoint import EikonalGradient, adjoint
 from .conduction import ConductionGradient, conduction_tensor, conduction_tensor_vjp
+from .fibers import FiberField, rule_based
+from .heart import BiventricularMesh, HeartGeometry, biventricular_mesh, load_biventricular
 from .mesh import SimplexMesh, TetMesh, TriMesh, box_tet_mesh, from_meshio, square_tri_mesh
 from .solve import Activation, UnreachedPointsWarning, solve
 
@@ -27,4 +29,10 @@ __all__ = [
     "UnreachedPointsWarning",
     "adjoint",
     "EikonalGradient",
+    "rule_based",
+    "FiberField",
+    "BiventricularMesh",
+    "HeartGeometry",
+    "biventricular_mesh",
+    "load_biventricular",
 ]
