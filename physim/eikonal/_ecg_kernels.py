@@ -90,37 +90,36 @@ def _acc_forward(win, stp, W, a, tc, scale, h, t0, dt, ns):
             stp[jhi, e] += scale * W[a, e]
 
 
+@njit
+def _forward_range(W, phi, apd, amp, h_up, h_dn, repol, t0, dt, ns, lo, hi, win, stp):
+    for a in range(lo, hi):
+        p = phi[a]
+        if not (p < np.inf):
+            continue
+        _acc_forward(win, stp, W, a, p, amp, h_up, t0, dt, ns)
+        if repol:
+            _acc_forward(win, stp, W, a, p + apd[a], -amp, h_dn, t0, dt, ns)
+
+
 @njit(parallel=True)
-def ecg_forward(W, phi, apd, amp, h_up, h_dn, repol, t0, dt, ns, nchunk):
-    """Electrode potentials (ns, n_electrodes) from activation times ``phi``.
+def ecg_forward_parallel(W, phi, apd, amp, h_up, h_dn, repol, t0, dt, ns, win, stp):
+    """Window contributions ``win`` (nchunk, ns, n_electrodes) and step increments
+    ``stp`` (nchunk, ns + 1, n_electrodes), zero-initialised, one chunk of nodes per
+    thread. The potentials are ``win.sum(0) + cumsum(stp.sum(0))[:ns]``.
 
     Non-finite activation times (unreached nodes, ``inf``) stay at rest.
     """
-    n, ne = W.shape
-    win = np.zeros((nchunk, ns, ne))
-    stp = np.zeros((nchunk, ns + 1, ne))
+    n = W.shape[0]
+    nchunk = win.shape[0]
     for c in prange(nchunk):
-        lo = c * n // nchunk
-        hi = (c + 1) * n // nchunk
-        wc = win[c]
-        sc = stp[c]
-        for a in range(lo, hi):
-            p = phi[a]
-            if not (p < np.inf):
-                continue
-            _acc_forward(wc, sc, W, a, p, amp, h_up, t0, dt, ns)
-            if repol:
-                _acc_forward(wc, sc, W, a, p + apd[a], -amp, h_dn, t0, dt, ns)
-    out = np.zeros((ns, ne))
-    for e in range(ne):
-        run = 0.0
-        for j in range(ns):
-            tot = 0.0
-            for c in range(nchunk):
-                run += stp[c, j, e]
-                tot += win[c, j, e]
-            out[j, e] = tot + run
-    return out
+        _forward_range(W, phi, apd, amp, h_up, h_dn, repol, t0, dt, ns,
+                       c * n // nchunk, (c + 1) * n // nchunk, win[c], stp[c])
+
+
+@njit
+def ecg_forward_serial(W, phi, apd, amp, h_up, h_dn, repol, t0, dt, ns, win, stp):
+    """Serial version of :func:`ecg_forward_parallel` (``nchunk`` = 1)."""
+    _forward_range(W, phi, apd, amp, h_up, h_dn, repol, t0, dt, ns, 0, W.shape[0], win[0], stp[0])
 
 
 @njit
@@ -149,31 +148,9 @@ def _acc_adjoint(lam, suffix, W, a, tc, scale, h, t0, dt, ns, mu, want_mu):
     return g
 
 
-@njit(parallel=True)
-def ecg_adjoint(W, phi, apd, amp, h_up, h_dn, repol, t0, dt, ns, lam, want_mu):
-    """Vector-Jacobian product of :func:`ecg_forward`.
-
-    Parameters
-    ----------
-    lam : (ns, n_electrodes) cotangent of the electrode potentials.
-
-    Returns
-    -------
-    dphi : (n_points,) gradient w.r.t. activation times.
-    mu : (n_points, n_electrodes) ``sum_j lam[j, e] (V_a(t_j) - V_rest)``
-        (zeros of shape (0, n_electrodes) unless ``want_mu``), the cotangent of
-        the lead-field weights.
-    """
-    n, ne = W.shape
-    suffix = np.zeros((ns + 1, ne))
-    for e in range(ne):
-        run = 0.0
-        for j in range(ns - 1, -1, -1):
-            run += lam[j, e]
-            suffix[j, e] = run
-    dphi = np.zeros(n)
-    mu = np.zeros((n if want_mu else 0, ne))
-    for a in prange(n):
+@njit
+def _adjoint_range(W, phi, apd, amp, h_up, h_dn, repol, t0, dt, ns, lam, suffix, lo, hi, dphi, mu, want_mu):
+    for a in range(lo, hi):
         p = phi[a]
         if not (p < np.inf):
             continue
@@ -181,7 +158,31 @@ def ecg_adjoint(W, phi, apd, amp, h_up, h_dn, repol, t0, dt, ns, lam, want_mu):
         if repol:
             g += _acc_adjoint(lam, suffix, W, a, p + apd[a], -amp, h_dn, t0, dt, ns, mu, want_mu)
         dphi[a] = g
-    return dphi, mu
+
+
+@njit(parallel=True)
+def ecg_adjoint_parallel(W, phi, apd, amp, h_up, h_dn, repol, t0, dt, ns, lam, suffix, dphi, mu, want_mu, nchunk):
+    """Vector-Jacobian product of the forward kernels.
+
+    Parameters
+    ----------
+    lam : (ns, n_electrodes) cotangent of the electrode potentials.
+    suffix : (ns + 1, n_electrodes) suffix sums ``sum_{i >= j} lam[i]`` (last row 0).
+    dphi : (n_points,) zeros; receives the gradient w.r.t. activation times.
+    mu : (n_points, n_electrodes) zeros (used only if ``want_mu``); receives
+        ``sum_j lam[j, e] (V_a(t_j) - V_rest)``, the cotangent of the weights.
+    """
+    n = W.shape[0]
+    for c in prange(nchunk):
+        _adjoint_range(W, phi, apd, amp, h_up, h_dn, repol, t0, dt, ns, lam, suffix,
+                       c * n // nchunk, (c + 1) * n // nchunk, dphi, mu, want_mu)
+
+
+@njit
+def ecg_adjoint_serial(W, phi, apd, amp, h_up, h_dn, repol, t0, dt, ns, lam, suffix, dphi, mu, want_mu, nchunk):
+    """Serial version of :func:`ecg_adjoint_parallel`."""
+    _adjoint_range(W, phi, apd, amp, h_up, h_dn, repol, t0, dt, ns, lam, suffix,
+                   0, W.shape[0], dphi, mu, want_mu)
 
 
 @njit

@@ -607,8 +607,17 @@ class ECGGradient:
     conductivity: np.ndarray | None = None
 
 
-def _nchunk() -> int:
-    return max(1, int(numba.get_num_threads()))
+#: work (node x electrode x window-sample products) above which kernels run in parallel;
+#: below it the cost of starting threads dominates
+PARALLEL_WORK = 4_000_000
+
+
+def _plan(lf: LeadField, model: ActionPotential, dt: float) -> tuple[bool, int]:
+    win = model.upstroke_ms + (model.repolarization_ms if model.repolarization else 0.0)
+    work = lf.weights.shape[0] * lf.weights.shape[1] * (win / dt + 2.0)
+    nthreads = max(1, int(numba.get_num_threads()))
+    parallel = work >= PARALLEL_WORK and nthreads > 1
+    return parallel, (nthreads if parallel else 1)
 
 
 def simulate_ecg(
@@ -658,10 +667,15 @@ def simulate_ecg(
     dt = as_scalar("dt", dt, positive=True)
     t0 = as_scalar("t0", t0)
     apd = model.apd_array(phi.shape[0])
-    pot = K.ecg_forward(
-        lead_field.weights, phi, apd, model.amplitude, 0.5 * model.upstroke_ms,
-        0.5 * model.repolarization_ms, bool(model.repolarization), t0, dt, n_samples, _nchunk(),
-    )
+    W = lead_field.weights
+    parallel, nchunk = _plan(lead_field, model, dt)
+    ne = W.shape[1]
+    win = np.zeros((nchunk, n_samples, ne))
+    stp = np.zeros((nchunk, n_samples + 1, ne))
+    kern = K.ecg_forward_parallel if parallel else K.ecg_forward_serial
+    kern(W, phi, apd, model.amplitude, 0.5 * model.upstroke_ms, 0.5 * model.repolarization_ms,
+         bool(model.repolarization), t0, dt, n_samples, win, stp)
+    pot = win.sum(axis=0) + np.cumsum(stp.sum(axis=0), axis=0)[:n_samples]
     elec = np.ascontiguousarray(pot.T)
     signals = lead_field.leads.matrix @ elec
     t = t0 + dt * np.arange(n_samples)
@@ -691,11 +705,16 @@ def adjoint(ecg: ECG, d_loss_d_signals, *, conductivity: bool = False) -> ECGGra
     lf = ecg.lead_field
     m = ecg.model
     lam_e = np.ascontiguousarray((lf.leads.matrix.T @ lam).T)  # (n_samples, n_electrodes)
-    dphi, mu = K.ecg_adjoint(
-        lf.weights, ecg.activation_times, ecg._apd, m.amplitude, 0.5 * m.upstroke_ms,
-        0.5 * m.repolarization_ms, bool(m.repolarization), float(ecg.t[0]), ecg.dt,
-        ecg.t.shape[0], lam_e, bool(conductivity),
-    )
+    ns, ne = lam_e.shape
+    suffix = np.zeros((ns + 1, ne))
+    suffix[:ns] = np.cumsum(lam_e[::-1], axis=0)[::-1]
+    dphi = np.zeros(lf.n_points)
+    mu = np.zeros((lf.n_points if conductivity else 0, ne))
+    parallel, nchunk = _plan(lf, m, ecg.dt)
+    kern = K.ecg_adjoint_parallel if parallel else K.ecg_adjoint_serial
+    kern(lf.weights, ecg.activation_times, ecg._apd, m.amplitude, 0.5 * m.upstroke_ms,
+         0.5 * m.repolarization_ms, bool(m.repolarization), float(ecg.t[0]), ecg.dt, ns,
+         lam_e, suffix, dphi, mu, bool(conductivity), nchunk)
     dG = None
     if conductivity:
         dG = K.conductivity_gradient(lf.points, lf.tets, lf.leads.electrodes, lf.scale, lf.quadrature, mu)

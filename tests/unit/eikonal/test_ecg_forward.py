@@ -269,3 +269,18 @@ def test_lead_pairs():
     el = np.array([[50.0, 0, 0], [0, 50.0, 0], [0, 0, 50.0]])
     s = E.LeadSystem.from_arrays(el, ["A", "B", "C"], [("A", "B"), ("C", None)], ["AB", "C"])
     np.testing.assert_array_equal(s.matrix, [[1, -1, 0], [0, 0, 1]])
+
+
+def test_parallel_kernels_equal_serial(setup, monkeypatch):
+    pts, tets, G, system, lf = setup
+    rng = np.random.default_rng(9)
+    phi = rng.uniform(0.0, 60.0, len(pts))
+    lam = rng.standard_normal((12, 90))
+    a = E.simulate_ecg(lf, phi, n_samples=90)
+    ga = E.adjoint(a, lam, conductivity=True)
+    monkeypatch.setattr(E, "PARALLEL_WORK", 0)
+    b = E.simulate_ecg(lf, phi, n_samples=90)
+    gb = E.adjoint(b, lam, conductivity=True)
+    np.testing.assert_allclose(b.signals, a.signals, rtol=1e-12, atol=1e-15)
+    np.testing.assert_allclose(gb.times, ga.times, rtol=1e-12, atol=1e-15)
+    np.testing.assert_allclose(gb.conductivity, ga.conductivity, rtol=1e-12, atol=1e-15)
