@@ -33,7 +33,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .._jit import njit, prange
+from .._jit import njit
 
 INF = np.inf
 
@@ -41,85 +41,139 @@ INF = np.inf
 # ----------------------------------------------------------------------------------
 # per-element metric edge lengths
 # ----------------------------------------------------------------------------------
-@njit(parallel=True)
-def metric_edge_lengths(edge_vectors, D):
-    """d2[e, k] = v_kᵀ D_e⁻¹ v_k via a Cholesky solve per element.
+@njit
+def element_metrics(edge_vectors, D, rtol):
+    """Squared metric edge lengths d2[e, k] = v_kᵀ D_e⁻¹ v_k (Cholesky per element).
 
-    edge_vectors: (m, ne, dim); D: (m, dim, dim) SPD. Returns (m, ne).
+    Also checks every ``D_e`` on the way: returns (d2 (m, ne), bad) with ``bad``
+    the first element whose tensor is not symmetric (relative 1e-10) or whose
+    Cholesky pivots are not > rtol·max|D_e| (-1 when all are SPD).
     """
     m, ne, dim = edge_vectors.shape
     out = np.empty((m, ne))
-    for e in prange(m):
-        L = np.zeros((3, 3))
-        _chol(D[e], dim, L)
+    L = np.zeros((3, 3))
+    z = np.zeros(3)
+    for e in range(m):
+        scale = 0.0
+        for i in range(dim):
+            for j in range(dim):
+                scale = max(scale, abs(D[e, i, j]))
+        for i in range(dim):
+            for j in range(i):
+                if abs(D[e, i, j] - D[e, j, i]) > 1e-10 * scale:
+                    return out, e
+        if not _chol(D[e], dim, L, rtol * scale):
+            return out, e
         for k in range(ne):
-            # z = L⁻¹ v ; d2 = |z|²
             acc = 0.0
-            z0 = 0.0
-            z1 = 0.0
             for i in range(dim):
-                s = edge_vectors[e, k, i]
-                if i >= 1:
-                    s -= L[i, 0] * z0
-                if i >= 2:
-                    s -= L[i, 1] * z1
-                zi = s / L[i, i]
-                if i == 0:
-                    z0 = zi
-                elif i == 1:
-                    z1 = zi
-                acc += zi * zi
+                t = edge_vectors[e, k, i]
+                for j in range(i):
+                    t -= L[i, j] * z[j]
+                z[i] = t / L[i, i]
+                acc += z[i] * z[i]
             out[e, k] = acc
-    return out
+    return out, -1
 
 
 @njit
-def _chol(A, dim, L):
+def _chol(A, dim, L, floor):
+    """Cholesky factor of the lower triangle of A into L; False if a pivot is ≤ floor."""
     for i in range(dim):
         for j in range(i + 1):
             s = A[i, j]
             for k in range(j):
                 s -= L[i, k] * L[j, k]
             if i == j:
+                if not s > floor:
+                    return False
                 L[i, i] = np.sqrt(s)
             else:
                 L[i, j] = s / L[j, j]
+    return True
 
 
 @njit
-def _solve_spd(A, dim, b, L, y, out):
-    """out = A⁻¹ b via Cholesky (L (3,3) and y (3,) are work arrays)."""
-    _chol(A, dim, L)
-    for i in range(dim):
-        s = b[i]
-        for k in range(i):
-            s -= L[i, k] * y[k]
-        y[i] = s / L[i, i]
-    for i in range(dim - 1, -1, -1):
-        s = y[i]
-        for k in range(i + 1, dim):
-            s -= L[k, i] * out[k]
-        out[i] = s / L[i, i]
-
-
-@njit(parallel=True)
 def d2_grad_to_D(edge_vectors, D, g):
-    """dL/dD_e = -Σ_k g[e,k] w_k w_kᵀ with w_k = D_e⁻¹ v_k (the vjp of metric_edge_lengths)."""
+    """dL/dD_e = -Σ_k g[e,k] w_k w_kᵀ with w_k = D_e⁻¹ v_k (the vjp of element_metrics)."""
     m, ne, dim = edge_vectors.shape
     out = np.zeros((m, dim, dim))
-    for e in prange(m):
-        L = np.zeros((3, 3))
-        w = np.zeros(3)
-        y = np.zeros(3)
+    L = np.zeros((3, 3))
+    y = np.zeros(3)
+    w = np.zeros(3)
+    for e in range(m):
+        factored = False
         for k in range(ne):
             gk = g[e, k]
             if gk == 0.0:
                 continue
-            _solve_spd(D[e], dim, edge_vectors[e, k], L, y, w)
+            if not factored:
+                _chol(D[e], dim, L, 0.0)
+                factored = True
+            for i in range(dim):
+                t = edge_vectors[e, k, i]
+                for j in range(i):
+                    t -= L[i, j] * y[j]
+                y[i] = t / L[i, i]
+            for i in range(dim - 1, -1, -1):
+                t = y[i]
+                for j in range(i + 1, dim):
+                    t -= L[j, i] * w[j]
+                w[i] = t / L[i, i]
             for i in range(dim):
                 for j in range(dim):
                     out[e, i, j] -= gk * w[i] * w[j]
     return out
+
+
+@njit
+def metric_heights(d2, pair):
+    """h[e, a]: metric distance from vertex a to the opposite face (tets) / edge (triangles).
+
+    From Gram determinants of the squared metric edge lengths:
+    tets ``h_a² = det G₃ / det G₂(opposite face)``, triangles ``h_a² = det G₂ / d(opposite edge)``.
+    Every local update of vertex a is ≥ (min upwind time) + h[e, a].
+    """
+    m = d2.shape[0]
+    nv = pair.shape[0]
+    h = np.empty((m, nv))
+    for e in range(m):
+        if nv == 4:
+            # Gram of the edges from vertex 0
+            d01 = d2[e, pair[0, 1]]
+            d02 = d2[e, pair[0, 2]]
+            d03 = d2[e, pair[0, 3]]
+            d12 = d2[e, pair[1, 2]]
+            d13 = d2[e, pair[1, 3]]
+            d23 = d2[e, pair[2, 3]]
+            g12 = 0.5 * (d01 + d02 - d12)
+            g13 = 0.5 * (d01 + d03 - d13)
+            g23 = 0.5 * (d02 + d03 - d23)
+            det3 = (
+                d01 * (d02 * d03 - g23 * g23) - g12 * (g12 * d03 - g23 * g13) + g13 * (g12 * g23 - d02 * g13)
+            )
+            det3 = max(det3, 0.0)
+            for a in range(4):
+                j0 = 0 + (a <= 0)
+                j1 = 1 + (a <= 1)
+                j2 = 2 + (a <= 2)
+                p = d2[e, pair[j0, j1]]
+                q = d2[e, pair[j0, j2]]
+                r = d2[e, pair[j1, j2]]
+                # 4·area² of the face from its squared edge lengths (Heron, Gram form)
+                gpq = 0.5 * (p + q - r)
+                det2 = p * q - gpq * gpq
+                h[e, a] = np.sqrt(det3 / det2) if det2 > 0.0 else 0.0
+        else:
+            d01 = d2[e, pair[0, 1]]
+            d02 = d2[e, pair[0, 2]]
+            d12 = d2[e, pair[1, 2]]
+            g = 0.5 * (d01 + d02 - d12)
+            det2 = max(d01 * d02 - g * g, 0.0)
+            h[e, 0] = np.sqrt(det2 / d12)
+            h[e, 1] = np.sqrt(det2 / d02)
+            h[e, 2] = np.sqrt(det2 / d01)
+    return h
 
 
 # ----------------------------------------------------------------------------------
@@ -288,58 +342,147 @@ def element_update(phi, cells, d2, pair, e, a):
 # fast iterative method
 # ----------------------------------------------------------------------------------
 @njit
-def fim(phi, rec_elem, rec_code, cells, d2, pair, ptr, ncells, nlocal, tol, max_visits):
-    """Fast iterative method with a FIFO active list, in place.
+def _sift_up(heap, pos, phi, k):
+    v = heap[k]
+    key = phi[v]
+    while k > 0:
+        parent = (k - 1) >> 1
+        u = heap[parent]
+        if phi[u] <= key:
+            break
+        heap[k] = u
+        pos[u] = k
+        k = parent
+    heap[k] = v
+    pos[v] = k
+
+
+@njit
+def _sift_down(heap, pos, phi, k, size):
+    v = heap[k]
+    key = phi[v]
+    while True:
+        c = 2 * k + 1
+        if c >= size:
+            break
+        if c + 1 < size and phi[heap[c + 1]] < phi[heap[c]]:
+            c += 1
+        u = heap[c]
+        if phi[u] >= key:
+            break
+        heap[k] = u
+        pos[u] = k
+        k = c
+    heap[k] = v
+    pos[v] = k
+
+
+@njit
+def fim(phi, rec_elem, rec_code, cells, d2, hgt, pair, ptr, ncells, nlocal, tol, max_visits, ordered):
+    """Fast iterative method with an active list, in place.
 
     ``phi`` holds the initial values (sources, inf elsewhere); ``rec_elem`` /
-    ``rec_code`` the records (-1 for source-initialised nodes). A node leaves
-    the active list once its value is final for the current round; it then
-    updates every other vertex of its incident elements (the only updates its
-    new value can change), and each vertex whose value drops by more than
-    ``tol`` (or is reached for the first time) joins the active list.
+    ``rec_code`` receive the records (-1 for source-initialised nodes).
+    Processing an active node updates every other vertex of its incident
+    elements (the only local updates its value enters); each vertex whose
+    value drops by more than ``tol`` (or is reached for the first time) joins
+    the active list. The list is a FIFO queue (``ordered=False``, the classic
+    FIM sweep) or a binary heap keyed on the current time (``ordered=True``),
+    which visits nodes roughly in arrival order and so re-activates far fewer.
+    Both stop at the same discrete fixed point. Every local update of vertex
+    ``b`` is at least (smallest other time in the element) + ``hgt[e, b]``
+    (its metric distance to the opposite face), so targets already at or
+    below that bound are skipped without evaluating the update.
 
     Returns the number of active-list visits (negative if ``max_visits`` was hit).
     """
     n = phi.shape[0]
     nv = cells.shape[1]
     queue = np.empty(n, dtype=np.int64)
-    inlist = np.zeros(n, dtype=np.bool_)
+    pos = np.full(n, -1, dtype=np.int64)  # heap position, or 0 = "in FIFO"
     head = 0
     count = 0
-    # seeds: every finite node
     for i in range(n):
         if phi[i] < INF:
-            queue[(head + count) % n] = i
-            count += 1
-            inlist[i] = True
+            if ordered:
+                queue[count] = i
+                pos[i] = count
+                count += 1
+                _sift_up(queue, pos, phi, count - 1)
+            else:
+                queue[count] = i
+                pos[i] = 0
+                count += 1
     visits = 0
     while count > 0:
-        i = queue[head]
-        head += 1
-        if head == n:
-            head = 0
-        count -= 1
-        inlist[i] = False
+        if ordered:
+            i = queue[0]
+            count -= 1
+            pos[i] = -1
+            if count > 0:
+                queue[0] = queue[count]
+                pos[queue[0]] = 0
+                _sift_down(queue, pos, phi, 0, count)
+        else:
+            i = queue[head]
+            head += 1
+            if head == n:
+                head = 0
+            count -= 1
+            pos[i] = -1
         visits += 1
         if visits > max_visits:
             return -visits
         for p in range(ptr[i], ptr[i + 1]):
             e = ncells[p]
             ai = nlocal[p]
+            # the two smallest times among the element's vertices
+            m1 = INF
+            m2 = INF
+            for b in range(nv):
+                tb = phi[cells[e, b]]
+                if tb < m1:
+                    m2 = m1
+                    m1 = tb
+                elif tb < m2:
+                    m2 = tb
             for b in range(nv):
                 if b == ai:
                     continue
                 v = cells[e, b]
-                val, code = element_update(phi, cells, d2, pair, e, b)
                 old = phi[v]
+                # smallest time among the other vertices of e
+                tmin = m2 if old == m1 else m1
+                bound = tmin + hgt[e, b]
+                if old <= bound - 1e-15 * abs(bound):
+                    continue
+                val, code = element_update(phi, cells, d2, pair, e, b)
                 if val < old:
                     phi[v] = val
                     rec_elem[v] = e
                     rec_code[v] = code
-                    if (old - val > tol) and not inlist[v]:
+                    if ordered:
+                        if pos[v] >= 0:
+                            _sift_up(queue, pos, phi, pos[v])
+                        elif old - val > tol:
+                            queue[count] = v
+                            pos[v] = count
+                            count += 1
+                            _sift_up(queue, pos, phi, count - 1)
+                    elif pos[v] < 0 and old - val > tol:
                         queue[(head + count) % n] = v
+                        pos[v] = 0
                         count += 1
-                        inlist[v] = True
+                    # the element's minimum times change with phi[v]
+                    m1 = INF
+                    m2 = INF
+                    for c in range(nv):
+                        tc = phi[cells[e, c]]
+                        if tc < m1:
+                            m2 = m1
+                            m1 = tc
+                        elif tc < m2:
+                            m2 = tc
     return visits
 
 

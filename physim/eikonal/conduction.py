@@ -72,10 +72,11 @@ def _prep(fibers, v_fiber, v_cross, v_normal):
     def vel(name, v):
         if v is None:
             return None, True
+        scalar = np.ndim(v) == 0
         a = as_float_array(name, v)
-        if a.ndim == 0:
+        if scalar:
             check_positive(name, a.reshape(1))
-            return np.full(m, float(a)), True
+            return np.full(m, float(a.reshape(-1)[0])), True
         if a.shape != (m,):
             raise ShapeError(f"{name} must be a scalar or have shape ({m},), got {a.shape}")
         check_positive(name, a)

@@ -36,6 +36,8 @@ from ..errors import ConvergenceError, InvalidInputError, InvalidTypeError, Shap
 from . import _kernels as K
 from .mesh import SimplexMesh
 
+ORDERED = True
+
 __all__ = ["Activation", "solve", "UnreachedPointsWarning", "prepare_D"]
 
 
@@ -132,9 +134,10 @@ def prepare_D(mesh: SimplexMesh, D) -> np.ndarray:
     non-positive-definite tensors, naming the first offending element.
     """
     dim, m = mesh.dim, mesh.n_cells
+    scalar = np.ndim(D) == 0
     a = as_float_array("D", D)
-    if a.ndim == 0:
-        v = float(a)
+    if scalar:
+        v = float(a.reshape(-1)[0])
         if v <= 0:
             raise InvalidInputError(f"D must be positive (isotropic squared velocity), got {v}")
         return np.ascontiguousarray(np.broadcast_to(v * np.eye(dim), (m, dim, dim)))
@@ -143,8 +146,16 @@ def prepare_D(mesh: SimplexMesh, D) -> np.ndarray:
         return np.ascontiguousarray(np.broadcast_to(a, (m, dim, dim)))
     if a.shape != (m, dim, dim):
         raise ShapeError(f"D must be a scalar, ({dim}, {dim}) or ({m}, {dim}, {dim}), got {a.shape}")
-    check_spd("D", a)
-    return a
+    return a  # symmetry and definiteness are checked by the Cholesky in K.element_metrics
+
+
+def _element_metrics(mesh, Dm):
+    d2, bad = K.element_metrics(mesh.edge_vectors, Dm, 1e-13)
+    if bad >= 0:
+        # word the error with the eigenvalue check (the kernel only detects)
+        check_spd(f"D[{bad}]", Dm[bad])
+        raise InvalidInputError(f"D[{bad}] is not numerically positive definite: {Dm[bad].tolist()}")
+    return d2
 
 
 def _metric_norm(Dk, r):
@@ -231,9 +242,10 @@ def solve(
     Dm = prepare_D(mesh, D)
     kind, src = _parse_sources(mesh, sources)
     k = src.shape[0]
+    scalar_t = np.ndim(source_times) == 0
     st = as_float_array("source_times", source_times)
-    if st.ndim == 0:
-        st = np.full(k, float(st))
+    if scalar_t:
+        st = np.full(k, float(st.reshape(-1)[0]))
     elif st.shape != (k,):
         raise ShapeError(f"source_times must be a scalar or have shape ({k},), got {st.shape}")
     tol = as_scalar("tol", tol, nonnegative=True)
@@ -282,12 +294,13 @@ def solve(
         phi[nodes[better]] = vals[better]
         source_of[nodes[better]] = s
 
-    d2 = K.metric_edge_lengths(mesh.edge_vectors, Dm)
+    d2 = _element_metrics(mesh, Dm)
+    hgt = K.metric_heights(d2, mesh.pair_index)
     rec_elem = np.full(n, -1, dtype=np.int64)
     rec_code = np.full(n, -1, dtype=np.int64)
     visits = K.fim(
-        phi, rec_elem, rec_code, mesh.cells, d2, mesh.pair_index, mesh.node_cell_ptr,
-        mesh.node_cells, mesh.node_cell_local, tol, int(max_visits),
+        phi, rec_elem, rec_code, mesh.cells, d2, hgt, mesh.pair_index, mesh.node_cell_ptr,
+        mesh.node_cells, mesh.node_cell_local, tol, int(max_visits), ORDERED,
     )
     if visits < 0:
         raise ConvergenceError(f"fast iterative method exceeded max_visits={max_visits} active-list visits")
