@@ -13,6 +13,8 @@ from .learning import (
     PAPER,
     LatticeObjective,
     accuracy,
+    load_iris,
+    paper_network,
     stiffness_from_width,
     stiffness_transform,
     train_adam,
@@ -49,4 +51,6 @@ __all__ = [
     "LatticeObjective",
     "train_adam",
     "accuracy",
+    "paper_network",
+    "load_iris",
 ]

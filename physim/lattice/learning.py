@@ -34,6 +34,8 @@ __all__ = [
     "LatticeObjective",
     "train_adam",
     "accuracy",
+    "paper_network",
+    "load_iris",
 ]
 
 #: Li & Mao (2024) set-up: Young's modulus (Pa), thickness (m), bond length (m),
@@ -237,3 +239,32 @@ def accuracy(network: SpringNetwork, stiffness, forces, labels, outputs) -> floa
     if lab.shape != pred.shape:
         raise ShapeError(f"labels must have shape {pred.shape}, got {lab.shape}")
     return float(np.mean(pred == lab))
+
+
+def paper_network() -> SpringNetwork:
+    """The 14-node, 28-bond triangular network of Li & Mao (2024), top corners pinned.
+
+    Rows of 5, 4, 3, 2 nodes (top to bottom), spacing 16 mm; nodes 0 and 4
+    (top-row corners) are pinned. Node 10 is the middle node of the third row,
+    nodes 12 and 13 the bottom row.
+    """
+    from .network import triangular_lattice
+
+    return triangular_lattice((5, 4, 3, 2), PAPER["spacing"], fixed=[0, 4])
+
+
+def load_iris():
+    """The Iris data set shipped with physim.
+
+    Returns
+    -------
+    features : ndarray, float64 (150, 4)
+        Sepal length, sepal width, petal length, petal width (cm).
+    labels : ndarray, int64 (150,)
+        0 setosa, 1 versicolor, 2 virginica.
+    """
+    from importlib import resources
+
+    with resources.files("physim").joinpath("data/iris.csv").open("r") as fh:
+        raw = np.loadtxt(fh, delimiter=",", skiprows=1)
+    return raw[:, :4].copy(), raw[:, 4].astype(np.int64)
