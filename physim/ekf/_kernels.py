@@ -83,7 +83,8 @@ def model_jac_vjp(kind, mp, x, u, Fb, Gb, xb, ub):
 @njit
 def model_rollout(kind, mp, x0, U, X, F, G):
     """Nominal trajectory X (N+1, 3) and Jacobians F (N, 3, 3), G (N, 3, 2)."""
-    X[0, :] = x0
+    for i in range(x0.shape[0]):
+        X[0, i] = x0[i]
     for k in range(U.shape[0]):
         model_step(kind, mp, X[k], U[k], X[k + 1], F[k], G[k])
 
@@ -99,7 +100,9 @@ def model_adjoint(kind, mp, X, U, F, G, Fb, Gb, Xb, x0b, Ub):
     N = U.shape[0]
     n = X.shape[1]
     nu = U.shape[1]
-    lam = Xb[N].copy()
+    lam = np.empty(n)
+    for j in range(n):
+        lam[j] = Xb[N, j]
     xb = np.empty(n)
     for k in range(N - 1, -1, -1):
         for j in range(n):
@@ -115,7 +118,8 @@ def model_adjoint(kind, mp, X, U, F, G, Fb, Gb, Xb, x0b, Ub):
         model_jac_vjp(kind, mp, X[k], U[k], Fb[k], Gb[k], xb, Ub[k])
         for j in range(n):
             lam[j] = xb[j] + Xb[k, j]
-    x0b[:] = lam
+    for j in range(n):
+        x0b[j] = lam[j]
 
 
 # ---------------------------------------------------------------------------
@@ -259,30 +263,68 @@ def meas_vjp_batch(X, B, sp, Hb, Rb, Xb, Bb, spb):
 
 
 @njit
-def predict_cov(F, G, P, M, Q0, T, GM, Pm):
-    """Pm = F P Fᵀ + G M Gᵀ + Q0 (symmetrised). T (n, n), GM (n, n_u) scratch."""
-    n = F.shape[0]
-    nu = G.shape[1]
-    for i in range(n):
-        for j in range(n):
+def mm(A, B, C):
+    """C = A B."""
+    for i in range(A.shape[0]):
+        for j in range(B.shape[1]):
             acc = 0.0
-            for l in range(n):
-                acc += F[i, l] * P[l, j]
-            T[i, j] = acc
-        for j in range(nu):
+            for l in range(A.shape[1]):
+                acc += A[i, l] * B[l, j]
+            C[i, j] = acc
+
+
+@njit
+def mtm(A, B, C):
+    """C = Aᵀ B."""
+    for i in range(A.shape[1]):
+        for j in range(B.shape[1]):
             acc = 0.0
-            for l in range(nu):
-                acc += G[i, l] * M[l, j]
-            GM[i, j] = acc
+            for l in range(A.shape[0]):
+                acc += A[l, i] * B[l, j]
+            C[i, j] = acc
+
+
+@njit
+def mmt(A, B, C):
+    """C = A Bᵀ."""
+    for i in range(A.shape[0]):
+        for j in range(B.shape[0]):
+            acc = 0.0
+            for l in range(A.shape[1]):
+                acc += A[i, l] * B[j, l]
+            C[i, j] = acc
+
+
+@njit
+def sym_add(A, B, alpha, beta, C):
+    """C = alpha sym(A) + beta sym(B) with sym(X) = (X + Xᵀ)/2 (C may alias A or B)."""
+    n = A.shape[0]
     for i in range(n):
         for j in range(i, n):
-            acc = Q0[i, j] + Q0[j, i]
-            for l in range(n):
-                acc += T[i, l] * F[j, l] + T[j, l] * F[i, l]
-            for l in range(nu):
-                acc += GM[i, l] * G[j, l] + GM[j, l] * G[i, l]
-            Pm[i, j] = 0.5 * acc
-            Pm[j, i] = 0.5 * acc
+            v = 0.5 * (alpha * (A[i, j] + A[j, i]) + beta * (B[i, j] + B[j, i]))
+            C[i, j] = v
+            C[j, i] = v
+
+
+@njit
+def i_minus_kh(K, H, A):
+    """A = I - K H."""
+    mm(K, H, A)
+    for i in range(A.shape[0]):
+        for j in range(A.shape[1]):
+            A[i, j] = -A[i, j]
+        A[i, i] += 1.0
+
+
+@njit
+def predict_cov(F, G, P, M, Q0, T, GM, Pm):
+    """Pm = F P Fᵀ + G M Gᵀ + Q0 (symmetrised). T (n, n), GM (n, n_u) scratch."""
+    mm(F, P, T)
+    mmt(T, F, Pm)
+    mm(G, M, GM)
+    mmt(GM, G, T)
+    sym_add(Pm, T, 1.0, 1.0, Pm)
+    sym_add(Pm, Q0, 1.0, 1.0, Pm)
 
 
 @njit
@@ -299,20 +341,45 @@ def kalman_update(Pm, H, Rd, joseph, P, K, PHt, S, A, T):
     """
     n = Pm.shape[0]
     m = H.shape[0]
+    mmt(Pm, H, PHt)
+    mm(H, PHt, S)
+    for a in range(m):
+        S[a, a] += Rd[a]
+    if not cholesky_inplace(S):
+        return False
+    # row i of K solves L Lᵀ kᵢ = row i of Pm Hᵀ
     for i in range(n):
         for a in range(m):
-            acc = 0.0
-            for l in range(n):
-                acc += Pm[i, l] * H[a, l]
-            PHt[i, a] = acc
-    for a in range(m):
-        for b in range(a + 1):
-            acc = 0.0
-            for l in range(n):
-                acc += H[a, l] * PHt[l, b]
-            S[a, b] = acc
-        S[a, a] += Rd[a]
-    # Cholesky in place (lower triangle)
+            acc = PHt[i, a]
+            for l in range(a):
+                acc -= S[a, l] * K[i, l]
+            K[i, a] = acc / S[a, a]
+        for a in range(m - 1, -1, -1):
+            acc = K[i, a]
+            for l in range(a + 1, m):
+                acc -= S[l, a] * K[i, l]
+            K[i, a] = acc / S[a, a]
+    i_minus_kh(K, H, A)
+    mm(A, Pm, T)
+    if joseph:
+        mmt(T, A, P)
+        for i in range(n):
+            for j in range(i, n):
+                kr = 0.0
+                for a in range(m):
+                    kr += K[i, a] * Rd[a] * K[j, a]
+                v = 0.5 * (P[i, j] + P[j, i]) + kr
+                P[i, j] = v
+                P[j, i] = v
+    else:
+        sym_add(T, T, 0.5, 0.5, P)
+    return True
+
+
+@njit
+def cholesky_inplace(S):
+    """Lower Cholesky factor of the SPD matrix S in its lower triangle; False if not PD."""
+    m = S.shape[0]
     for j in range(m):
         d = S[j, j]
         for l in range(j):
@@ -326,44 +393,6 @@ def kalman_update(Pm, H, Rd, joseph, P, K, PHt, S, A, T):
             for l in range(j):
                 acc -= S[i, l] * S[j, l]
             S[i, j] = acc / d
-    # row i of K solves L Lᵀ kᵢ = row i of Pm Hᵀ
-    for i in range(n):
-        for a in range(m):
-            acc = PHt[i, a]
-            for l in range(a):
-                acc -= S[a, l] * K[i, l]
-            K[i, a] = acc / S[a, a]
-        for a in range(m - 1, -1, -1):
-            acc = K[i, a]
-            for l in range(a + 1, m):
-                acc -= S[l, a] * K[i, l]
-            K[i, a] = acc / S[a, a]
-    for i in range(n):
-        for j in range(n):
-            acc = 1.0 if i == j else 0.0
-            for a in range(m):
-                acc -= K[i, a] * H[a, j]
-            A[i, j] = acc
-    for i in range(n):
-        for j in range(n):
-            acc = 0.0
-            for l in range(n):
-                acc += A[i, l] * Pm[l, j]
-            T[i, j] = acc
-    for i in range(n):
-        for j in range(i, n):
-            if joseph:
-                acc = 0.0
-                for l in range(n):
-                    acc += T[i, l] * A[j, l] + T[j, l] * A[i, l]
-                kr = 0.0
-                for a in range(m):
-                    kr += K[i, a] * Rd[a] * K[j, a]
-                v = 0.5 * acc + kr
-            else:
-                v = 0.5 * (T[i, j] + T[j, i])
-            P[i, j] = v
-            P[j, i] = v
     return True
 
 
@@ -382,7 +411,7 @@ def cov_forward(F, G, H, Rd, P0, M, Q0, joseph, P, Pm, Kg):
     n = F.shape[1]
     nu = G.shape[2]
     m = H.shape[1]
-    P[0] = P0
+    sym_add(P0, P0, 0.5, 0.5, P[0])
     T = np.empty((n, n))
     GM = np.empty((n, nu))
     PHt = np.empty((n, m))
@@ -416,107 +445,45 @@ def cov_adjoint(F, G, H, Kg, Pm, P, M, Pbar, Fb, Gb, Hb, Rb, P0b, Mb, Q0b):
     Pmb = np.empty((n, n))
     A = np.empty((n, n))
     T = np.empty((n, n))
-    T2 = np.empty((n, max(nu, 1)))
+    T2 = np.empty((n, nu))
+    Tu = np.empty((nu, nu))
     KP = np.empty((m, n))
     W = np.empty((n, n))
-    for i in range(n):
-        for j in range(n):
-            Pb[i, j] = 0.5 * (Pbar[N, i, j] + Pbar[N, j, i])
+    sym_add(Pbar[N], Pbar[N], 0.5, 0.5, Pb)
     for k in range(N - 1, -1, -1):
         K = Kg[k]
-        Hk = H[k]
-        Pmk = Pm[k]
-        for i in range(n):
-            for j in range(n):
-                acc = 1.0 if i == j else 0.0
-                for a in range(m):
-                    acc -= K[i, a] * Hk[a, j]
-                A[i, j] = acc
-        # T = P̄ A ; P̄⁻ = Aᵀ T
-        for i in range(n):
-            for j in range(n):
-                acc = 0.0
-                for l in range(n):
-                    acc += Pb[i, l] * A[l, j]
-                T[i, j] = acc
-        for i in range(n):
-            for j in range(i, n):
-                acc = 0.0
-                for l in range(n):
-                    acc += A[l, i] * T[l, j] + A[l, j] * T[l, i]
-                Pmb[i, j] = 0.5 * acc
-                Pmb[j, i] = 0.5 * acc
-        # KP = Kᵀ P̄ (m, n); R̄_a = (Kᵀ P̄ K)_aa
+        # update
+        i_minus_kh(K, H[k], A)
+        mm(Pb, A, T)
+        mtm(A, T, Pmb)
+        sym_add(Pmb, Pmb, 0.5, 0.5, Pmb)
+        mtm(K, Pb, KP)
         for a in range(m):
-            for j in range(n):
-                acc = 0.0
-                for l in range(n):
-                    acc += K[l, a] * Pb[l, j]
-                KP[a, j] = acc
             acc = 0.0
             for j in range(n):
                 acc += KP[a, j] * K[j, a]
             Rb[k, a] = acc
-        # W = A P⁻ ; H̄ = -2 KP W
-        for i in range(n):
-            for j in range(n):
-                acc = 0.0
-                for l in range(n):
-                    acc += A[i, l] * Pmk[l, j]
-                W[i, j] = acc
+        mm(A, Pm[k], W)
+        mm(KP, W, Hb[k])
         for a in range(m):
             for j in range(n):
-                acc = 0.0
-                for l in range(n):
-                    acc += KP[a, l] * W[l, j]
-                Hb[k, a, j] = -2.0 * acc
+                Hb[k, a, j] *= -2.0
         # predict: P⁻ = F P Fᵀ + G M Gᵀ + Q0
-        Fk = F[k]
-        Gk = G[k]
-        Pk = P[k]
+        sym_add(Q0b, Pmb, 1.0, 1.0, Q0b)
+        mm(Pmb, F[k], T)
+        mm(T, P[k], Fb[k])
+        mm(Pmb, G[k], T2)
+        mm(T2, M, Gb[k])
         for i in range(n):
             for j in range(n):
-                Q0b[i, j] += Pmb[i, j]
-        # T = P̄⁻ F ; F̄ = 2 T P_k ; P̄_k = Fᵀ T + ∂J/∂P_k
-        for i in range(n):
-            for j in range(n):
-                acc = 0.0
-                for l in range(n):
-                    acc += Pmb[i, l] * Fk[l, j]
-                T[i, j] = acc
-        for i in range(n):
-            for j in range(n):
-                acc = 0.0
-                for l in range(n):
-                    acc += T[i, l] * Pk[l, j]
-                Fb[k, i, j] = 2.0 * acc
-        # T2 = P̄⁻ G (n, n_u) in the first n_u columns ; Ḡ = 2 T2 M ; M̄ += Gᵀ T2
-        for i in range(n):
+                Fb[k, i, j] *= 2.0
             for j in range(nu):
-                acc = 0.0
-                for l in range(n):
-                    acc += Pmb[i, l] * Gk[l, j]
-                T2[i, j] = acc
-        for i in range(n):
-            for j in range(nu):
-                acc = 0.0
-                for l in range(nu):
-                    acc += T2[i, l] * M[l, j]
-                Gb[k, i, j] = 2.0 * acc
-        for i in range(nu):
-            for j in range(nu):
-                acc = 0.0
-                for l in range(n):
-                    acc += Gk[l, i] * T2[l, j]
-                Mb[i, j] += acc
-        for i in range(n):
-            for j in range(i, n):
-                acc = 0.5 * (Pbar[k, i, j] + Pbar[k, j, i])
-                for l in range(n):
-                    acc += Fk[l, i] * T[l, j]
-                Pb[i, j] = acc
-                Pb[j, i] = acc
-    P0b[:, :] = Pb
+                Gb[k, i, j] *= 2.0
+        mtm(G[k], T2, Tu)
+        sym_add(Mb, Tu, 1.0, 1.0, Mb)
+        mtm(F[k], T, Pb)
+        sym_add(Pb, Pbar[k], 1.0, 1.0, Pb)
+    sym_add(Pb, Pb, 0.5, 0.5, P0b)
 
 
 # ---------------------------------------------------------------------------
@@ -567,7 +534,9 @@ def ekf_monte_carlo(kind, mp, B, sp, x0, P0, U, M, Q0, L0, Lm, Lq, e0, eu, eq, e
                 acc += L0[i, l] * e0[r, l]
             Xt[r, 0, i] = acc
             Xh[r, 0, i] = x0[i]
-        Ph[r, 0] = P0
+        for i in range(n):
+            for j in range(n):
+                Ph[r, 0, i, j] = P0[i, j]
         for k in range(N):
             # truth
             for i in range(nu):
