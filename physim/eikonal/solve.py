@@ -36,8 +36,6 @@ from ..errors import ConvergenceError, InvalidInputError, InvalidTypeError, Shap
 from . import _kernels as K
 from .mesh import SimplexMesh
 
-ORDERED = True
-
 __all__ = ["Activation", "solve", "UnreachedPointsWarning", "prepare_D"]
 
 
@@ -196,6 +194,7 @@ def solve(
     tol: float = 1e-10,
     init_radius: float = 0.0,
     max_visits: int | None = None,
+    active_list: str = "heap",
 ) -> Activation:
     """Activation times of the anisotropic eikonal equation ``sqrt(∇φᵀ D ∇φ) = 1``.
 
@@ -219,6 +218,9 @@ def solve(
         assuming ``D`` locally constant (``source_D``). 0 disables it.
     max_visits : int, optional
         Safety cap on active-list visits (default ``1000 * n_points``).
+    active_list : {"heap", "fifo"}
+        Order of the active list: ``"heap"`` (by current time; fewest visits) or
+        ``"fifo"`` (the classic FIM sweep). Both give the same discrete solution.
 
     Returns
     -------
@@ -249,6 +251,8 @@ def solve(
     elif st.shape != (k,):
         raise ShapeError(f"source_times must be a scalar or have shape ({k},), got {st.shape}")
     tol = as_scalar("tol", tol, nonnegative=True)
+    if active_list not in ("heap", "fifo"):
+        raise InvalidInputError(f"active_list must be 'heap' or 'fifo', got {active_list!r}")
     init_radius = as_scalar("init_radius", init_radius, nonnegative=True)
     n = mesh.n_points
     if max_visits is None:
@@ -300,7 +304,7 @@ def solve(
     rec_code = np.full(n, -1, dtype=np.int64)
     visits = K.fim(
         phi, rec_elem, rec_code, mesh.cells, d2, hgt, mesh.pair_index, mesh.node_cell_ptr,
-        mesh.node_cells, mesh.node_cell_local, tol, int(max_visits), ORDERED,
+        mesh.node_cells, mesh.node_cell_local, tol, int(max_visits), active_list == "heap",
     )
     if visits < 0:
         raise ConvergenceError(f"fast iterative method exceeded max_visits={max_visits} active-list visits")
