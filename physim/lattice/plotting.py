@@ -90,16 +90,33 @@ def plot_network(path: str | os.PathLike, network: SpringNetwork, stiffness, dis
     big = network.n_nodes > 2000
     if show_nodes is None:
         show_nodes = network.n_nodes <= 500
-    pl = viz.plotter(window_size=window_size)
-    # deformed overlay first (underneath)
+    side_by_side = big and displacements is not None
+    if side_by_side:
+        pl = viz.plotter(window_size=(2 * window_size[0], window_size[1]), shape=(1, 2))
+    else:
+        pl = viz.plotter(window_size=window_size)
     if displacements is not None:
         u = _pad3(np.asarray(displacements, dtype=float))
         umax = float(np.abs(u).max())
         if scale is None:
             scale = 0.25 * float(network.lengths.mean()) / umax if umax > 0 else 1.0
         deformed = pv.PolyData(pts + scale * u, lines=lines)
-        pl.add_mesh(deformed, color="dimgray", line_width=1.5 if big else 3.0, opacity=0.8)
-        title = f"{title}  (deformed x{scale:.3g})" if title else f"deformed x{scale:.3g}"
+        if side_by_side:
+            # large networks: the deformed shape, coloured by |u|, in its own panel
+            pl.subplot(0, 1)
+            deformed.point_data["|u| [mm]"] = np.linalg.norm(u, axis=1) * 1e3
+            pl.add_mesh(deformed, scalars="|u| [mm]", cmap="magma", line_width=1.0,
+                        scalar_bar_args={"title": "|u| [mm]", "color": "black"})
+            pl.add_text(f"deformed x{scale:.3g}", color="black", font_size=11)
+            if network.dim == 2:
+                pl.view_xy()
+            else:
+                pl.view_isometric()
+            pl.subplot(0, 0)
+        else:
+            # deformed overlay first (underneath the bonds)
+            pl.add_mesh(deformed, color="dimgray", line_width=3.0, opacity=0.8)
+            title = f"{title}  (deformed x{scale:.3g})" if title else f"deformed x{scale:.3g}"
     # bonds binned by stiffness: line width grows with stiffness
     n_bins = 8
     edges = np.linspace(lo, hi, n_bins + 1)
