@@ -67,7 +67,7 @@ __all__ = [
 ]
 
 #: above this many unknowns the Laplace problems use preconditioned CG instead of SuperLU
-DIRECT_LIMIT = 60_000
+DIRECT_LIMIT = 5_000
 
 
 @dataclass(frozen=True)
@@ -214,7 +214,7 @@ def _as_node_set(name: str, x, n: int) -> np.ndarray:
     return np.unique(idx)
 
 
-def solve_laplace(points, tets, nodes, values, *, K=None, rtol: float = 1e-10) -> np.ndarray:
+def solve_laplace(points, tets, nodes, values, *, K=None, rtol: float = 1e-10, x0=None) -> np.ndarray:
     """Solve ``-div(grad u) = 0`` with P1 elements, ``u[nodes] = values``, natural BC elsewhere.
 
     Parameters
@@ -230,6 +230,8 @@ def solve_laplace(points, tets, nodes, values, *, K=None, rtol: float = 1e-10) -
     rtol : float
         Relative residual tolerance of the iterative solver used above
         ``DIRECT_LIMIT`` unknowns (below it SuperLU is used).
+    x0 : array_like, float, shape (n_points,) or (n_points, r), optional
+        Initial guess for the iterative solver (ignored by the direct one).
 
     Returns
     -------
@@ -282,17 +284,23 @@ def solve_laplace(points, tets, nodes, values, *, K=None, rtol: float = 1e-10) -
     U = np.zeros((n, V.shape[1]))
     U[idx] = V
     if free.size:
-        Kff = K[free][:, free].tocsc()
+        Kff = K[free][:, free]
         rhs = -(K[free][:, idx] @ V)
         if free.size <= DIRECT_LIMIT:
-            lu = spla.splu(Kff)
+            lu = spla.splu(Kff.tocsc())
             U[free] = lu.solve(rhs)
         else:
+            X0 = None
+            if x0 is not None:
+                X0 = as_float_array("x0", x0).reshape(n, -1)
+                if X0.shape[1] != V.shape[1]:
+                    raise InvalidInputError(f"x0 must have shape ({n},) or ({n}, {V.shape[1]})")
             dinv = 1.0 / Kff.diagonal()
             M = spla.LinearOperator(Kff.shape, matvec=lambda x: dinv * x)
             for j in range(V.shape[1]):
                 b = rhs[:, j]
-                x, info = spla.cg(Kff, b, rtol=rtol, atol=0.0, maxiter=20 * free.size, M=M)
+                guess = None if X0 is None else X0[free, j]
+                x, info = spla.cg(Kff, b, x0=guess, rtol=rtol, atol=0.0, maxiter=20 * free.size, M=M)
                 res = np.linalg.norm(Kff @ x - b) / max(np.linalg.norm(b), np.finfo(float).tiny)
                 if info != 0 or not res <= 10 * rtol:
                     raise ConvergenceError(f"CG did not converge for column {j}: relative residual {res:.3g}")
@@ -385,7 +393,10 @@ def laplace_coordinates(
     phi_epi = 1.0 - phi_lv - phi_rv
     ab_nodes = np.concatenate([[apex], bs])
     ab_vals = np.concatenate([[0.0], np.ones(bs.size)])
-    psi = solve_laplace(pts, t, ab_nodes, ab_vals, K=K)
+    # initial guess for the iterative solver: normalised height above the apex
+    axis = pts[bs].mean(axis=0) - pts[apex]
+    guess = np.clip((pts - pts[apex]) @ axis / max(axis @ axis, 1e-300), 0.0, 1.0)
+    psi = solve_laplace(pts, t, ab_nodes, ab_vals, K=K, x0=guess)
     den = phi_lv + phi_rv
     septal = np.where(den > 1e-12, phi_rv / np.where(den > 1e-12, den, 1.0), 0.5)
     return LaplaceCoordinates(

@@ -137,6 +137,10 @@ def test_iterative_path_agrees_with_direct(monkeypatch, rng):
     monkeypatch.setattr(fb, "DIRECT_LIMIT", 0)
     cg = solve_laplace(pts, tets, nodes, vals)
     np.testing.assert_allclose(cg, direct, atol=1e-8)
+    warm = solve_laplace(pts, tets, nodes, vals, x0=direct + 1e-3)
+    np.testing.assert_allclose(warm, direct, atol=1e-8)
+    with pytest.raises(InvalidInputError, match="x0 must have shape"):
+        solve_laplace(pts, tets, nodes, np.stack([vals, vals], 1), x0=direct)
 
 
 def test_errors():
