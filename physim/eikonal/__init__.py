@@ -13,6 +13,31 @@ from .fibers import FiberField, rule_based
 from .heart import BiventricularMesh, HeartGeometry, biventricular_mesh, load_biventricular
 from .mesh import SimplexMesh, TetMesh, TriMesh, box_tet_mesh, from_meshio, square_tri_mesh
 from .solve import Activation, UnreachedPointsWarning, solve
+from .ecg import (
+    ECG,
+    ActionPotential,
+    ECGGradient,
+    LeadField,
+    LeadSystem,
+    correlation_loss,
+    intracellular_conductivity,
+    lead_correlations,
+    lead_field,
+    mse_loss,
+    simulate_ecg,
+    standard_12_lead,
+)
+from .ecg import adjoint as ecg_adjoint
+from .twin import (
+    CandidateSites,
+    FieldVelocities,
+    GlobalVelocities,
+    PointSites,
+    RegionVelocities,
+    TwinModel,
+    activation_objective,
+    ecg_objective,
+)
 
 __all__ = [
     "TetMesh",
@@ -35,4 +60,25 @@ __all__ = [
     "HeartGeometry",
     "biventricular_mesh",
     "load_biventricular",
+    "ActionPotential",
+    "LeadSystem",
+    "LeadField",
+    "ECG",
+    "ECGGradient",
+    "standard_12_lead",
+    "intracellular_conductivity",
+    "lead_field",
+    "simulate_ecg",
+    "ecg_adjoint",
+    "mse_loss",
+    "correlation_loss",
+    "lead_correlations",
+    "TwinModel",
+    "GlobalVelocities",
+    "RegionVelocities",
+    "FieldVelocities",
+    "CandidateSites",
+    "PointSites",
+    "activation_objective",
+    "ecg_objective",
 ]

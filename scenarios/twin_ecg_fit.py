@@ -1,0 +1,57 @@
+"""Cardiac digital twin: fit velocities and >=100 candidate initiation sites to a noisy 12-lead ECG.
+
+Geodesic-BP (Grandits et al., IEEE TBME 2024) on a laptop CPU: the idealised
+biventricular heart (65k mesh; 10k with ``--quick``) with rule-based fibres,
+a pseudo-ECG (infinite-medium lead field, standard 12-lead layout, QRS and
+T-wave from a transmural APD gradient). Ground truth: velocities 0.6 / 0.3
+mm/ms and five endocardial sites (0-8 ms) that are not among the candidates.
+Data: the true 12-lead ECG (500 samples at 1 ms) plus Gaussian noise of 1 %
+of each lead's peak amplitude. Fit: global velocities (0.1-2 mm/ms) and one
+time per candidate endocardial site (120; 40 with ``--quick``), from
+1.0 / 0.6 mm/ms and all sites at 20 ms, minimising the correlation loss
+(amplitude-insensitive) with L-BFGS, gradients exact through the ECG and
+eikonal adjoints.
+
+Reports the ECG correlation per lead, the activation error over the whole
+heart (mean/max, ms), true vs recovered velocities, iterations and wall time;
+writes ``fitted_model.vtu``, ``activation_true_vs_fitted.png``,
+``ecg_target_vs_fitted.png`` and ``loss.png``.
+"""
+
+from __future__ import annotations
+
+import time
+
+import numpy as np
+
+from _twin_common import Setup, fit, summarise, write_outputs
+from physim.eikonal import twin as T
+from physim.scenario import ScenarioContext, scenario_main
+
+NOISE_FRACTION = 0.01
+
+
+def run(ctx: ScenarioContext) -> dict:
+    t_start = time.perf_counter()
+    n_cand, maxiter = (40, 60) if ctx.quick else (120, 300)
+    s = Setup(ctx, n_cand)
+    ctx.log(f"mesh {s.size}: {s.heart.n_points} points, {s.heart.n_tets} tets; {n_cand} candidate sites")
+    rng = np.random.default_rng(ctx.seed + 2)
+    peak = np.abs(s.true_ecg).max(axis=1, keepdims=True)
+    target = s.true_ecg + NOISE_FRACTION * peak * rng.standard_normal(s.true_ecg.shape)
+    fun = T.ecg_objective(s.model, s.lead_field, target, loss="correlation", action_potential=s.ap)
+    x_fit, res, fit_time = fit(ctx, s, fun, maxiter)
+    out, fitted, fitted_ecg, err = summarise(s, x_fit, res, fit_time, target)
+    out.update({"noise_fraction_of_peak": NOISE_FRACTION,
+                "ecg_correlation_reference": "fitted ECG vs the noisy target ECG"})
+    ctx.log(f"ECG corr min {out['ecg_correlation_min']:.4f}; activation error mean "
+            f"{out['activation_error_mean_ms']:.2f} ms, max {out['activation_error_max_ms']:.2f} ms; "
+            f"v_f {x_fit[0]:.3f} (true 0.6), v_c {x_fit[1]:.3f} (true 0.3)")
+    out["files"] = write_outputs(ctx, s, fitted, err, fitted_ecg, target, out["loss_history"], x_fit,
+                                 "ECG fit: noisy target (grey) vs fitted (red)")
+    out["wall_time_s"] = time.perf_counter() - t_start
+    return out
+
+
+if __name__ == "__main__":
+    scenario_main(run, __doc__)
