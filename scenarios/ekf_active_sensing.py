@@ -105,7 +105,7 @@ def _plot_case(ctx, name, N, goal, r0, plan, mc):
     from physim import viz
 
     # trajectories with 3σ position ellipses (magnified) and beacons
-    fig, ax = viz.figure(figsize=(8, 5))
+    fig, ax = viz.figure(figsize=(10, 5))
     every = max(N // 10, 1)
     mag = 10.0
     for X, P, color, label in (
@@ -122,7 +122,7 @@ def _plot_case(ctx, name, N, goal, r0, plan, mc):
     ax.set_xlabel("x [m]")
     ax.set_ylabel("y [m]")
     ax.set_title(f"N = {N}: nominal trajectories, 3σ position ellipses ×{mag:g} every {every} steps")
-    ax.legend(loc="lower right", fontsize=8)
+    ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), fontsize=8)
     ax.grid(alpha=0.3)
     viz.save_figure(fig, ctx.path(f"trajectories_{name}.png"))
 

@@ -67,9 +67,7 @@ def model_jac_vjp(kind, mp, x, u, Fb, Gb, xb, ub):
     c = math.cos(th)
     s = math.sin(th)
     # F02 = -dt v s, F12 = dt v c, G00 = dt c, G10 = dt s
-    xb[2] += (
-        Fb[0, 2] * (-dt * v * c) + Fb[1, 2] * (-dt * v * s) + Gb[0, 0] * (-dt * s) + Gb[1, 0] * (dt * c)
-    )
+    xb[2] += Fb[0, 2] * (-dt * v * c) + Fb[1, 2] * (-dt * v * s) + Gb[0, 0] * (-dt * s) + Gb[1, 0] * (dt * c)
     ub[0] += Fb[0, 2] * (-dt * s) + Fb[1, 2] * (dt * c)
     if kind == MODEL_BICYCLE:
         L = mp[1]

@@ -169,7 +169,7 @@ def adjoint(rollout: Rollout, cost, *, d_cost_d_states=None) -> Gradients:
     Xb[1:] = Xb_meas
     if d_cost_d_states is not None:
         Xb += as_float_array("d_cost_d_states", d_cost_d_states, (N + 1, n))
-    x0b, Ub = _trajectory_adjoint(r, Fb, Gb, Xb)
+    x0b, Ub = _trajectory_adjoint(r.model, r.states, r.controls, r.F, r.G, Fb, Gb, Xb)
     return Gradients(
         value=value, controls=Ub, x0=x0b, P0=P0b, M=Mb, Q0=Q0b,
         beacons=sensor_grads.get("beacons"), range_std=sensor_grads.get("range_std"),
@@ -178,20 +178,23 @@ def adjoint(rollout: Rollout, cost, *, d_cost_d_states=None) -> Gradients:
     )  # fmt: skip
 
 
-def _trajectory_adjoint(r: Rollout, Fb, Gb, Xb):
-    """Costate recursion; returns (∂J/∂x0 (n,), ∂J/∂U (N, n_u))."""
-    model, X, U = r.model, r.states, r.controls
+def _trajectory_adjoint(model, X, U, F, G, Fb, Gb, Xb):
+    """Costate recursion; returns (∂J/∂x0 (n,), ∂J/∂U (N, n_u)).
+
+    X (N+1, n), U (N, n_u), F, G: trajectory and model Jacobians; Fb, Gb their
+    cotangents; Xb (N+1, n) the direct state cotangents.
+    """
     N, n, nu = U.shape[0], X.shape[1], U.shape[1]
     x0b = np.empty(n)
     Ub = np.empty((N, nu))
     if model._kind is not None:
-        K.model_adjoint(model._kind, model._params(), X, U, r.F, r.G, Fb, Gb, Xb, x0b, Ub)
+        K.model_adjoint(model._kind, model._params(), X, U, F, G, Fb, Gb, Xb, x0b, Ub)
         return x0b, Ub
     lam = Xb[N].copy()
     for k in range(N - 1, -1, -1):
         xb, ub = model.jacobians_vjp(X[k], U[k], Fb[k], Gb[k])
-        Ub[k] = r.G[k].T @ lam + ub
-        lam = r.F[k].T @ lam + xb + Xb[k]
+        Ub[k] = G[k].T @ lam + ub
+        lam = F[k].T @ lam + xb + Xb[k]
     x0b[:] = lam
     return x0b, Ub
 
@@ -204,4 +207,5 @@ def trajectory_vjp(rollout: Rollout, d_cost_d_states) -> tuple[np.ndarray, np.nd
     r = rollout
     N, n, nu = r.controls.shape[0], r.states.shape[1], r.controls.shape[1]
     Xb = as_float_array("d_cost_d_states", d_cost_d_states, (N + 1, n))
-    return _trajectory_adjoint(r, np.zeros((N, n, n)), np.zeros((N, n, nu)), Xb)
+    zF, zG = np.zeros((N, n, n)), np.zeros((N, n, nu))
+    return _trajectory_adjoint(r.model, r.states, r.controls, r.F, r.G, zF, zG, Xb)

@@ -150,9 +150,15 @@ def _trajectory(model: MotionModel, x0, U):
         Fk, Gk = model.jacobians(X[k], U[k])
         xn = model.step(X[k], U[k])
         if k == 0:
-            for name, a, shp in (("step", xn, (n,)), ("jacobians F", Fk, (n, n)), ("jacobians G", Gk, (n, nu))):
+            for name, a, shp in (
+                ("step", xn, (n,)),
+                ("jacobians F", Fk, (n, n)),
+                ("jacobians G", Gk, (n, nu)),
+            ):
                 if np.shape(a) != shp:
-                    raise ShapeError(f"{type(model).__name__}.{name} returned shape {np.shape(a)}, expected {shp}")
+                    raise ShapeError(
+                        f"{type(model).__name__}.{name} returned shape {np.shape(a)}, expected {shp}"
+                    )
         X[k + 1], F[k], G[k] = xn, Fk, Gk
     return X, F, G
 

@@ -87,6 +87,7 @@ class MotionModel(abc.ABC):
         ``controls`` is a validated finite float64 array (N, n_u). The default
         accepts everything.
         """
+        return None
 
     def _params(self) -> np.ndarray:  # parameters of a built-in model for the kernels
         raise NotImplementedError

@@ -225,12 +225,12 @@ def plan_active_sensing(
         def c_jac(z):
             U = z.reshape(N, nu)
             X, F, G = traj(z)
-            r = Rollout(model, beacons, x0, P0, U, M, Q0, True, X, None, None, None, F, G, None, None)
+            zF, zG = np.zeros((N, n, n)), np.zeros((N, n, nu))
             jac = np.empty((2, N * nu))
             for i in range(2):
                 Xb = np.zeros((N + 1, n))
                 Xb[-1, i] = 1.0
-                jac[i] = _trajectory_adjoint(r, np.zeros((N, n, n)), np.zeros((N, n, nu)), Xb)[1].reshape(-1)
+                jac[i] = _trajectory_adjoint(model, X, U, F, G, zF, zG, Xb)[1].reshape(-1)
             return jac
 
         constraints = ({"type": "eq", "fun": c_fun, "jac": c_jac},)

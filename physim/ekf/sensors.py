@@ -51,9 +51,7 @@ class MeasurementModel(abc.ABC):
         """``(H (K, m, n), R (K, m))``: Jacobians and noise variances at states X (K, n)."""
 
     @abc.abstractmethod
-    def jacobians_vjp(
-        self, X: np.ndarray, H_bar: np.ndarray, R_bar: np.ndarray
-    ) -> tuple[np.ndarray, dict]:
+    def jacobians_vjp(self, X: np.ndarray, H_bar: np.ndarray, R_bar: np.ndarray) -> tuple[np.ndarray, dict]:
         """Gradients of ``Σ_k ⟨H̄_k, H(X_k)⟩ + ⟨R̄_k, R(X_k)⟩``.
 
         Returns the state cotangents (K, n) and a dict of parameter gradients.
@@ -65,6 +63,7 @@ class MeasurementModel(abc.ABC):
 
     def check_states(self, X: np.ndarray) -> None:
         """Raise :class:`InvalidInputError` where the measurement is singular at X (K, n)."""
+        return None
 
 
 class Beacons(MeasurementModel):

@@ -112,7 +112,8 @@ def test_adjoint_taylor(kind, group):
 
 
 @pytest.mark.parametrize(
-    "cost", [FinalTrace(), PositionTrace(), FinalLogDet(), HorizonSum(), HorizonSum(FinalLogDet(), mean=True)],
+    "cost",
+    [FinalTrace(), PositionTrace(), FinalLogDet(), HorizonSum(), HorizonSum(FinalLogDet(), mean=True)],
     ids=["trace", "position", "logdet", "sum", "mean-logdet"],
 )
 def test_cost_objects_taylor(cost):

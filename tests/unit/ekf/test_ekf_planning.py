@@ -3,8 +3,15 @@
 import numpy as np
 import pytest
 
-from physim.ekf import Beacons, FinalTrace, HorizonSum, PositionTrace, Unicycle, covariance_rollout
-from physim.ekf import plan_active_sensing
+from physim.ekf import (
+    Beacons,
+    FinalTrace,
+    HorizonSum,
+    PositionTrace,
+    Unicycle,
+    covariance_rollout,
+    plan_active_sensing,
+)
 from physim.ekf.planning import _objective
 from physim.errors import InvalidInputError
 from physim.optim import check_gradient

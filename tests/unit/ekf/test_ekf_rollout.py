@@ -34,17 +34,21 @@ def test_model_jacobians_and_vjp(model):
         F, G = model.jacobians(x, u)
         np.testing.assert_allclose(F, F_ref, rtol=1e-14, atol=1e-14)
         np.testing.assert_allclose(G, G_ref, rtol=1e-14, atol=1e-14)
-        np.testing.assert_allclose(F, _fd_jac(lambda y: model.step(y, u), x), rtol=FD_RTOL, atol=1e-9)
-        np.testing.assert_allclose(G, _fd_jac(lambda v: model.step(x, v), u), rtol=FD_RTOL, atol=1e-9)
+        np.testing.assert_allclose(F, _fd_jac(lambda y, u=u: model.step(y, u), x), rtol=FD_RTOL, atol=1e-9)
+        np.testing.assert_allclose(G, _fd_jac(lambda v, x=x: model.step(x, v), u), rtol=FD_RTOL, atol=1e-9)
         Fb, Gb = rng.standard_normal((3, 3)), rng.standard_normal((3, 2))
         xb, ub = model.jacobians_vjp(x, u, Fb, Gb)
 
-        def pairing(x_, u_):
+        def pairing(x_, u_, Fb=Fb, Gb=Gb):
             F_, G_ = model.jacobians(x_, u_)
             return np.sum(Fb * F_) + np.sum(Gb * G_)
 
-        np.testing.assert_allclose(xb, _fd_jac(lambda y: np.array(pairing(y, u)), x), rtol=FD_RTOL, atol=1e-8)
-        np.testing.assert_allclose(ub, _fd_jac(lambda v: np.array(pairing(x, v)), u), rtol=FD_RTOL, atol=1e-8)
+        np.testing.assert_allclose(
+            xb, _fd_jac(lambda y, u=u: np.array(pairing(y, u)), x), rtol=FD_RTOL, atol=1e-8
+        )
+        np.testing.assert_allclose(
+            ub, _fd_jac(lambda v, x=x: np.array(pairing(x, v)), u), rtol=FD_RTOL, atol=1e-8
+        )
 
 
 @pytest.mark.parametrize("cfg", [(0.1, 0.02, 0.05), (0.1, None, 0.0), (None, 0.02, 0.0)])
@@ -149,7 +153,11 @@ def test_good_inputs_pass():
         (dict(model="unicycle"), InvalidTypeError, "MotionModel"),
         (dict(beacons=np.zeros((3, 2))), InvalidTypeError, "MeasurementModel"),
         (dict(x0=np.array([5.0, -2.0, 0.0])), None, None),  # x0 itself is not measured
-        (dict(x0=np.array([4.0, -2.0, 0.0]), controls=np.tile([1.0, 0.0], (10, 1))), InvalidInputError, r"beacon 1 .* step 10"),
+        (
+            dict(x0=np.array([4.0, -2.0, 0.0]), controls=np.tile([1.0, 0.0], (10, 1))),
+            InvalidInputError,
+            r"beacon 1 .* step 10",
+        ),
     ],
 )
 def test_bad_inputs_raise(change, exc, match):
