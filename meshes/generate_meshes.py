@@ -3,7 +3,7 @@
 Usage::
 
     python meshes/generate_meshes.py                 # bivent_10k.vtu and bivent_65k.vtu (shipped)
-    python meshes/generate_meshes.py --size large    # bivent_large.vtu (~470k tets, git-ignored)
+    python meshes/generate_meshes.py --size large    # bivent_large.vtu (~415k tets, git-ignored)
     python meshes/generate_meshes.py --size all
 
 The meshes come from :func:`physim.eikonal.heart.biventricular_mesh`, a

@@ -67,8 +67,8 @@ REGION_LV, REGION_SEPTUM, REGION_RV = 0, 1, 2
 #: surface tag names, in the priority order used to classify boundary faces
 SURFACE_TAGS = ("base", "lv_endo", "rv_endo", "epi")
 
-#: named sizes -> target edge length (mm); about 9.3k, 62k and 468k tetrahedra
-SIZES = {"10k": 5.3, "65k": 2.78, "large": 1.5}
+#: named sizes -> target edge length (mm); 9 336, 69 120 and 415 440 tetrahedra
+SIZES = {"10k": 5.3, "65k": 2.85, "large": 1.55}
 
 
 @dataclass(frozen=True)
@@ -327,7 +327,7 @@ def _construct(h: float, g: HeartGeometry) -> BiventricularMesh:
     m_z = max(3, int(round(band_len / (0.95 * h))))
     n_sep = max(2, int(round(g.septum / h)))
     n_cav = max(1, int(round(0.5 * (g.rv_cavity + g.rv_tip) / (1.6 * h))))
-    n_rv = max(1, int(round(g.rv_wall / h)))
+    n_rv = max(1, int(round(g.rv_wall / (0.6 * h))))
     n_lay = n_sep + n_cav + n_rv
     i1, i2 = n_sep, n_sep + n_cav
 
@@ -525,7 +525,7 @@ def biventricular_mesh(
     Parameters
     ----------
     size : {"10k", "65k", "large"}, optional
-        Named resolution: 9 336, 62 304 and 468 144 tetrahedra. Ignored
+        Named resolution: 9 336, 69 120 and 415 440 tetrahedra. Ignored
         when ``edge_length`` is given.
     edge_length : float, optional
         Target edge length in mm (> 0.5); overrides ``size``.
