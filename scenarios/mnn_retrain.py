@@ -73,7 +73,7 @@ def train_regression(net, k, epochs, seed):
 def run(ctx: ScenarioContext) -> dict:
     net = paper_network()
     task = iris_task(net.n_nodes, ctx.seed)
-    e_iris, e_reg, n_cut = (15, 15, 3) if ctx.quick else (100, 150, 3)
+    e_iris, e_reg, n_cut = (15, 15, 2) if ctx.quick else (100, 150, 2)
     k = np.full(net.n_bonds, stiffness_from_width(2e-3))
     curves = {}
     k, curves["iris 1"] = train_iris(net, k, task, e_iris, ctx.seed)

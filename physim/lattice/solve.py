@@ -103,10 +103,15 @@ def _assemble_linear(network: SpringNetwork, k: np.ndarray) -> np.ndarray:
 
 
 def _factorize(K: sp.csc_matrix, *, symmetric_pd: bool):
-    """SuperLU factorisation; returns (_Factor, relative pivots) or raises RuntimeError."""
+    """SuperLU factorisation (raises RuntimeError if exactly singular).
+
+    ``symmetric_pd``: no pivoting away from the diagonal (Cholesky-like fill on
+    the symmetric minimum-degree ordering); otherwise a weak diagonal
+    preference for symmetric indefinite tangents.
+    """
     n = K.shape[0]
     if n == 0:
-        return _Factor(None, 0), np.ones(0)
+        return _Factor(None, 0)
     opts = {"SymmetricMode": True}
     lu = splu(
         K,
@@ -114,7 +119,7 @@ def _factorize(K: sp.csc_matrix, *, symmetric_pd: bool):
         diag_pivot_thresh=0.0 if symmetric_pd else 0.01,
         options=opts,
     )
-    return _Factor(lu, n), None
+    return _Factor(lu, n)
 
 
 def _relative_pivots(f: _Factor, K: sp.csc_matrix) -> np.ndarray:
@@ -224,7 +229,7 @@ def _linear_factor(network: SpringNetwork, k: np.ndarray, check: bool):
     K = _csc(network, _assemble_linear(network, k))
     known_rigid = network.__dict__.get("_rigid", False)
     try:
-        fac, _ = _factorize(K, symmetric_pd=True)
+        fac = _factorize(K, symmetric_pd=True)
     except RuntimeError:  # exactly singular
         fm = floppy_modes(network)
         if fm.count:
@@ -485,7 +490,7 @@ def _newton(network, k, l0, u0, f_free, tol, max_iter):
         if it == max_iter or not np.isfinite(rn) or np.any(lengths <= 0):
             break
         try:
-            fac, _ = _factorize(_nl_tangent(network, k, lengths, dirs, t), symmetric_pd=False)
+            fac = _factorize(_nl_tangent(network, k, lengths, dirs, t), symmetric_pd=False)
         except RuntimeError:
             break
         du = np.zeros(network.n_nodes * network.dim)
@@ -544,7 +549,7 @@ def _solve_nonlinear(network, k, l0, f, rtol, max_iter, load_steps, max_bisectio
             step *= 0.5
         r, lengths, dirs, t = _nl_residual(network, k, l0, u, f_free)
         try:
-            fac, _ = _factorize(_nl_tangent(network, k, lengths, dirs, t), symmetric_pd=False)
+            fac = _factorize(_nl_tangent(network, k, lengths, dirs, t), symmetric_pd=False)
         except RuntimeError:
             raise SingularSystemError(
                 f"the tangent stiffness at the equilibrium of load case {s} is singular "

@@ -5,6 +5,8 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 sys.path.insert(0, str(Path(__file__).parent))
 from lattice_reference import (  # noqa: E402
@@ -214,3 +216,32 @@ def test_solve_validation_errors(stiffness, forces, kw, exc, match):
 def test_solve_rejects_non_network():
     with pytest.raises(InvalidTypeError, match="SpringNetwork"):
         solve(np.zeros((3, 2)), 1.0, np.zeros((3, 2)))
+
+
+@settings(max_examples=15, deadline=None)
+@given(
+    rows=st.lists(st.integers(3, 6), min_size=2, max_size=4),
+    seed=st.integers(0, 2**16),
+    alpha=st.floats(-3.0, 3.0, allow_nan=False),
+)
+def test_linear_response_is_superposable_and_stores_positive_work(rows, seed, alpha):
+    # consecutive rows of a triangular patch must differ by at most one node
+    for i in range(1, len(rows)):
+        rows[i] = min(max(rows[i], rows[i - 1] - 1), rows[i - 1] + 1)
+    rng = np.random.default_rng(seed)
+    net = triangular_lattice(rows, 0.5, fixed=np.arange(rows[0]))
+    k = rng.uniform(1.0, 10.0, net.n_bonds)
+    f1, f2 = rng.standard_normal((2, net.n_nodes, 2))
+    u = solve(net, k, np.stack([f1, f2, f1 + alpha * f2])).displacements
+    np.testing.assert_allclose(u[2], u[0] + alpha * u[1], atol=1e-10 * (1 + np.abs(u).max()))
+    assert np.sum(f1 * u[0]) > 0  # work of the load = 2 x stored energy > 0 on a rigid network
+
+
+@settings(max_examples=25, deadline=None)
+@given(st.data())
+def test_out_of_range_bond_indices_always_rejected(data):
+    n = data.draw(st.integers(2, 8))
+    bad = data.draw(st.one_of(st.integers(n, 100), st.integers(-100, -1)))
+    pts = np.column_stack([np.arange(n, dtype=float), np.zeros(n)])
+    with pytest.raises(InvalidInputError, match=f"index {bad}"):
+        SpringNetwork(pts, [[0, 1], [1, bad]], [0])
