@@ -11,7 +11,8 @@ starts at three endocardial sites, as in Durrer's maps: the mid LV septum
 The eikonal equation is solved with :func:`physim.eikonal.solve`.
 
 Writes ``activation.vtu`` (times, fibres, regions, tags), ``activation.png``
-(isochrones on the heart: anterior view and a long-axis cut) and reports the
+(isochrones on the heart: epicardial view and a long-axis cut), ``fibers.png``
+(fibre directions on the epicardium and endocardium) and reports the
 total activation time (QRS-like duration) and per-region mean times in
 ``results.json``.
 """
@@ -108,6 +109,57 @@ def _picture(path, heart, times, sources, tat):
     return save_scene(pl, path)
 
 
+def _fiber_picture(path, heart, fib):
+    """Fibre directions as short segments, coloured by helix angle: epicardium and endocardia."""
+    import pyvista as pv
+
+    from physim.viz import plotter, save_scene
+
+    cen = heart.points[heart.tets].mean(axis=1)
+    endo = heart.lv_endo | heart.rv_endo
+    on_epi = heart.epi[heart.tets].sum(axis=1) >= 3
+    on_endo = endo[heart.tets].sum(axis=1) >= 3
+    pl = plotter(window_size=(1600, 800), shape=(1, 2), border=False)
+    views = [
+        (on_epi, "epicardial fibres (helix angle, deg)", [(170.0, 190.0, 10.0)]),
+        (on_endo & (cen[:, 1] < 0), "endocardial fibres, posterior half", [(40.0, -240.0, 40.0)]),
+    ]
+    for col, (sel, title, cam) in enumerate(views):
+        pl.subplot(0, col)
+        idx = np.nonzero(sel)[0]
+        half = 0.45 * np.cbrt(
+            6.0
+            * np.median(
+                np.abs(np.linalg.det(heart.points[heart.tets[idx, 1:]] - heart.points[heart.tets[idx, :1]]))
+            )
+        )
+        pts = np.concatenate([cen[idx] - half * fib.fibers[idx], cen[idx] + half * fib.fibers[idx]])
+        n = len(idx)
+        lines = np.hstack([np.full((n, 1), 2), np.arange(n)[:, None], np.arange(n, 2 * n)[:, None]])
+        poly = pv.PolyData(pts, lines=lines.ravel())
+        poly["helix (deg)"] = np.concatenate([fib.helix[idx]] * 2)
+        pl.add_mesh(
+            poly,
+            scalars="helix (deg)",
+            cmap="coolwarm",
+            clim=(-60, 60),
+            line_width=2,
+            show_scalar_bar=col == 1,
+            scalar_bar_args={
+                "title": "helix angle (deg)",
+                "color": "black",
+                "vertical": True,
+                "position_x": 0.86,
+                "position_y": 0.15,
+                "height": 0.7,
+                "width": 0.06,
+            },
+        )
+        pl.add_text(title, color="black", font_size=11)
+        pl.camera_position = [cam[0], (10.0, 0.0, -30.0), (0.0, 0.0, 1.0)]
+    return save_scene(pl, path)
+
+
 def run(ctx: ScenarioContext) -> dict:
     size = "10k" if ctx.quick else "65k"
     t0 = time.perf_counter()
@@ -177,6 +229,8 @@ def run(ctx: ScenarioContext) -> dict:
     }
     if ctx.plots:
         png = _picture(ctx.path("activation.png"), heart, times, sources, tat)
+        results["files"].append(png.name)
+        png = _fiber_picture(ctx.path("fibers.png"), heart, fib)
         results["files"].append(png.name)
     return results
 
