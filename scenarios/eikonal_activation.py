@@ -80,6 +80,7 @@ def _picture(path, heart, times, sources, tat):
                 cmap="turbo_r",
                 clim=clim,
                 smooth_shading=True,
+                split_sharp_edges=True,
                 show_scalar_bar=False,
             )
             if iso.n_points:
@@ -96,6 +97,7 @@ def _picture(path, heart, times, sources, tat):
                 cmap="turbo_r",
                 clim=clim,
                 smooth_shading=True,
+                split_sharp_edges=True,
                 scalar_bar_args=bar,
             )
             if ciso.n_points:
