@@ -338,6 +338,82 @@ def element_update(phi, cells, d2, pair, e, a):
     return best, code
 
 
+@njit
+def _sort3(a, b, c):
+    if a > b:
+        a, b = b, a
+    if b > c:
+        b, c = c, b
+    if a > b:
+        a, b = b, a
+    return a, b, c
+
+
+@njit
+def element_update_through(phi, cells, d2, pair, e, a, c):
+    """Local update of local vertex ``a`` of element ``e`` restricted to the
+    candidates whose support contains local vertex ``c`` (whose time just changed).
+
+    The other candidates were evaluated when their own support vertices last
+    changed, so the fast iterative method only needs these. Supports are
+    handled in increasing local index order, as in :func:`support_update`.
+    Returns (value, code) like :func:`element_update`.
+    """
+    nv = cells.shape[1]
+    tc = phi[cells[e, c]]
+    dac = d2[e, pair[a, c]]
+    best = tc + np.sqrt(dac)
+    code = (1 << c) | (a << 4)
+    if nv == 4:
+        # the two vertices other than a and c
+        k0 = -1
+        k1 = -1
+        for j in range(4):
+            if j != a and j != c:
+                if k0 < 0:
+                    k0 = j
+                else:
+                    k1 = j
+        t0 = phi[cells[e, k0]]
+        t1 = phi[cells[e, k1]]
+        f0 = t0 < INF
+        f1 = t1 < INF
+        if f0 and f1:
+            j0, j1, j2 = _sort3(c, k0, k1)
+            u0 = phi[cells[e, j0]]
+            u1 = phi[cells[e, j1]]
+            u2 = phi[cells[e, j2]]
+            da0 = d2[e, pair[a, j0]]
+            da1 = d2[e, pair[a, j1]]
+            da2 = d2[e, pair[a, j2]]
+            mu, l0, l1, l2, s, ok = upd3(
+                u0, u1, u2, da0, 0.5 * (da0 + da1 - d2[e, pair[j0, j1]]),
+                0.5 * (da0 + da2 - d2[e, pair[j0, j2]]), da1,
+                0.5 * (da1 + da2 - d2[e, pair[j1, j2]]), da2,
+            )
+            if ok:
+                return mu, (1 << j0) | (1 << j1) | (1 << j2) | (a << 4)
+        if f0:
+            if c < k0:
+                best, code = _face(best, code, tc, t0, dac, d2[e, pair[a, k0]], d2[e, pair[c, k0]], c, k0, a)
+            else:
+                best, code = _face(best, code, t0, tc, d2[e, pair[a, k0]], dac, d2[e, pair[c, k0]], k0, c, a)
+        if f1:
+            if c < k1:
+                best, code = _face(best, code, tc, t1, dac, d2[e, pair[a, k1]], d2[e, pair[c, k1]], c, k1, a)
+            else:
+                best, code = _face(best, code, t1, tc, d2[e, pair[a, k1]], dac, d2[e, pair[c, k1]], k1, c, a)
+    else:
+        k0 = 3 - a - c
+        t0 = phi[cells[e, k0]]
+        if t0 < INF:
+            if c < k0:
+                best, code = _face(best, code, tc, t0, dac, d2[e, pair[a, k0]], d2[e, pair[c, k0]], c, k0, a)
+            else:
+                best, code = _face(best, code, t0, tc, d2[e, pair[a, k0]], dac, d2[e, pair[c, k0]], k0, c, a)
+    return best, code
+
+
 # ----------------------------------------------------------------------------------
 # fast iterative method
 # ----------------------------------------------------------------------------------
@@ -384,7 +460,9 @@ def fim(phi, rec_elem, rec_code, cells, d2, hgt, pair, ptr, ncells, nlocal, tol,
     ``phi`` holds the initial values (sources, inf elsewhere); ``rec_elem`` /
     ``rec_code`` receive the records (-1 for source-initialised nodes).
     Processing an active node updates every other vertex of its incident
-    elements (the only local updates its value enters); each vertex whose
+    elements through the local-update candidates whose support contains the
+    node (the only ones its new value enters; the others were evaluated when
+    their own support last changed); each vertex whose
     value drops by more than ``tol`` (or is reached for the first time) joins
     the active list. The list is a FIFO queue (``ordered=False``, the classic
     FIM sweep) or a binary heap keyed on the current time (``ordered=True``),
@@ -456,7 +534,7 @@ def fim(phi, rec_elem, rec_code, cells, d2, hgt, pair, ptr, ncells, nlocal, tol,
                 bound = tmin + hgt[e, b]
                 if old <= bound - 1e-15 * abs(bound):
                     continue
-                val, code = element_update(phi, cells, d2, pair, e, b)
+                val, code = element_update_through(phi, cells, d2, pair, e, b, ai)
                 if val < old:
                     phi[v] = val
                     rec_elem[v] = e
@@ -562,103 +640,174 @@ def _adjoint_node(i, li, phi, rec_elem, rec_code, cells, d2, pair, lam, g, propa
 
 
 @njit
+def _upwind_node(rec_elem, rec_code, cells, i, k):
+    """k-th upwind node (support vertex) of node i's record, or -1."""
+    e = rec_elem[i]
+    if e < 0:
+        return -1
+    mask = rec_code[i] & 15
+    c = 0
+    for j in range(cells.shape[1]):
+        if mask & (1 << j):
+            if c == k:
+                return cells[e, j]
+            c += 1
+    return -1
+
+
+@njit
+def upwind_components(phi, rec_elem, rec_code, cells):
+    """Strongly connected components of the recorded upwind graph (Tarjan, iterative).
+
+    Edges run from a node to its support vertices. Components are emitted
+    upstream first (every component after all components it depends on).
+    Returns (order (n_reached,), comp_ptr (n_comp + 1,)): the nodes of
+    component c are ``order[comp_ptr[c]:comp_ptr[c + 1]]``.
+    """
+    n = phi.shape[0]
+    index = np.full(n, -1, dtype=np.int64)
+    low = np.zeros(n, dtype=np.int64)
+    onstack = np.zeros(n, dtype=np.bool_)
+    sstack = np.empty(n, dtype=np.int64)
+    sp = 0
+    cstack = np.empty(n, dtype=np.int64)
+    cedge = np.empty(n, dtype=np.int64)
+    order = np.empty(n, dtype=np.int64)
+    comp_ptr = np.zeros(n + 1, dtype=np.int64)
+    n_out = 0
+    n_comp = 0
+    counter = 0
+    for r in range(n):
+        if index[r] >= 0 or not phi[r] < INF:
+            continue
+        cp = 0
+        cstack[0] = r
+        cedge[0] = 0
+        index[r] = counter
+        low[r] = counter
+        counter += 1
+        sstack[sp] = r
+        sp += 1
+        onstack[r] = True
+        cp = 1
+        while cp > 0:
+            v = cstack[cp - 1]
+            k = cedge[cp - 1]
+            w = _upwind_node(rec_elem, rec_code, cells, v, k) if k < 3 else -1
+            if w >= 0:
+                cedge[cp - 1] = k + 1
+                if index[w] < 0:
+                    index[w] = counter
+                    low[w] = counter
+                    counter += 1
+                    sstack[sp] = w
+                    sp += 1
+                    onstack[w] = True
+                    cstack[cp] = w
+                    cedge[cp] = 0
+                    cp += 1
+                elif onstack[w]:
+                    if index[w] < low[v]:
+                        low[v] = index[w]
+                continue
+            # all edges of v done
+            cp -= 1
+            if cp > 0:
+                u = cstack[cp - 1]
+                if low[v] < low[u]:
+                    low[u] = low[v]
+            if low[v] == index[v]:
+                while True:
+                    sp -= 1
+                    x = sstack[sp]
+                    onstack[x] = False
+                    order[n_out] = x
+                    n_out += 1
+                    if x == v:
+                        break
+                n_comp += 1
+                comp_ptr[n_comp] = n_out
+    return order[:n_out], comp_ptr[: n_comp + 1]
+
+
+@njit
 def adjoint_sweep(phi, rec_elem, rec_code, cells, d2, pair, lam):
     """Reverse sweep through the recorded upwind graph, in place on ``lam``.
 
     ``lam`` enters as dL/dphi and leaves as the adjoint variable of every node
     (its total derivative, including the paths through downstream nodes).
-    Nodes are processed in reverse topological order of the upwind graph
-    (Kahn's algorithm): a node is processed once every node that depends on
-    it has been. For causal updates this is decreasing arrival time.
+    Components of the upwind graph are visited downstream first (reverse of
+    :func:`upwind_components`), which is decreasing arrival time wherever the
+    updates are causal. A component with several nodes (a cycle of
+    non-causal updates) solves its small coupled system
+    ``(I − J_CCᵀ) λ_C = b_C`` exactly before pushing to its upwind nodes.
 
-    Returns (g_d2 (m, ne) = dL/dd2, rest): ``rest`` lists the nodes that could
-    not be ordered (on a dependency cycle of non-causal updates, or upwind of
-    one); their ``lam`` holds the downstream contributions so far and they
-    are finished by :func:`upwind_entries` + a sparse solve + :func:`accumulate_d2`.
+    Returns (g_d2 (m, ne) = dL/dd2, n_cyclic nodes, largest component size).
     """
-    n = phi.shape[0]
     m = cells.shape[0]
     ne = d2.shape[1]
-    nv = cells.shape[1]
     g = np.zeros((m, ne))
-    pending = np.zeros(n, dtype=np.int64)
-    for i in range(n):
-        e = rec_elem[i]
-        if e >= 0:
-            mask = rec_code[i] & 15
-            for j in range(nv):
-                if mask & (1 << j):
-                    pending[cells[e, j]] += 1
-    stack = np.empty(n, dtype=np.int64)
-    top = 0
-    done = np.zeros(n, dtype=np.bool_)
-    n_reached = 0
-    for i in range(n):
-        if phi[i] < INF:
-            n_reached += 1
-            if pending[i] == 0:
-                stack[top] = i
-                top += 1
-    nproc = 0
-    while top > 0:
-        top -= 1
-        i = stack[top]
-        done[i] = True
-        nproc += 1
-        _adjoint_node(i, lam[i], phi, rec_elem, rec_code, cells, d2, pair, lam, g, True)
-        e = rec_elem[i]
-        if e >= 0:
-            mask = rec_code[i] & 15
-            for j in range(nv):
-                if mask & (1 << j):
-                    v = cells[e, j]
-                    pending[v] -= 1
-                    if pending[v] == 0:
-                        stack[top] = v
-                        top += 1
-    rest = np.empty(n_reached - nproc, dtype=np.int64)
-    k = 0
-    for i in range(n):
-        if phi[i] < INF and not done[i]:
-            rest[k] = i
-            k += 1
-    return g, rest
-
-
-@njit
-def upwind_entries(nodes, phi, rec_elem, rec_code, cells, d2, pair):
-    """Entries (i, j, ∂φ_i/∂φ_j) of the recorded upwind Jacobian for ``nodes``."""
-    k = nodes.shape[0]
-    rows = np.empty(3 * k, dtype=np.int64)
-    cols = np.empty(3 * k, dtype=np.int64)
-    vals = np.empty(3 * k)
-    c = 0
-    for r in range(k):
-        i = nodes[r]
-        e = rec_elem[i]
-        if e < 0:
+    order, comp_ptr = upwind_components(phi, rec_elem, rec_code, cells)
+    n_comp = comp_ptr.shape[0] - 1
+    n_cyclic = 0
+    largest = 1 if order.shape[0] > 0 else 0
+    for c in range(n_comp - 1, -1, -1):
+        a0 = comp_ptr[c]
+        a1 = comp_ptr[c + 1]
+        k = a1 - a0
+        if k == 1:
+            i = order[a0]
+            _adjoint_node(i, lam[i], phi, rec_elem, rec_code, cells, d2, pair, lam, g, True)
             continue
-        mu, s, n, o0, o1, o2, l0, l1, l2 = support_update(phi, cells, d2, pair, e, rec_code[i])
-        rows[c] = i
-        cols[c] = cells[e, o0]
-        vals[c] = l0
-        c += 1
-        if n >= 2:
-            rows[c] = i
-            cols[c] = cells[e, o1]
-            vals[c] = l1
-            c += 1
-        if n == 3:
-            rows[c] = i
-            cols[c] = cells[e, o2]
-            vals[c] = l2
-            c += 1
-    return rows[:c], cols[:c], vals[:c]
-
-
-@njit
-def accumulate_d2(nodes, lam, phi, rec_elem, rec_code, cells, d2, pair, g):
-    """Add the dL/dd2 contributions of ``nodes`` with their final adjoints (no propagation)."""
-    for r in range(nodes.shape[0]):
-        i = nodes[r]
-        _adjoint_node(i, lam[i], phi, rec_elem, rec_code, cells, d2, pair, lam, g, False)
+        n_cyclic += k
+        if k > largest:
+            largest = k
+        members = order[a0:a1]
+        # local positions of the members
+        A = np.eye(k)
+        for r in range(k):
+            i = members[r]
+            e = rec_elem[i]
+            if e < 0:
+                continue
+            mu, s, ns, o0, o1, o2, l0, l1, l2 = support_update(phi, cells, d2, pair, e, rec_code[i])
+            for q in range(ns):
+                oj = o0 if q == 0 else (o1 if q == 1 else o2)
+                lj = l0 if q == 0 else (l1 if q == 1 else l2)
+                v = cells[e, oj]
+                for r2 in range(k):
+                    if members[r2] == v:
+                        A[r2, r] -= lj  # (I - Jᵀ)[v, i] = -∂φ_i/∂φ_v
+        b = np.empty(k)
+        for r in range(k):
+            b[r] = lam[members[r]]
+        x = np.linalg.solve(A, b)
+        for r in range(k):
+            lam[members[r]] = x[r]
+        # push to upwind nodes outside the component, and to the element metrics
+        for r in range(k):
+            i = members[r]
+            e = rec_elem[i]
+            if e < 0 or x[r] == 0.0:
+                continue
+            li = x[r]
+            code = rec_code[i]
+            a = code >> 4
+            mu, s, ns, o0, o1, o2, l0, l1, l2 = support_update(phi, cells, d2, pair, e, code)
+            cc = li / (2.0 * s)
+            for q in range(ns):
+                oj = o0 if q == 0 else (o1 if q == 1 else o2)
+                lj = l0 if q == 0 else (l1 if q == 1 else l2)
+                v = cells[e, oj]
+                inside = False
+                for r2 in range(k):
+                    if members[r2] == v:
+                        inside = True
+                if not inside:
+                    lam[v] += li * lj
+                g[e, pair[a, oj]] += cc * lj
+                for q2 in range(q + 1, ns):
+                    ok2 = o0 if q2 == 0 else (o1 if q2 == 1 else o2)
+                    lk = l0 if q2 == 0 else (l1 if q2 == 1 else l2)
+                    g[e, pair[oj, ok2]] -= cc * lj * lk
+    return g, n_cyclic, largest

@@ -21,11 +21,11 @@ theorem the derivatives of U are the partial derivatives at fixed λ*::
     ∂d_pq/∂D_e = −w wᵀ,  w = D_e⁻¹ v_pq.
 
 Writing the forward as ``φ = F(φ, θ)`` with ``∂F/∂φ`` supported on the
-recorded upwind graph, which is acyclic, the adjoint ``λ̄ = (I − ∂F/∂φ)⁻ᵀ
+recorded upwind graph (acyclic as long as the updates are causal), the adjoint ``λ̄ = (I − ∂F/∂φ)⁻ᵀ
 dL/dφ`` is obtained by one reverse sweep: visiting each node after all nodes
-that depend on it (reverse topological order, computed with Kahn's algorithm —
+that depend on it (reverse topological order of the upwind graph —
 decreasing arrival time whenever the updates are causal, i.e. ``φ_j ≤ φ_i``
-on the support), ``λ̄_j += λ̄_i λ*_j`` and ``d̄_e += λ̄_i ∂U/∂d_e``. Finally
+on the support; see below for cycles), ``λ̄_j += λ̄_i λ*_j`` and ``d̄_e += λ̄_i ∂U/∂d_e``. Finally
 ``D̄_e = −Σ_pq d̄_pq w_pq w_pqᵀ`` and, for the source-initialised nodes with
 ``r = x_i − p_k``, ``q = |r|_{D_k⁻¹}``, ``w = D_k⁻¹ r``::
 
@@ -54,13 +54,14 @@ derivative of the branch that was recorded, i.e. a one-sided derivative:
   element, a genuine kink; the gradient is that of the current element.
 
 Non-causal updates (a support vertex later than the target, possible on
-elements that are obtuse in the metric, e.g. with strongly heterogeneous
-``D``) can create dependency cycles in the recorded graph. The sweep then
-stops at the set ``R`` of nodes on or upwind of a cycle; ``R`` is closed under
-"upwind of", so its adjoint solves the small sparse system
-``(I − J_RRᵀ) λ̄_R = b_R`` (``b_R``: the contributions gathered so far) exactly,
-and ``n_cyclic = |R|`` is reported. This is the implicit-function derivative
-of the fixed point, still without re-running the forward.
+elements that are obtuse in the metric, e.g. with anisotropic ``D``) can
+create dependency cycles in the recorded graph. The sweep therefore visits
+the strongly connected components of the upwind graph (Tarjan, O(n)) in
+reverse topological order; a component ``C`` with several nodes solves its
+small coupled system ``(I − J_CCᵀ) λ̄_C = b_C`` (``b_C``: contributions
+gathered from downstream) exactly — the implicit-function derivative of the
+fixed point — before pushing to its upwind nodes. ``n_cyclic`` counts the
+nodes on such cycles.
 """
 
 from __future__ import annotations
@@ -68,8 +69,6 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
-import scipy.sparse as sp
-import scipy.sparse.linalg as spla
 
 from .._validate import as_float_array
 from ..errors import InvalidTypeError, NonFiniteError
@@ -132,19 +131,9 @@ def adjoint(activation: Activation, d_loss_d_times) -> EikonalGradient:
         i = int(np.argmax(bad))
         raise NonFiniteError(f"d_loss_d_times[{i}] = {g[i]!r} is not finite at a reached point")
     lam = np.where(reached, g, 0.0)
-    args = (act.times, act.upwind_element, act.update_code, mesh.cells, act.metric_edges, mesh.pair_index)
-    g_d2, rest = K.adjoint_sweep(*args, lam)
-    n_cyclic = int(rest.size)
-    if n_cyclic:
-        # nodes on (or upwind of) a cycle of non-causal updates: solve their coupled
-        # adjoint system (I - J_RRᵀ) λ_R = b_R exactly (J_RR is closed under upwind).
-        rows, cols, vals = K.upwind_entries(rest, *args)
-        pos = np.full(n, -1, dtype=np.int64)
-        pos[rest] = np.arange(n_cyclic)
-        J = sp.csr_matrix((vals, (pos[rows], pos[cols])), shape=(n_cyclic, n_cyclic))
-        A = (sp.identity(n_cyclic, format="csr") - J.T).tocsc()
-        lam[rest] = spla.spsolve(A, lam[rest])
-        K.accumulate_d2(rest, lam, *args, g_d2)
+    g_d2, n_cyclic, _ = K.adjoint_sweep(
+        act.times, act.upwind_element, act.update_code, mesh.cells, act.metric_edges, mesh.pair_index, lam
+    )
     dD = K.d2_grad_to_D(mesh.edge_vectors, act.D, g_d2)
 
     # sources
