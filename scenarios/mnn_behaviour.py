@@ -55,25 +55,62 @@ def run(ctx: ScenarioContext) -> dict:
     eq_nl = solve(net, k, f, nonlinear=True)
     trained_nl = eq_nl.displacements[[12, 13], 1] * 1e3
     losses = [h["fun"] for h in res.history]
-    ctx.log(f"trained response {trained.round(4)} mm after {res.nit} epochs (target {TARGET_MM}), "
-            f"nonlinear check {trained_nl.round(4)} mm")
+    ctx.log(
+        f"trained response {trained.round(4)} mm after {res.nit} epochs (target {TARGET_MM}), "
+        f"nonlinear check {trained_nl.round(4)} mm"
+    )
 
-    write_network(ctx.path("lattice_untrained.vtu"), net, k0, eq0.displacements,
-                  tension=eq0.tensions, elongation=eq0.elongations)
-    write_network(ctx.path("lattice_trained.vtu"), net, k, eq.displacements,
-                  tension=eq.tensions, elongation=eq.elongations,
-                  width_mm=width_from_stiffness(k) * 1e3)
+    write_network(
+        ctx.path("lattice_untrained.vtu"),
+        net,
+        k0,
+        eq0.displacements,
+        tension=eq0.tensions,
+        elongation=eq0.elongations,
+    )
+    write_network(
+        ctx.path("lattice_trained.vtu"),
+        net,
+        k,
+        eq.displacements,
+        tension=eq.tensions,
+        elongation=eq.elongations,
+        width_mm=width_from_stiffness(k) * 1e3,
+    )
     if ctx.plots:
         from physim import viz
 
         clim = (transform.lower.item(), transform.upper.item())
-        plot_network(ctx.path("lattice_untrained.png"), net, k0, eq0.displacements, clim=clim,
-                     title="untrained (w = 2 mm)", loads=[LOAD_NODE], outputs=[12, 13], scale=20.0)
-        plot_network(ctx.path("lattice_trained.png"), net, k, eq.displacements, clim=clim,
-                     title=f"trained: bottom nodes {trained.round(3)} mm", loads=[LOAD_NODE],
-                     outputs=[12, 13], scale=20.0)
-        viz.plot_curves({"MSE loss [mm^2]": losses}, ctx.path("loss.png"), xlabel="epoch",
-                        ylabel="loss [mm^2]", logy=True, title="behaviour learning (Adam)")
+        plot_network(
+            ctx.path("lattice_untrained.png"),
+            net,
+            k0,
+            eq0.displacements,
+            clim=clim,
+            title="untrained (w = 2 mm)",
+            loads=[LOAD_NODE],
+            outputs=[12, 13],
+            scale=20.0,
+        )
+        plot_network(
+            ctx.path("lattice_trained.png"),
+            net,
+            k,
+            eq.displacements,
+            clim=clim,
+            title=f"trained: bottom nodes {trained.round(3)} mm",
+            loads=[LOAD_NODE],
+            outputs=[12, 13],
+            scale=20.0,
+        )
+        viz.plot_curves(
+            {"MSE loss [mm^2]": losses},
+            ctx.path("loss.png"),
+            xlabel="epoch",
+            ylabel="loss [mm^2]",
+            logy=True,
+            title="behaviour learning (Adam)",
+        )
     return {
         "untrained_bottom_mm": untrained,
         "paper_untrained_mm": -0.5243,

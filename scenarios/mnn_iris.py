@@ -87,24 +87,39 @@ def run(ctx: ScenarioContext) -> dict:
         runs.append(r)
     tr = np.array([r["train"] for r in runs])
     te = np.array([r["test"] for r in runs])
-    ctx.log(f"train {tr.mean():.3f} +/- {tr.std():.3f}, test {te.mean():.3f} +/- {te.std():.3f} "
-            f"(paper: 0.950 / 0.964)")
+    ctx.log(
+        f"train {tr.mean():.3f} +/- {tr.std():.3f}, test {te.mean():.3f} +/- {te.std():.3f} "
+        f"(paper: 0.950 / 0.964)"
+    )
     best = runs[int(np.argmax(te))]
     eq = solve(net, best["stiffness"], best["F_example"])
-    write_network(ctx.path("lattice_trained.vtu"), net, best["stiffness"], eq.displacements,
-                  tension=eq.tensions)
+    write_network(
+        ctx.path("lattice_trained.vtu"), net, best["stiffness"], eq.displacements, tension=eq.tensions
+    )
     if ctx.plots:
         from physim import viz
 
         t = stiffness_transform()
-        plot_network(ctx.path("lattice_trained.png"), net, best["stiffness"], eq.displacements,
-                     clim=(t.lower.item(), t.upper.item()), title="Iris MNN (best seed), one test flower",
-                     loads=INPUTS, outputs=[o[0] for o in OUTPUTS])
+        plot_network(
+            ctx.path("lattice_trained.png"),
+            net,
+            best["stiffness"],
+            eq.displacements,
+            clim=(t.lower.item(), t.upper.item()),
+            title="Iris MNN (best seed), one test flower",
+            loads=INPUTS,
+            outputs=[o[0] for o in OUTPUTS],
+        )
         fig, (a1, a2) = viz.figure(1, 2, figsize=(10, 4))
         for i, r in enumerate(runs):
             a1.plot(r["loss"], color="C0", alpha=0.5, label="minibatch loss" if i == 0 else None)
-            a2.plot(np.arange(1, len(r["train_acc_curve"]) + 1), r["train_acc_curve"], color="C1", alpha=0.5,
-                    label="train accuracy" if i == 0 else None)
+            a2.plot(
+                np.arange(1, len(r["train_acc_curve"]) + 1),
+                r["train_acc_curve"],
+                color="C1",
+                alpha=0.5,
+                label="train accuracy" if i == 0 else None,
+            )
         a1.set_xlabel("epoch")
         a1.set_ylabel("cross-entropy")
         a2.set_xlabel("epoch")

@@ -67,19 +67,35 @@ def run(ctx: ScenarioContext) -> dict:
     losses = [h["fun"] for h in res.history]
     rel_err0 = float(np.abs(u0 - target).max() / np.abs(target).max())
     rel_err = float(np.abs(u - target).max() / np.abs(target).max())
-    ctx.log(f"loss {losses[0]:.3e} -> {res.fun:.3e} mm^2 in {res.nit} L-BFGS iterations "
-            f"({obj.n_calls} solve+adjoint evaluations, {t_train / max(obj.n_calls, 1):.2f} s each); "
-            f"max output error {rel_err0:.3f} -> {rel_err:.4f} of the target")
+    ctx.log(
+        f"loss {losses[0]:.3e} -> {res.fun:.3e} mm^2 in {res.nit} L-BFGS iterations "
+        f"({obj.n_calls} solve+adjoint evaluations, {t_train / max(obj.n_calls, 1):.2f} s each); "
+        f"max output error {rel_err0:.3f} -> {rel_err:.4f} of the target"
+    )
 
     write_network(ctx.path("lattice_trained.vtu"), net, k, eq.displacements, tension=eq.tensions)
     if ctx.plots:
         from physim import viz
 
         clim = (transform.lower.item(), transform.upper.item())
-        plot_network(ctx.path("lattice_trained.png"), net, k, eq.displacements, clim=clim,
-                     title=f"{net.n_nodes} nodes, trained", outputs=out_nodes, max_width=6.0)
-        viz.plot_curves({"loss [mm^2]": losses}, ctx.path("loss.png"), xlabel="L-BFGS iteration",
-                        ylabel="loss [mm^2]", logy=True, title=f"{net.n_nodes}-node lattice")
+        plot_network(
+            ctx.path("lattice_trained.png"),
+            net,
+            k,
+            eq.displacements,
+            clim=clim,
+            title=f"{net.n_nodes} nodes, trained",
+            outputs=out_nodes,
+            max_width=6.0,
+        )
+        viz.plot_curves(
+            {"loss [mm^2]": losses},
+            ctx.path("loss.png"),
+            xlabel="L-BFGS iteration",
+            ylabel="loss [mm^2]",
+            logy=True,
+            title=f"{net.n_nodes}-node lattice",
+        )
         fig, ax = viz.figure(figsize=(6, 4))
         x = net.points[out_nodes, 0]
         ax.plot(x, u0, "o:", label="untrained")

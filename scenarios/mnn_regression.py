@@ -69,8 +69,10 @@ def run(ctx: ScenarioContext) -> dict:
     s_lin, r2_lin = fit_slopes(grid, u_lin)
     s_nl, r2_nl = fit_slopes(grid, u_nl)
     losses = [h["fun"] for h in res.history]
-    ctx.log(f"slopes untrained {s0.round(3)}, trained {s_lin.round(3)} mm/N (target {TARGET_SLOPES}); "
-            f"nonlinear model {s_nl.round(3)} mm/N, R^2 {r2_nl.round(5)}")
+    ctx.log(
+        f"slopes untrained {s0.round(3)}, trained {s_lin.round(3)} mm/N (target {TARGET_SLOPES}); "
+        f"nonlinear model {s_nl.round(3)} mm/N, R^2 {r2_nl.round(5)}"
+    )
 
     eq = solve(net, k, gl[-1])
     write_network(ctx.path("lattice_trained.vtu"), net, k, eq.displacements, tension=eq.tensions)
@@ -78,10 +80,24 @@ def run(ctx: ScenarioContext) -> dict:
         from physim import viz
 
         clim = (transform.lower.item(), transform.upper.item())
-        plot_network(ctx.path("lattice_trained.png"), net, k, eq.displacements, clim=clim,
-                     title=f"trained, F = {F_MAX} N", loads=[LOAD_NODE], outputs=[12, 13])
-        viz.plot_curves({"minibatch MSE [mm^2]": losses}, ctx.path("loss.png"), xlabel="epoch",
-                        ylabel="loss [mm^2]", logy=True, title="regression training (Adam, batch 8)")
+        plot_network(
+            ctx.path("lattice_trained.png"),
+            net,
+            k,
+            eq.displacements,
+            clim=clim,
+            title=f"trained, F = {F_MAX} N",
+            loads=[LOAD_NODE],
+            outputs=[12, 13],
+        )
+        viz.plot_curves(
+            {"minibatch MSE [mm^2]": losses},
+            ctx.path("loss.png"),
+            xlabel="epoch",
+            ylabel="loss [mm^2]",
+            logy=True,
+            title="regression training (Adam, batch 8)",
+        )
         fig, ax = viz.figure(figsize=(6, 4))
         for j, (name, c) in enumerate([("node 12", "C0"), ("node 13", "C1")]):
             ax.plot(F, y[:, j], "o", color=c, ms=3, alpha=0.6, label=f"{name} data")

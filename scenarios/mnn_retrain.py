@@ -47,8 +47,14 @@ def train_iris(net, k, task, epochs, seed):
     Ftr, ytr, _, _ = task
     t = stiffness_transform()
     obj = LatticeObjective(net, Ftr, lambda u, idx: classifier_loss(u, IRIS_OUTPUTS, ytr[idx]), t)
-    res = train_adam(obj, t.inverse(np.clip(k, t.lower + 1e-6, t.upper - 1e-6)), epochs=epochs,
-                     batch_size=16, lr=0.1, seed=seed)
+    res = train_adam(
+        obj,
+        t.inverse(np.clip(k, t.lower + 1e-6, t.upper - 1e-6)),
+        epochs=epochs,
+        batch_size=16,
+        lr=0.1,
+        seed=seed,
+    )
     return res.stiffness, [h["fun"] for h in res.history]
 
 
@@ -65,8 +71,14 @@ def train_regression(net, k, epochs, seed):
     loads[:, REG_LOAD, 1] = F
     t = stiffness_transform()
     obj = LatticeObjective(net, loads, lambda u, idx: mse_loss(u, REG_OUTPUTS, y[idx], scale=1e3), t)
-    res = train_adam(obj, t.inverse(np.clip(k, t.lower + 1e-6, t.upper - 1e-6)), epochs=epochs,
-                     batch_size=8, lr=0.05, seed=seed)
+    res = train_adam(
+        obj,
+        t.inverse(np.clip(k, t.lower + 1e-6, t.upper - 1e-6)),
+        epochs=epochs,
+        batch_size=8,
+        lr=0.05,
+        seed=seed,
+    )
     return res.stiffness, [h["fun"] for h in res.history]
 
 
@@ -102,8 +114,10 @@ def run(ctx: ScenarioContext) -> dict:
     acc_damaged = iris_acc(damaged, kd, task)
     kr, curves["iris after damage"] = train_iris(damaged, kd, task, e_iris, ctx.seed + 2)
     acc_retrained = iris_acc(damaged, kr, task)
-    ctx.log(f"removed bonds {removed} (skipped {skipped} as floppy); accuracy after damage "
-            f"{acc_damaged}, after retraining {acc_retrained}")
+    ctx.log(
+        f"removed bonds {removed} (skipped {skipped} as floppy); accuracy after damage "
+        f"{acc_damaged}, after retraining {acc_retrained}"
+    )
 
     write_network(ctx.path("lattice_damaged_retrained.vtu"), damaged, kr)
     if ctx.plots:
@@ -112,13 +126,26 @@ def run(ctx: ScenarioContext) -> dict:
 
         t = stiffness_transform()
         f = task[0][0]
-        plot_network(ctx.path("lattice_before_damage.png"), net, k, solve(net, k, f).displacements,
-                     clim=(t.lower.item(), t.upper.item()), title="after Iris -> regression -> Iris",
-                     loads=IRIS_INPUTS, outputs=[o[0] for o in IRIS_OUTPUTS])
-        plot_network(ctx.path("lattice_damaged_retrained.png"), damaged, kr,
-                     solve(damaged, kr, f).displacements, clim=(t.lower.item(), t.upper.item()),
-                     title=f"damaged ({len(removed)} bonds removed), retrained",
-                     loads=IRIS_INPUTS, outputs=[o[0] for o in IRIS_OUTPUTS])
+        plot_network(
+            ctx.path("lattice_before_damage.png"),
+            net,
+            k,
+            solve(net, k, f).displacements,
+            clim=(t.lower.item(), t.upper.item()),
+            title="after Iris -> regression -> Iris",
+            loads=IRIS_INPUTS,
+            outputs=[o[0] for o in IRIS_OUTPUTS],
+        )
+        plot_network(
+            ctx.path("lattice_damaged_retrained.png"),
+            damaged,
+            kr,
+            solve(damaged, kr, f).displacements,
+            clim=(t.lower.item(), t.upper.item()),
+            title=f"damaged ({len(removed)} bonds removed), retrained",
+            loads=IRIS_INPUTS,
+            outputs=[o[0] for o in IRIS_OUTPUTS],
+        )
         fig, axes = viz.figure(1, len(curves), figsize=(3.2 * len(curves), 3.2))
         for ax, (name, c) in zip(axes, curves.items()):
             ax.plot(c)

@@ -23,6 +23,7 @@ from .learning import (
 )
 from .losses import class_probabilities, classifier_loss, mse_loss, output_values, predict_class
 from .network import SpringNetwork, from_mesh, remove_bonds, square_lattice, triangular_lattice
+from .plotting import plot_network, write_network
 from .solve import Equilibrium, FloppyModes, floppy_modes, solve, stiffness_matrix
 
 __all__ = [
@@ -53,4 +54,6 @@ __all__ = [
     "accuracy",
     "paper_network",
     "load_iris",
+    "write_network",
+    "plot_network",
 ]

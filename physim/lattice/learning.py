@@ -57,22 +57,34 @@ def _float(name, x):
     return float(a[0]) if np.ndim(x) == 0 else a
 
 
-def stiffness_from_width(width, youngs_modulus: float = PAPER["youngs_modulus"],
-                         thickness: float = PAPER["thickness"], length: float = PAPER["spacing"]):
+def stiffness_from_width(
+    width,
+    youngs_modulus: float = PAPER["youngs_modulus"],
+    thickness: float = PAPER["thickness"],
+    length: float = PAPER["spacing"],
+):
     """Axial stiffness ``k = Y w t / a`` (N/m) of a bar of width ``w`` (m)."""
     w = _float("width", width)
     return youngs_modulus * w * thickness / length
 
 
-def width_from_stiffness(stiffness, youngs_modulus: float = PAPER["youngs_modulus"],
-                         thickness: float = PAPER["thickness"], length: float = PAPER["spacing"]):
+def width_from_stiffness(
+    stiffness,
+    youngs_modulus: float = PAPER["youngs_modulus"],
+    thickness: float = PAPER["thickness"],
+    length: float = PAPER["spacing"],
+):
     """Inverse of :func:`stiffness_from_width`: width (m) of a bar of stiffness ``k`` (N/m)."""
     k = _float("stiffness", stiffness)
     return k * length / (youngs_modulus * thickness)
 
 
-def stiffness_transform(width_min: float = PAPER["width_min"], width_max: float = PAPER["width_max"],
-                        beta: float = 1.0, **material) -> Bounded:
+def stiffness_transform(
+    width_min: float = PAPER["width_min"],
+    width_max: float = PAPER["width_max"],
+    beta: float = 1.0,
+    **material,
+) -> Bounded:
     """Sigmoid map ``z -> k`` keeping the stiffness of a bar of width in [w_min, w_max].
 
     Parameters
@@ -129,17 +141,23 @@ class LatticeObjective:
         Number of calls (each = one batched solve + one adjoint).
     """
 
-    def __init__(self, network: SpringNetwork, forces, loss: LossFn, transform: Transform | None = None,
-                 *, nonlinear: bool = False, rest_length=None):
+    def __init__(
+        self,
+        network: SpringNetwork,
+        forces,
+        loss: LossFn,
+        transform: Transform | None = None,
+        *,
+        nonlinear: bool = False,
+        rest_length=None,
+    ):
         if not isinstance(network, SpringNetwork):
             raise InvalidTypeError(f"network must be a SpringNetwork, got {type(network).__name__}")
         f = as_float_array("forces", forces)
         if f.ndim == 2:
             f = f[None]
         if f.ndim != 3 or f.shape[1:] != (network.n_nodes, network.dim):
-            raise ShapeError(
-                f"forces must have shape (N, {network.n_nodes}, {network.dim}), got {f.shape}"
-            )
+            raise ShapeError(f"forces must have shape (N, {network.n_nodes}, {network.dim}), got {f.shape}")
         if not callable(loss):
             raise InvalidTypeError("loss must be callable: loss(u, idx) -> (value, d_value_d_u)")
         self.network = network
@@ -162,11 +180,13 @@ class LatticeObjective:
 
     def __call__(self, z, batch=None) -> tuple[float, np.ndarray]:
         z = np.asarray(z, dtype=float)
-        idx = (np.arange(self.n_samples) if batch is None
-               else as_index_array("batch", batch, upper=self.n_samples))
+        idx = (
+            np.arange(self.n_samples)
+            if batch is None
+            else as_index_array("batch", batch, upper=self.n_samples)
+        )
         k = self.stiffness(z)
-        eq = solve(self.network, k, self.forces[idx], nonlinear=self.nonlinear,
-                   rest_length=self.rest_length)
+        eq = solve(self.network, k, self.forces[idx], nonlinear=self.nonlinear, rest_length=self.rest_length)
         value, g = self.loss(eq.displacements, idx)
         grad_k = adjoint(eq, g).stiffness
         self.last = eq
@@ -174,8 +194,18 @@ class LatticeObjective:
         return float(value), self.transform.vjp(z, grad_k)
 
 
-def train_adam(objective: LatticeObjective, z0, *, epochs: int = 100, batch_size: int | None = None,
-               lr: float = 0.05, seed: int = 0, callback=None, progress: bool = False, **kwargs):
+def train_adam(
+    objective: LatticeObjective,
+    z0,
+    *,
+    epochs: int = 100,
+    batch_size: int | None = None,
+    lr: float = 0.05,
+    seed: int = 0,
+    callback=None,
+    progress: bool = False,
+    **kwargs,
+):
     """Minibatch Adam on a :class:`LatticeObjective` through :func:`physim.optim.minimize`.
 
     Parameters
@@ -208,12 +238,31 @@ def train_adam(objective: LatticeObjective, z0, *, epochs: int = 100, batch_size
         raise InvalidInputError(f"epochs must be >= 1, got {epochs}")
     as_scalar("lr", lr, positive=True)
     if batch_size is None or int(batch_size) >= objective.n_samples:
-        res = minimize(objective, z0, method="adam", maxiter=epochs, lr=lr, seed=seed,
-                       callback=callback, progress=progress, **kwargs)
+        res = minimize(
+            objective,
+            z0,
+            method="adam",
+            maxiter=epochs,
+            lr=lr,
+            seed=seed,
+            callback=callback,
+            progress=progress,
+            **kwargs,
+        )
     else:
-        res = minimize(objective, z0, method="adam", epochs=epochs, n_samples=objective.n_samples,
-                       batch_size=int(batch_size), lr=lr, seed=seed, callback=callback,
-                       progress=progress, **kwargs)
+        res = minimize(
+            objective,
+            z0,
+            method="adam",
+            epochs=epochs,
+            n_samples=objective.n_samples,
+            batch_size=int(batch_size),
+            lr=lr,
+            seed=seed,
+            callback=callback,
+            progress=progress,
+            **kwargs,
+        )
     res.stiffness = objective.stiffness(res.x)
     return res
 

@@ -92,8 +92,7 @@ class SpringNetwork:
             pair = key[first[j]]
             dup = np.flatnonzero((key[:, 0] == pair[0]) & (key[:, 1] == pair[1]))
             raise InvalidInputError(
-                f"duplicate bond between nodes {int(pair[0])} and {int(pair[1])} "
-                f"(bonds {dup.tolist()})"
+                f"duplicate bond between nodes {int(pair[0])} and {int(pair[1])} (bonds {dup.tolist()})"
             )
         vec = pts[b[:, 1]] - pts[b[:, 0]]
         lengths = np.sqrt(np.einsum("ij,ij->i", vec, vec))
@@ -305,7 +304,10 @@ def triangular_lattice(rows, spacing: float = 16e-3, fixed=()) -> SpringNetwork:
             offsets.append(offsets[-1] + (a / 2 if r % 2 == 1 else -a / 2))
     starts = np.concatenate([[0], np.cumsum(rows)])
     pts = np.concatenate(
-        [np.column_stack([offsets[r] + a * np.arange(rows[r]), np.full(rows[r], -r * h)]) for r in range(len(rows))]
+        [
+            np.column_stack([offsets[r] + a * np.arange(rows[r]), np.full(rows[r], -r * h)])
+            for r in range(len(rows))
+        ]
     )
     bonds = []
     for r in range(len(rows)):
@@ -405,8 +407,11 @@ def from_mesh(mesh, fixed=(), dim: int | None = None) -> SpringNetwork:
     check_finite("mesh.points", pts)
     edges = []
     has_tet = False
-    local = {"line": [(0, 1)], "triangle": [(0, 1), (1, 2), (2, 0)],
-             "tetra": [(0, 1), (0, 2), (0, 3), (1, 2), (1, 3), (2, 3)]}
+    local = {
+        "line": [(0, 1)],
+        "triangle": [(0, 1), (1, 2), (2, 0)],
+        "tetra": [(0, 1), (0, 2), (0, 3), (1, 2), (1, 3), (2, 3)],
+    }
     for block in mesh.cells:
         if block.type not in local:
             continue

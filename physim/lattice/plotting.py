@@ -24,8 +24,9 @@ def _pad3(x: np.ndarray) -> np.ndarray:
     return np.hstack([x, np.zeros((x.shape[0], 3 - x.shape[1]))]) if x.shape[1] < 3 else x
 
 
-def write_network(path: str | os.PathLike, network: SpringNetwork, stiffness, displacements=None,
-                  **cell_fields) -> Path:
+def write_network(
+    path: str | os.PathLike, network: SpringNetwork, stiffness, displacements=None, **cell_fields
+) -> Path:
     """Write a network as a ``.vtu`` of line cells.
 
     Parameters
@@ -48,9 +49,21 @@ def write_network(path: str | os.PathLike, network: SpringNetwork, stiffness, di
     return write_mesh(path, network.points, {"line": network.bonds}, point_data=pd, cell_data=cd)
 
 
-def plot_network(path: str | os.PathLike, network: SpringNetwork, stiffness, displacements=None, *,
-                 scale: float | None = None, clim=None, title: str = "", loads=(), outputs=(),
-                 max_width: float = 12.0, window_size=(1000, 800), show_nodes: bool | None = None) -> Path:
+def plot_network(
+    path: str | os.PathLike,
+    network: SpringNetwork,
+    stiffness,
+    displacements=None,
+    *,
+    scale: float | None = None,
+    clim=None,
+    title: str = "",
+    loads=(),
+    outputs=(),
+    max_width: float = 12.0,
+    window_size=(1000, 800),
+    show_nodes: bool | None = None,
+) -> Path:
     """Picture of a network: bond colour and width = stiffness, deformed overlay.
 
     Parameters
@@ -105,8 +118,13 @@ def plot_network(path: str | os.PathLike, network: SpringNetwork, stiffness, dis
             # large networks: the deformed shape, coloured by |u|, in its own panel
             pl.subplot(0, 1)
             deformed.point_data["|u| [mm]"] = np.linalg.norm(u, axis=1) * 1e3
-            pl.add_mesh(deformed, scalars="|u| [mm]", cmap="magma", line_width=1.0,
-                        scalar_bar_args={"title": "|u| [mm]", "color": "black"})
+            pl.add_mesh(
+                deformed,
+                scalars="|u| [mm]",
+                cmap="magma",
+                line_width=1.0,
+                scalar_bar_args={"title": "|u| [mm]", "color": "black"},
+            )
             pl.add_text(f"deformed x{scale:.3g}", color="black", font_size=11)
             if network.dim == 2:
                 pl.view_xy()
@@ -129,11 +147,22 @@ def plot_network(path: str | os.PathLike, network: SpringNetwork, stiffness, dis
         poly = pv.PolyData(pts, lines=np.column_stack([np.full(sel.size, 2), network.bonds[sel]]).ravel())
         poly.cell_data["stiffness [N/m]"] = k[sel]
         width = w_min + (max_width - w_min) * (b + 0.5) / n_bins
-        pl.add_mesh(poly, scalars="stiffness [N/m]", cmap="viridis", clim=(lo, hi),
-                    line_width=(width / 3.0 if big else width), render_lines_as_tubes=not big,
-                    show_scalar_bar=(b == int(which.max())),
-                    scalar_bar_args={"title": "stiffness [N/m]", "color": "black", "vertical": True,
-                                     "position_x": 0.88, "position_y": 0.2})
+        pl.add_mesh(
+            poly,
+            scalars="stiffness [N/m]",
+            cmap="viridis",
+            clim=(lo, hi),
+            line_width=(width / 3.0 if big else width),
+            render_lines_as_tubes=not big,
+            show_scalar_bar=(b == int(which.max())),
+            scalar_bar_args={
+                "title": "stiffness [N/m]",
+                "color": "black",
+                "vertical": True,
+                "position_x": 0.88,
+                "position_y": 0.2,
+            },
+        )
     if show_nodes:
         pl.add_points(pts, color="lightgray", point_size=10, render_points_as_spheres=True)
     fixed = network.fixed_nodes
@@ -141,10 +170,13 @@ def plot_network(path: str | os.PathLike, network: SpringNetwork, stiffness, dis
     if fixed.size:
         pl.add_points(pts[fixed], color="black", point_size=marker, render_points_as_spheres=True)
     if len(loads):
-        pl.add_points(pts[np.asarray(loads)], color="red", point_size=marker + 2, render_points_as_spheres=True)
+        pl.add_points(
+            pts[np.asarray(loads)], color="red", point_size=marker + 2, render_points_as_spheres=True
+        )
     if len(outputs):
-        pl.add_points(pts[np.asarray(outputs)], color="royalblue", point_size=marker + 2,
-                      render_points_as_spheres=True)
+        pl.add_points(
+            pts[np.asarray(outputs)], color="royalblue", point_size=marker + 2, render_points_as_spheres=True
+        )
     if title:
         pl.add_text(title, color="black", font_size=11)
     if network.dim == 2:

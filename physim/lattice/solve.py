@@ -418,8 +418,9 @@ def solve(
             f"{max_iter}, {load_steps}, {max_bisections}"
         )
     if nonlinear:
-        eq = _solve_nonlinear(network, k, l0, f, rtol, int(max_iter), int(load_steps),
-                              int(max_bisections), check_rigidity)
+        eq = _solve_nonlinear(
+            network, k, l0, f, rtol, int(max_iter), int(load_steps), int(max_bisections), check_rigidity
+        )
     else:
         eq = _solve_linear(network, k, l0, f, check_rigidity)
     if not batched:
@@ -429,10 +430,18 @@ def solve(
 
 def _unbatch(eq: Equilibrium) -> Equilibrium:
     return Equilibrium(
-        network=eq.network, stiffness=eq.stiffness, rest_length=eq.rest_length,
-        forces=eq.forces[0], displacements=eq.displacements[0], elongations=eq.elongations[0],
-        tensions=eq.tensions[0], nonlinear=eq.nonlinear, iterations=eq.iterations,
-        residual_norm=eq.residual_norm, _factors=eq._factors, _directions=eq._directions,
+        network=eq.network,
+        stiffness=eq.stiffness,
+        rest_length=eq.rest_length,
+        forces=eq.forces[0],
+        displacements=eq.displacements[0],
+        elongations=eq.elongations[0],
+        tensions=eq.tensions[0],
+        nonlinear=eq.nonlinear,
+        iterations=eq.iterations,
+        residual_norm=eq.residual_norm,
+        _factors=eq._factors,
+        _directions=eq._directions,
     )
 
 
@@ -451,8 +460,9 @@ def _solve_linear(network, k, l0, f, check) -> Equilibrium:
     rhs = f.reshape(nb, -1)[:, free]
     dl = network.lengths - l0  # lg - l0
     if np.any(dl != 0):
-        pre = _kernels.internal_forces(network.bonds, np.ascontiguousarray(network.directions), -k * dl,
-                                       network.n_nodes)
+        pre = _kernels.internal_forces(
+            network.bonds, np.ascontiguousarray(network.directions), -k * dl, network.n_nodes
+        )
         rhs = rhs + pre.reshape(-1)[free][None, :]
     uf = fac.solve(np.ascontiguousarray(rhs.T)).T if fac.n else np.zeros((nb, 0))
     uf = np.atleast_2d(uf).reshape(nb, fac.n)
@@ -460,16 +470,28 @@ def _solve_linear(network, k, l0, f, check) -> Equilibrium:
     e = _kernels.project_batch(network.bonds, np.ascontiguousarray(network.directions), u) + dl[None, :]
     res = np.linalg.norm((K @ uf.T).T - rhs, axis=1) if fac.n else np.zeros(nb)
     return Equilibrium(
-        network=network, stiffness=k, rest_length=l0, forces=f, displacements=u, elongations=e,
-        tensions=k[None, :] * e, nonlinear=False, iterations=np.zeros(nb, dtype=np.int64),
-        residual_norm=res, _factors=(fac,), _directions=np.asarray(network.directions),
+        network=network,
+        stiffness=k,
+        rest_length=l0,
+        forces=f,
+        displacements=u,
+        elongations=e,
+        tensions=k[None, :] * e,
+        nonlinear=False,
+        iterations=np.zeros(nb, dtype=np.int64),
+        residual_norm=res,
+        _factors=(fac,),
+        _directions=np.asarray(network.directions),
     )
 
 
 def _nl_residual(network, k, l0, u, f_free):
     lengths, dirs = _kernels.current_geometry(network.points, network.bonds, u)
     t = k * (lengths - l0)
-    r = _kernels.internal_forces(network.bonds, dirs, t, network.n_nodes).reshape(-1)[network.free_dofs] - f_free
+    r = (
+        _kernels.internal_forces(network.bonds, dirs, t, network.n_nodes).reshape(-1)[network.free_dofs]
+        - f_free
+    )
     return r, lengths, dirs, t
 
 
@@ -518,8 +540,9 @@ def _solve_nonlinear(network, k, l0, f, rtol, max_iter, load_steps, max_bisectio
     nb = f.shape[0]
     free = network.free_dofs
     n, d = network.n_nodes, network.dim
-    pre = _kernels.internal_forces(network.bonds, np.ascontiguousarray(network.directions),
-                                   k * (network.lengths - l0), n).reshape(-1)[free]
+    pre = _kernels.internal_forces(
+        network.bonds, np.ascontiguousarray(network.directions), k * (network.lengths - l0), n
+    ).reshape(-1)[free]
     roundoff = 100.0 * np.finfo(float).eps * float(np.linalg.norm(k * network.lengths))
     us, es, ts, dirs_all, facs = [], [], [], [], []
     iters = np.zeros(nb, dtype=np.int64)
@@ -564,7 +587,16 @@ def _solve_nonlinear(network, k, l0, f, rtol, max_iter, load_steps, max_bisectio
         resn[s] = float(np.linalg.norm(r))
     e = np.array(es)
     return Equilibrium(
-        network=network, stiffness=k, rest_length=l0, forces=f, displacements=np.array(us),
-        elongations=e, tensions=np.array(ts), nonlinear=True, iterations=iters, residual_norm=resn,
-        _factors=tuple(facs), _directions=np.array(dirs_all),
+        network=network,
+        stiffness=k,
+        rest_length=l0,
+        forces=f,
+        displacements=np.array(us),
+        elongations=e,
+        tensions=np.array(ts),
+        nonlinear=True,
+        iterations=iters,
+        residual_norm=resn,
+        _factors=tuple(facs),
+        _directions=np.array(dirs_all),
     )

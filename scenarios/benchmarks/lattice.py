@@ -32,12 +32,13 @@ import numpy as np
 from physim.lattice import adjoint, mse_loss, solve, triangular_lattice
 
 
-def timeit(fn, repeat=3):
+def timeit(fn, *args, repeat=3):
+    """Best wall time of ``repeat`` calls of ``fn(*args)`` and the last result."""
     best = np.inf
     out = None
     for _ in range(repeat):
         t0 = time.perf_counter()
-        out = fn()
+        out = fn(*args)
         best = min(best, time.perf_counter() - t0)
     return best, out
 
@@ -79,13 +80,13 @@ def main(argv=None):
     for side in sides:
         net, k, f, outputs = problem(side, rng)
         solve(net, k, f)  # builds and caches the sparsity pattern, checks rigidity once
-        t_solve, eq = timeit(lambda: solve(net, k, f))
+        t_solve, eq = timeit(solve, net, k, f)
         _, g = mse_loss(eq.displacements, outputs, np.zeros(len(outputs)), scale=1e3)
-        t_adj, grad = timeit(lambda: adjoint(eq, g))
+        t_adj, grad = timeit(adjoint, eq, g)
         ratio = (t_solve + t_adj) / t_solve
         nf = net.n_free
         if nf <= 2500:
-            t_dense, gd = timeit(lambda: dense_method(net, k, f, outputs), repeat=2)
+            t_dense, gd = timeit(dense_method, net, k, f, outputs, repeat=2)
             err = np.abs(gd - grad.stiffness).max() / np.abs(grad.stiffness).max()
             if err > 1e-6:
                 raise RuntimeError(f"dense and sparse gradients differ: {err:.2e}")
@@ -98,24 +99,32 @@ def main(argv=None):
             dense_s = "n/a"
         fd_s = f"~{(net.n_bonds + 1) * t_solve / (t_solve + t_adj):.0f}x"
         F = np.repeat(f[None], n_batch, axis=0) * rng.uniform(0.5, 1.5, (n_batch, 1, 1))
-        t_batch, _ = timeit(lambda: solve(net, k, F), repeat=1)
+        t_batch, _ = timeit(solve, net, k, F, repeat=1)
         n_sep = n_batch if nf < 1e5 else n_batch // 10
         t0 = time.perf_counter()
         for b in range(n_sep):
             solve(net, k, F[b])
         t_sep = (time.perf_counter() - t0) * (n_batch / n_sep)
         sep_mark = "" if n_sep == n_batch else "~"
-        rows.append((net.n_nodes, net.n_bonds, t_solve, t_adj, ratio, dense_s, fd_s, t_batch, t_sep, sep_mark))
+        rows.append(
+            (net.n_nodes, net.n_bonds, t_solve, t_adj, ratio, dense_s, fd_s, t_batch, t_sep, sep_mark)
+        )
         print(f"  measured {net.n_nodes} nodes", flush=True)
     print()
-    print(f"| nodes | bonds | solve [s] | adjoint [s] | (solve+adjoint)/solve | vs dense numpy | "
-          f"vs finite differences | batch of {n_batch} [s] | {n_batch} separate [s] | batch speed-up |")
+    print(
+        f"| nodes | bonds | solve [s] | adjoint [s] | (solve+adjoint)/solve | vs dense numpy | "
+        f"vs finite differences | batch of {n_batch} [s] | {n_batch} separate [s] | batch speed-up |"
+    )
     print("|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
     for n, m, ts, ta, r, ds, fs, tb, tsep, mark in rows:
-        print(f"| {n:,} | {m:,} | {ts:.4f} | {ta:.4f} | {r:.2f} | {ds} | {fs} | {tb:.3f} | "
-              f"{mark}{tsep:.2f} | {mark}{tsep / tb:.1f}x |")
-    print("\n~ = extrapolated: dense O(N^3) from the measured 10^3-node dense run; finite differences "
-          "= (m + 1) x the measured solve time; separate solves at 10^5 nodes = 10 x 10 timed solves.")
+        print(
+            f"| {n:,} | {m:,} | {ts:.4f} | {ta:.4f} | {r:.2f} | {ds} | {fs} | {tb:.3f} | "
+            f"{mark}{tsep:.2f} | {mark}{tsep / tb:.1f}x |"
+        )
+    print(
+        "\n~ = extrapolated: dense O(N^3) from the measured 10^3-node dense run; finite differences "
+        "= (m + 1) x the measured solve time; separate solves at 10^5 nodes = 10 x 10 timed solves."
+    )
 
 
 if __name__ == "__main__":

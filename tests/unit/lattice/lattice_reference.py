@@ -18,8 +18,7 @@ def random_network(rng, d, n_side=3):
         pts = net.points + 0.1 * rng.standard_normal(net.points.shape)
         return SpringNetwork(pts, net.bonds, np.arange(n_side + 1))
     g = np.stack(np.meshgrid(*[np.arange(n_side)] * 3, indexing="ij"), -1).reshape(-1, 3).astype(float)
-    bonds = [[i, j] for i in range(len(g)) for j in range(i + 1, len(g))
-             if np.max(np.abs(g[i] - g[j])) == 1]
+    bonds = [[i, j] for i in range(len(g)) for j in range(i + 1, len(g)) if np.max(np.abs(g[i] - g[j])) == 1]
     pts = g + 0.1 * rng.standard_normal(g.shape)
     return SpringNetwork(pts, bonds, np.flatnonzero(g[:, 2] == 0))
 

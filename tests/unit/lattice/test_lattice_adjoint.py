@@ -7,9 +7,9 @@ import numpy as np
 import pytest
 
 sys.path.insert(0, str(Path(__file__).parent))
-from lattice_reference import paper_network, random_network  # noqa: E402
-
 import importlib  # noqa: E402
+
+from lattice_reference import paper_network, random_network  # noqa: E402
 
 from physim.errors import InvalidTypeError, ShapeError  # noqa: E402
 from physim.lattice import adjoint, classifier_loss, mse_loss, solve  # noqa: E402
@@ -120,8 +120,12 @@ def test_per_sample_gradients_sum_to_batch_gradient(nonlinear):
     np.testing.assert_allclose(per.rest_length.sum(0), tot.rest_length, rtol=1e-12)
     for b in range(3):
         one = solve(net, k, f[b], nonlinear=nonlinear)
-        np.testing.assert_allclose(adjoint(one, g[b]).stiffness, per.stiffness[b], rtol=1e-8,
-                                   atol=1e-12 * np.abs(per.stiffness).max())
+        np.testing.assert_allclose(
+            adjoint(one, g[b]).stiffness,
+            per.stiffness[b],
+            rtol=1e-8,
+            atol=1e-12 * np.abs(per.stiffness).max(),
+        )
 
 
 @pytest.mark.parametrize("nonlinear", [False, True])

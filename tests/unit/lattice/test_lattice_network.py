@@ -77,8 +77,9 @@ def test_compatibility_matrix_matches_dense_reference():
         pts = rng.standard_normal((7, d))
         bonds = np.array([[i, j] for i in range(7) for j in range(i + 1, 7) if rng.random() < 0.6])
         net = SpringNetwork(pts, bonds, [0])
-        np.testing.assert_allclose(net.compatibility_matrix().toarray(), dense_compatibility(pts, bonds),
-                                   atol=1e-14)
+        np.testing.assert_allclose(
+            net.compatibility_matrix().toarray(), dense_compatibility(pts, bonds), atol=1e-14
+        )
 
 
 def test_fixed_as_mask_and_indices_agree():

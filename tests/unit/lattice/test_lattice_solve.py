@@ -99,7 +99,10 @@ def test_nonlinear_reduces_to_linear_for_tiny_loads(d):
     lin = solve(net, k, f)
     for scale in (1e-3, 1e-5):
         nl = solve(net, k, scale * f, nonlinear=True)
-        err = np.abs(nl.displacements - scale * lin.displacements).max() / np.abs(scale * lin.displacements).max()
+        err = (
+            np.abs(nl.displacements - scale * lin.displacements).max()
+            / np.abs(scale * lin.displacements).max()
+        )
         # geometric nonlinearity is O(u / a): the relative difference shrinks with the load
         assert err < 50 * scale * np.abs(lin.displacements).max()
     assert err < 1e-4
@@ -116,8 +119,10 @@ def test_nonlinear_equilibrium_satisfies_reference_residual(d):
     assert np.abs(eq.displacements).max() > 0.02
     r = nonlinear_residual(net.points, net.bonds, k, l0, net.fixed_dofs, f, eq.displacements)
     assert np.linalg.norm(r) < 1e-8 * np.linalg.norm(f)
-    ell = np.linalg.norm((net.points + eq.displacements)[net.bonds[:, 1]]
-                         - (net.points + eq.displacements)[net.bonds[:, 0]], axis=1)
+    ell = np.linalg.norm(
+        (net.points + eq.displacements)[net.bonds[:, 1]] - (net.points + eq.displacements)[net.bonds[:, 0]],
+        axis=1,
+    )
     np.testing.assert_allclose(eq.elongations, ell - l0, atol=1e-13)
 
 
@@ -128,8 +133,9 @@ def test_nonlinear_load_stepping_handles_large_rotation():
     f = np.zeros((3, 2))
     f[1, 1] = -40.0
     eq = solve(net, 100.0, f, nonlinear=True)
-    r = nonlinear_residual(pts, net.bonds, np.full(2, 100.0), net.lengths, net.fixed_dofs, f,
-                           eq.displacements)
+    r = nonlinear_residual(
+        pts, net.bonds, np.full(2, 100.0), net.lengths, net.fixed_dofs, f, eq.displacements
+    )
     assert np.linalg.norm(r) < 1e-8 * 40 and eq.displacements[1, 1] < -0.6  # snapped through
 
 
@@ -177,10 +183,12 @@ def test_floppy_detection_agrees_with_dense_rank_on_random_damage():
                 solve(net, 1.0, np.ones((14, 2)))
             assert info.value.n_modes == nullity, trial
         else:
-            u_ref, _ = dense_linear_solve(net.points, net.bonds, np.ones(net.n_bonds), net.fixed_dofs,
-                                          np.ones((14, 2)))
-            np.testing.assert_allclose(solve(net, 1.0, np.ones((14, 2))).displacements, u_ref,
-                                       rtol=1e-8, atol=1e-10)
+            u_ref, _ = dense_linear_solve(
+                net.points, net.bonds, np.ones(net.n_bonds), net.fixed_dofs, np.ones((14, 2))
+            )
+            np.testing.assert_allclose(
+                solve(net, 1.0, np.ones((14, 2))).displacements, u_ref, rtol=1e-8, atol=1e-10
+            )
     assert 5 < n_floppy < 40  # both branches exercised
 
 
