@@ -130,7 +130,7 @@ def _plot_case(ctx, name, N, goal, r0, plan, mc):
     fig, axs = viz.figure(1, 2, figsize=(11, 4))
     axs[0].semilogy(plan.cost_history, "o-", ms=3)
     axs[0].set_xlabel("iteration")
-    axs[0].set_ylabel("covariance cost [m²]")
+    axs[0].set_ylabel("covariance cost (trace of P)")
     axs[0].set_title(f"N = {N}: cost over iterations")
     axs[0].grid(alpha=0.3, which="both")
     t = np.arange(N + 1) * DT

@@ -33,6 +33,14 @@ class CovarianceCost:
     def _grad1(self, P: np.ndarray) -> np.ndarray:
         raise NotImplementedError
 
+    def _values(self, Ps: np.ndarray) -> np.ndarray:
+        """φ(P_k) for a stack (K, n, n); subclasses may vectorise."""
+        return np.array([self._value1(P) for P in Ps])
+
+    def _grads(self, Ps: np.ndarray) -> np.ndarray:
+        """∂φ/∂P_k for a stack (K, n, n); subclasses may vectorise."""
+        return np.array([self._grad1(P) for P in Ps])
+
     @staticmethod
     def _stack(P) -> np.ndarray:
         P = np.asarray(P, dtype=np.float64)
@@ -87,6 +95,12 @@ class FinalTrace(CovarianceCost):
     def _grad1(self, P):
         return self._w(P.shape[-1]).copy()
 
+    def _values(self, Ps):
+        return np.einsum("ij,kij->k", self._w(Ps.shape[-1]), Ps)
+
+    def _grads(self, Ps):
+        return np.broadcast_to(self._w(Ps.shape[-1]), Ps.shape)
+
 
 class PositionTrace(FinalTrace):
     """J = tr of the position block P_N[:2, :2] (m²)."""
@@ -138,13 +152,12 @@ class HorizonSum(CovarianceCost):
 
     def value(self, P) -> float:
         P = self._stack(P)
-        s = sum(self.step_cost._value1(P[k]) for k in range(1, P.shape[0]))
-        return float(s / (P.shape[0] - 1) if self.mean else s)
+        s = float(np.sum(self.step_cost._values(P[1:])))
+        return s / (P.shape[0] - 1) if self.mean else s
 
     def gradient(self, P) -> np.ndarray:
         P = self._stack(P)
         g = np.zeros_like(P)
         scale = 1.0 / (P.shape[0] - 1) if self.mean else 1.0
-        for k in range(1, P.shape[0]):
-            g[k] = scale * self.step_cost._grad1(P[k])
+        g[1:] = scale * self.step_cost._grads(P[1:])
         return g

@@ -238,3 +238,18 @@ def test_beacon_gradient_with_bearing_only_sensor():
     chk = _taylor(p, "B", FinalTrace())
     assert chk.ok, str(chk)
     assert isinstance(library_objects(p)[1], Beacons)
+
+
+def test_cost_values():
+    rng = np.random.default_rng(13)
+    P = _rollout(random_problem(rng, N=5)).P
+    W = np.diag([1.0, 2.0, 0.5])
+    assert FinalTrace().value(P) == pytest.approx(np.trace(P[-1]), rel=1e-14)
+    assert FinalTrace(W).value(P) == pytest.approx(np.trace(W @ P[-1]), rel=1e-14)
+    assert PositionTrace().value(P) == pytest.approx(P[-1, 0, 0] + P[-1, 1, 1], rel=1e-14)
+    assert FinalLogDet().value(P) == pytest.approx(np.linalg.slogdet(P[-1])[1], rel=1e-12)
+    assert HorizonSum().value(P) == pytest.approx(sum(np.trace(P[k]) for k in range(1, 6)), rel=1e-14)
+    mean_ld = np.mean([np.linalg.slogdet(P[k])[1] for k in range(1, 6)])
+    assert HorizonSum(FinalLogDet(), mean=True).value(P) == pytest.approx(mean_ld, rel=1e-12)
+    np.testing.assert_allclose(FinalLogDet().gradient(P)[-1] @ P[-1], np.eye(3), atol=1e-10)
+    assert not FinalLogDet().gradient(P)[:-1].any()
