@@ -36,6 +36,7 @@ from . import ecg as _ecg
 __all__ = [
     "VelocityModel",
     "GlobalVelocities",
+    "AnisotropicVelocities",
     "RegionVelocities",
     "FieldVelocities",
     "SiteModel",
@@ -112,6 +113,42 @@ class GlobalVelocities(VelocityModel):
 
     def vjp(self, p, d_vf, d_vc):
         return np.array([np.sum(d_vf), np.sum(d_vc)])
+
+
+class AnisotropicVelocities(VelocityModel):
+    """Global fibre velocity and anisotropy ratio: ``p = [v_f, r]``, ``v_c = r v_f``.
+
+    Bounding ``r`` to ``[r_min, r_max]`` (default 0.1-1) encodes the prior that
+    conduction is fastest along the fibres.
+
+    Parameters
+    ----------
+    n_tets : int
+    v_min, v_max : float
+        Bounds of ``v_f`` (mm/ms).
+    r_min, r_max : float
+        Bounds of the ratio ``v_c / v_f``.
+    """
+
+    def __init__(self, n_tets: int, v_min: float = V_MIN, v_max: float = V_MAX,
+                 r_min: float = 0.1, r_max: float = 1.0):
+        self.n_tets = int(n_tets)
+        self.n_params = 2
+        lo, hi = _bounds(1, v_min, v_max)
+        rl = as_scalar("r_min", r_min, positive=True)
+        rh = as_scalar("r_max", r_max, positive=True)
+        if rh <= rl:
+            raise InvalidInputError(f"r_max ({rh}) must exceed r_min ({rl})")
+        self.lower = np.array([lo[0], rl])
+        self.upper = np.array([hi[0], rh])
+        self.names = ("v_fiber", "cross_to_fiber_ratio")
+
+    def velocities(self, p):
+        return np.full(self.n_tets, p[0]), np.full(self.n_tets, p[0] * p[1])
+
+    def vjp(self, p, d_vf, d_vc):
+        sc = float(np.sum(d_vc))
+        return np.array([np.sum(d_vf) + p[1] * sc, p[0] * sc])
 
 
 class RegionVelocities(VelocityModel):

@@ -65,6 +65,16 @@ def test_taylor_region_velocities_through_transform(setup):
     assert chk.ok, chk
 
 
+def test_taylor_anisotropic_velocities(setup):
+    mesh, fib, lf = setup
+    m = T.TwinModel(mesh, fib, T.AnisotropicVelocities(mesh.n_cells), T.CandidateSites([0, 60]))
+    fun = T.ecg_objective(m, lf, _target(m, np.array([0.6, 0.5, 0.0, 4.0]), lf), loss="mse")
+    chk = check_gradient(fun, np.array([0.8, 0.6, 1.0, 3.0]))
+    assert chk.ok, chk
+    vf, vc = m.velocity.velocities(np.array([0.8, 0.6]))
+    assert np.allclose(vc, 0.48) and np.allclose(vf, 0.8)
+
+
 def test_taylor_field_velocities_with_regularisation(setup):
     mesh, fib, _ = setup
     fv = T.FieldVelocities(mesh, weight=0.5)
@@ -135,3 +145,31 @@ def test_bad_inputs(setup):
         T.GlobalVelocities(10, 2.0, 1.0)
     with pytest.raises(ShapeError, match=r"x must have shape \(3,\)"):
         m.forward(np.zeros(4))
+
+
+def test_element_adjacency_matches_naive(setup):
+    mesh = setup[0]
+    tets = np.asarray(mesh.tets)
+    faces = {}
+    for k, t in enumerate(tets):
+        for drop in range(4):
+            key = tuple(sorted(np.delete(t, drop)))
+            faces.setdefault(key, []).append(k)
+    naive = sorted(tuple(sorted(v)) for v in faces.values() if len(v) == 2)
+    got = sorted(tuple(sorted(p)) for p in T.element_adjacency(tets).tolist())
+    assert got == naive
+
+
+def test_heart_regions_and_region_model():
+    from physim.eikonal.heart import load_biventricular
+
+    heart = load_biventricular("10k")
+    labels, names = T.heart_regions(heart, endo_layer=0.15)
+    assert names == ("lv", "septum", "rv", "endo")
+    assert set(np.unique(labels)) == {0, 1, 2, 3}
+    rv = T.RegionVelocities(labels, names)
+    p = np.array([0.5, 0.6, 0.7, 1.5, 0.2, 0.25, 0.3, 1.4])
+    vf, vc = rv.velocities(p)
+    assert np.all(vf[labels == 3] == 1.5) and np.all(vc[labels == 1] == 0.25)
+    g = rv.vjp(p, np.ones(heart.n_tets), np.zeros(heart.n_tets))
+    np.testing.assert_array_equal(g[:4], np.bincount(labels, minlength=4))
