@@ -11,7 +11,7 @@ import importlib  # noqa: E402
 
 from lattice_reference import paper_network, random_network  # noqa: E402
 
-from physim.errors import InvalidTypeError, ShapeError  # noqa: E402
+from physim.errors import InvalidInputError, InvalidTypeError, ShapeError  # noqa: E402
 from physim.lattice import adjoint, classifier_loss, mse_loss, solve  # noqa: E402
 from physim.optim import check_gradient  # noqa: E402
 
@@ -178,3 +178,20 @@ def test_classifier_loss_value_and_probabilities():
     u[:, 0] = [1.0, -3.0, 0.0]
     v, _ = classifier_loss(u, [[0, 0], [1, 0], [2, 0]], 1)
     assert v == pytest.approx(-np.log(0.75))
+
+
+@pytest.mark.parametrize(
+    "call, exc, match",
+    [
+        (lambda u: mse_loss(u, [[14, 0]], [0.0]), InvalidInputError, "names node 14"),
+        (lambda u: mse_loss(u, [[3, 2]], [0.0]), InvalidInputError, "names axis 2"),
+        (lambda u: mse_loss(u, [[3, 0]], [0.0, 1.0]), ShapeError, "target must have shape"),
+        (lambda u: mse_loss(u, [3, 0], [0.0]), ShapeError, "outputs must have shape"),
+        (lambda u: classifier_loss(u, [[3, 0], [4, 0]], 2), InvalidInputError, "index 2"),
+        (lambda u: classifier_loss(u[None].repeat(3, 0), [[3, 0], [4, 0]], [0, 1]), ShapeError, "labels"),
+        (lambda u: mse_loss(u[0], [[3, 0]], [0.0]), ShapeError, r"u must have shape"),
+    ],
+)
+def test_loss_validation(call, exc, match):
+    with pytest.raises(exc, match=match):
+        call(np.zeros((14, 2)))
