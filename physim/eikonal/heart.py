@@ -29,6 +29,12 @@ Units are millimetres. The default geometry has an LV cavity of radius 25 mm
 and depth 60 mm, 10 mm LV free wall and septum, an RV cavity up to 16 mm
 deep spanning 140 degrees of longitude and 70 % of the LV depth, and a 4 mm
 RV free wall.
+
+Limitations: the RV free wall is meshed with as many circumferential cells as
+the septum it covers, so its elements are about (RV epicardial radius / LV
+endocardial radius) times wider than thick; a deep RV cavity over a narrow
+sector (a steep epicardial bump) shears the elements further (minimum
+quality 0.18-0.23 with the default shape; see the tests).
 """
 
 from __future__ import annotations

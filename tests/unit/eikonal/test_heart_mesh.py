@@ -2,6 +2,8 @@
 
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from physim.eikonal import heart as hm
 from physim.eikonal.heart import (
@@ -239,3 +241,35 @@ def test_invalid_arguments():
         HeartGeometry(rv_span=400.0)
     with pytest.raises(InvalidInputError, match="size must be one of"):
         load_biventricular("1M")
+
+
+@settings(max_examples=8, deadline=None)
+@given(
+    lv_radius=st.floats(15.0, 35.0),
+    lv_depth=st.floats(40.0, 80.0),
+    lv_wall=st.floats(6.0, 14.0),
+    septum=st.floats(6.0, 14.0),
+    rv_wall=st.floats(2.0, 6.0),
+    rv_cavity=st.floats(0.3, 0.7),
+    rv_span=st.floats(100.0, 220.0),
+    rv_extent=st.floats(0.3, 0.8),
+)
+def test_random_geometries_give_valid_meshes(
+    lv_radius, lv_depth, lv_wall, septum, rv_wall, rv_cavity, rv_span, rv_extent
+):
+    g = HeartGeometry(
+        lv_radius=lv_radius,
+        lv_depth=lv_depth,
+        lv_wall=lv_wall,
+        septum=septum,
+        rv_wall=rv_wall,
+        rv_cavity=rv_cavity * lv_radius,  # steep RV bumps shear the elements
+        rv_span=rv_span,
+        rv_extent=rv_extent,
+    )
+    m = biventricular_mesh(edge_length=6.0, geometry=g)
+    assert tet_volumes(m.points, m.tets).min() > 0
+    assert quality(m.points, m.tets).min() > 0.05
+    check_watertight(m.points, m.tets, boundary_faces(m.tets))
+    assert all(len(m.faces[t]) for t in SURFACE_TAGS)
+    assert np.all(np.bincount(m.region, minlength=3) > 0)
