@@ -25,6 +25,7 @@ from ..errors import InvalidInputError, ShapeError
 from .adjoint import _trajectory_adjoint, adjoint
 from .costs import CovarianceCost, FinalTrace
 from .filter import Rollout, _rollout, _trajectory, _validate
+from .models import Bicycle
 
 __all__ = ["Plan", "plan_active_sensing"]
 
@@ -189,6 +190,11 @@ def plan_active_sensing(
         raise InvalidInputError("cost must be a cost object with value(P) and gradient(P)")
     N, nu, n = U0.shape[0], U0.shape[1], x0.shape[0]
     box = _bounds(bounds, nu)
+    if isinstance(model, Bicycle) and (box is None or max(-box[0][1], box[1][1]) >= 0.5 * np.pi):
+        raise InvalidInputError(
+            "planning with a Bicycle needs bounds on the steering angle inside (-pi/2, pi/2), "
+            f"got {None if box is None else (box[0][1], box[1][1])}"
+        )
     if box is not None:
         U0 = np.clip(U0, box[0], box[1])
     if goal is not None:

@@ -5,6 +5,7 @@ import pytest
 
 from physim.ekf import (
     Beacons,
+    Bicycle,
     FinalTrace,
     HorizonSum,
     PositionTrace,
@@ -68,5 +69,16 @@ def test_plan_rejects_bad_options():
         plan_active_sensing(MODEL, BEACONS, X0, P0, U0, M, Q0, goal=GOAL, goal_mode="soft")
     with pytest.raises(InvalidInputError, match="slsqp"):
         plan_active_sensing(MODEL, BEACONS, X0, P0, U0, M, Q0, goal=GOAL, method="lbfgs")
+    with pytest.raises(InvalidInputError, match="steering"):
+        plan_active_sensing(Bicycle(0.2, 1.0), BEACONS, X0, P0, U0, M, Q0, bounds=([0, -2.0], [2, 2.0]))
     with pytest.raises(InvalidInputError, match="lower"):
         plan_active_sensing(MODEL, BEACONS, X0, P0, U0, M, Q0, bounds=([1.0, 0.0], [0.0, 1.0]))
+
+
+def test_plan_bicycle_with_steering_bounds():
+    model = Bicycle(0.2, 1.0)
+    plan = plan_active_sensing(model, BEACONS, X0, P0, U0, M, Q0, bounds=([0.0, -0.6], [2.5, 0.6]), goal=GOAL,
+                               maxiter=100)  # fmt: skip
+    assert plan.cost < plan.initial_cost
+    assert plan.goal_error < 1e-6
+    assert np.all(np.abs(plan.controls[:, 1]) <= 0.6 + 1e-9)
