@@ -142,7 +142,7 @@ def summarise(setup, x_fit, res, fit_time, target_ecg):
     }, fitted, fitted_ecg, err
 
 
-def write_outputs(ctx, setup, fitted, err, fitted_ecg, target_ecg, history, x_fit, title):
+def write_outputs(ctx, setup, fitted, err, fitted_ecg, target_ecg, history, x_fit, title, loss_title):
     files = []
     h = setup.heart
     site_time = np.full(h.n_points, np.nan)
@@ -162,7 +162,7 @@ def write_outputs(ctx, setup, fitted, err, fitted_ecg, target_ecg, history, x_fi
     from physim.viz import plot_curves
 
     files.append(plot_curves({"loss": history}, ctx.path("loss.png"), xlabel="L-BFGS iteration",
-                             ylabel="loss", title=title, logy=True).name)
+                             ylabel="loss", title=loss_title, logy=True).name)
     return files
 
 
@@ -187,7 +187,7 @@ def activation_picture(path, setup, fitted, err):
     for col, (name, label, cmap, clim) in enumerate([
         ("true", "true activation (ms)", "turbo_r", (0.0, tmax)),
         ("fitted", "fitted activation (ms)", "turbo_r", (0.0, tmax)),
-        ("error", "|fitted - true| (ms)", "magma_r", (0.0, max(float(np.ceil(err.max())), 1.0))),
+        ("error", "abs. error (ms)", "magma_r", (0.0, max(float(np.ceil(err.max())), 1.0))),
     ]):
         pl.subplot(0, col)
         pl.add_mesh(surf.copy(), scalars=name, cmap=cmap, clim=clim, smooth_shading=True,
@@ -196,10 +196,7 @@ def activation_picture(path, setup, fitted, err):
             iso = surf.contour(isosurfaces=levels, scalars=name)
             if iso.n_points:
                 pl.add_mesh(iso, color="black", line_width=2)
-        if name == "true":
-            pl.add_mesh(pv.PolyData(h.points[setup.true_nodes]), color="white", point_size=14,
-                        render_points_as_spheres=True)
-        text = {"true": "ground truth (white: true sites)", "fitted": "fitted model, isochrones 10 ms",
+        text = {"true": "ground truth, isochrones 10 ms", "fitted": "fitted model, isochrones 10 ms",
                 "error": f"error: mean {err.mean():.1f} ms, max {err.max():.1f} ms"}[name]
         pl.add_text(text, color="black", font_size=11)
         pl.camera_position = cam

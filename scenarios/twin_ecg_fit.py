@@ -23,8 +23,8 @@ from __future__ import annotations
 import time
 
 import numpy as np
-
 from _twin_common import Setup, fit, summarise, write_outputs
+
 from physim.eikonal import twin as T
 from physim.scenario import ScenarioContext, scenario_main
 
@@ -48,7 +48,8 @@ def run(ctx: ScenarioContext) -> dict:
             f"{out['activation_error_mean_ms']:.2f} ms, max {out['activation_error_max_ms']:.2f} ms; "
             f"v_f {x_fit[0]:.3f} (true 0.6), v_c {x_fit[1]:.3f} (true 0.3)")
     out["files"] = write_outputs(ctx, s, fitted, err, fitted_ecg, target, out["loss_history"], x_fit,
-                                 "ECG fit: noisy target (grey) vs fitted (red)")
+                                 "ECG fit: noisy target (grey) vs fitted (red)",
+                                 "loss: mean over leads of (1 - correlation)")
     out["wall_time_s"] = time.perf_counter() - t_start
     return out
 

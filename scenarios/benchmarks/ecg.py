@@ -24,8 +24,8 @@ from pathlib import Path
 
 import numpy as np
 
-from physim.eikonal import conduction_tensor, solve
 from physim.eikonal import adjoint as eik_adjoint
+from physim.eikonal import conduction_tensor, solve
 from physim.eikonal import ecg as E
 from physim.eikonal.fibers import rule_based
 from physim.eikonal.heart import load_biventricular

@@ -4,11 +4,10 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from test_ecg_forward import box_mesh, random_spd
 
 from physim.eikonal import ecg as E
 from physim.optim import check_gradient
-
-from test_ecg_forward import box_mesh, random_spd
 
 
 @pytest.fixture(scope="module")

@@ -56,7 +56,7 @@ def quad_points(P, order):
         new = []
         for T in tets:
             m = {(i, j): 0.5 * (T[i] + T[j]) for i in range(4) for j in range(i, 4)}
-            v = lambda i, j: m[(min(i, j), max(i, j))]  # noqa: E731
+            v = lambda i, j, m=m: m[(min(i, j), max(i, j))]  # noqa: E731
             new += [
                 np.array([T[0], v(0, 1), v(0, 2), v(0, 3)]),
                 np.array([v(0, 1), T[1], v(1, 2), v(1, 3)]),
