@@ -111,3 +111,25 @@ def test_nees_is_consistent():
 def test_run_filter_rejects_bad_runs():
     with pytest.raises(InvalidInputError, match="n_runs"):
         run_filter(Unicycle(0.1), Beacons(BEACONS, 0.1), np.zeros(3), P0, np.ones((5, 2)), M, Q0, n_runs=0)
+
+
+def test_adjoint_through_user_model_and_sensor():
+    """The Python paths of the adjoint (user model and sensor) pass a Taylor test."""
+    from physim.ekf import FinalLogDet, adjoint
+    from physim.optim import check_gradient
+
+    A = np.array([[1.0, 0.1, 0.0], [0.0, 1.0, 0.1], [0.0, -0.05, 0.95]])
+    Bm = np.array([[0.0, 0.1], [0.1, 0.0], [0.05, 0.1]])
+    model, sensor = LinearModel(A, Bm), PositionSensor(0.3)
+    U = np.zeros((12, 2))
+
+    def fun(v):
+        S = v.reshape(3, 3)
+        r = covariance_rollout(model, sensor, np.zeros(3), 0.5 * (S + S.T), U, M, Q0)
+        g = adjoint(r, FinalLogDet())
+        return g.value, g.P0.reshape(-1)
+
+    chk = check_gradient(fun, P0.reshape(-1), h0=0.05)
+    assert chk.ok, str(chk)
+    g = adjoint(covariance_rollout(model, sensor, np.zeros(3), P0, U, M, Q0), FinalLogDet())
+    assert not g.controls.any() and g.beacons is None
