@@ -306,8 +306,15 @@ def element_update(phi, cells, d2, pair, e, a):
         d12 = d2[e, pair[j1, j2]]
         if f0 and f1 and f2:
             mu, l0, l1, l2, s, ok = upd3(
-                t0, t1, t2, da0, 0.5 * (da0 + da1 - d01), 0.5 * (da0 + da2 - d02), da1,
-                0.5 * (da1 + da2 - d12), da2,
+                t0,
+                t1,
+                t2,
+                da0,
+                0.5 * (da0 + da1 - d01),
+                0.5 * (da0 + da2 - d02),
+                da1,
+                0.5 * (da1 + da2 - d12),
+                da2,
             )
             if ok:
                 return mu, (1 << j0) | (1 << j1) | (1 << j2) | (a << 4)
@@ -387,9 +394,15 @@ def element_update_through(phi, cells, d2, pair, e, a, c):
             da1 = d2[e, pair[a, j1]]
             da2 = d2[e, pair[a, j2]]
             mu, l0, l1, l2, s, ok = upd3(
-                u0, u1, u2, da0, 0.5 * (da0 + da1 - d2[e, pair[j0, j1]]),
-                0.5 * (da0 + da2 - d2[e, pair[j0, j2]]), da1,
-                0.5 * (da1 + da2 - d2[e, pair[j1, j2]]), da2,
+                u0,
+                u1,
+                u2,
+                da0,
+                0.5 * (da0 + da1 - d2[e, pair[j0, j1]]),
+                0.5 * (da0 + da2 - d2[e, pair[j0, j2]]),
+                da1,
+                0.5 * (da1 + da2 - d2[e, pair[j1, j2]]),
+                da2,
             )
             if ok:
                 return mu, (1 << j0) | (1 << j1) | (1 << j2) | (a << 4)

@@ -103,6 +103,14 @@ class EikonalGradient:
     times: np.ndarray
     n_cyclic: int
 
+    def __repr__(self) -> str:
+        return (
+            f"EikonalGradient(D: {self.D.shape}, |dD|max={np.abs(self.D).max():.3g}, "
+            f"source_times={np.array2string(self.source_times, precision=4, threshold=6)}, "
+            f"source_points={'None' if self.source_points is None else self.source_points.shape}, "
+            f"n_cyclic={self.n_cyclic})"
+        )
+
 
 def adjoint(activation: Activation, d_loss_d_times) -> EikonalGradient:
     """Vector-Jacobian product of :func:`solve`: pull dL/dtimes back to D and the sources.
@@ -120,7 +128,9 @@ def adjoint(activation: Activation, d_loss_d_times) -> EikonalGradient:
     EikonalGradient
     """
     if not isinstance(activation, Activation):
-        raise InvalidTypeError(f"activation must be an Activation from solve(), got {type(activation).__name__}")
+        raise InvalidTypeError(
+            f"activation must be an Activation from solve(), got {type(activation).__name__}"
+        )
     act = activation
     mesh = act.mesh
     n = mesh.n_points
@@ -153,7 +163,9 @@ def adjoint(activation: Activation, d_loss_d_times) -> EikonalGradient:
         if nz.any():
             c = lam[nodes][nz]
             np.add.at(d_p, s_of[nz], -(c / q[nz])[:, None] * w[nz])
-            np.add.at(d_Dk, s_of[nz], -(c / (2 * q[nz]))[:, None, None] * w[nz][:, :, None] * w[nz][:, None, :])
+            np.add.at(
+                d_Dk, s_of[nz], -(c / (2 * q[nz]))[:, None, None] * w[nz][:, :, None] * w[nz][:, None, :]
+            )
     if act.source_kind == "points":
         np.add.at(dD, act.source_elements, d_Dk)
         d_points = d_p

@@ -53,7 +53,9 @@ def _prep(fibers, v_fiber, v_cross, v_normal):
         f = f[None]
     if f.ndim == 2:
         if f.shape[1] not in (2, 3):
-            raise ShapeError(f"fibers must have shape (n_elements, 2 or 3) or (n_elements, 2, 3), got {f.shape}")
+            raise ShapeError(
+                f"fibers must have shape (n_elements, 2 or 3) or (n_elements, 2, 3), got {f.shape}"
+            )
         sheets = None
         fib = f
     elif f.ndim == 3:
@@ -152,9 +154,7 @@ def conduction_tensor_vjp(fibers, v_fiber, v_cross, v_normal, dD) -> ConductionG
     ConductionGradient
         Gradients shaped like the inputs (scalar velocities get the summed gradient).
     """
-    f, fib, sheets, nf, ns, (vf, sf), (vc, sc), (vn, sn), single = _prep(
-        fibers, v_fiber, v_cross, v_normal
-    )
+    f, fib, sheets, nf, ns, (vf, sf), (vc, sc), (vn, sn), single = _prep(fibers, v_fiber, v_cross, v_normal)
     m, dim = fib.shape
     G = as_float_array("dD", dD, shape=(m, dim, dim))
     S = G + G.transpose(0, 2, 1)

@@ -91,7 +91,9 @@ class SimplexMesh:
         bad = ~np.isfinite(pts)
         if bad.any():
             i = int(np.argwhere(bad)[0, 0])
-            raise MeshError(f"points[{i}] is not finite: {pts[i]!r} ({int(bad.any(axis=1).sum())} bad points)")
+            raise MeshError(
+                f"points[{i}] is not finite: {pts[i]!r} ({int(bad.any(axis=1).sum())} bad points)"
+            )
         n = pts.shape[0]
         c = as_index_array(f"{self.cell_type} connectivity", cells, upper=n, shape=(None, nv))
         if c.shape[0] == 0:
@@ -178,6 +180,7 @@ class SimplexMesh:
         a = self.edge_vectors[:, : self.nodes_per_cell - 1, :].transpose(0, 2, 1)  # (m, dim, nv-1)
         out_c = np.full(q.shape[0], -1, dtype=np.int64)
         out_b = np.zeros((q.shape[0], self.nodes_per_cell))
+        scale = np.sqrt((self.edge_vectors**2).sum(-1)).max(1)
         for s, p in enumerate(q):
             rhs = p[None, :] - x0
             if a.shape[1] == a.shape[2]:
@@ -188,7 +191,6 @@ class SimplexMesh:
                 lam = np.linalg.solve(ata, (a.transpose(0, 2, 1) @ rhs[..., None]))[..., 0]
                 resid = np.linalg.norm((a @ lam[..., None])[..., 0] - rhs, axis=1)
             bary = np.concatenate([1.0 - lam.sum(1, keepdims=True), lam], axis=1)
-            scale = np.sqrt((self.edge_vectors**2).sum(-1)).max(1)
             ok = (bary >= -tol).all(1) & (resid <= tol * scale)
             hits = np.nonzero(ok)[0]
             if hits.size:
@@ -272,7 +274,9 @@ class TriMesh(SimplexMesh):
             area = 0.5 * np.abs(a[:, 0] * b[:, 1] - a[:, 1] * b[:, 0])
         else:
             area = 0.5 * np.linalg.norm(np.cross(a, b), axis=1)
-        longest = np.max([np.linalg.norm(a, axis=1), np.linalg.norm(b, axis=1), np.linalg.norm(b - a, axis=1)], 0)
+        longest = np.max(
+            [np.linalg.norm(a, axis=1), np.linalg.norm(b, axis=1), np.linalg.norm(b - a, axis=1)], 0
+        )
         return area, longest
 
 

@@ -107,6 +107,14 @@ class Activation:
     visits: int
     tol: float
 
+    def __repr__(self) -> str:
+        fin = self.times[np.isfinite(self.times)]
+        rng = f"{fin.min():.4g}..{fin.max():.4g} ms" if fin.size else "none reached"
+        return (
+            f"Activation(n_points={self.times.size}, times {rng}, {self.source_times.size} "
+            f"{self.source_kind[:-1]} source(s), n_unreached={self.n_unreached}, visits={self.visits})"
+        )
+
     @property
     def update_kind(self) -> np.ndarray:
         """(n_points,) int: 3 tet, 2 face (triangle), 1 edge update; 0 source-initialised; -1 unreached."""
@@ -173,11 +181,15 @@ def _parse_sources(mesh, sources):
     if a.size == 0:
         raise InvalidInputError("sources is empty: give at least one node index or point")
     if a.dtype.kind in "iu":
-        idx = as_index_array("sources", a.reshape(-1) if a.ndim == 0 else a, upper=mesh.n_points, shape=(None,))
+        idx = as_index_array(
+            "sources", a.reshape(-1) if a.ndim == 0 else a, upper=mesh.n_points, shape=(None,)
+        )
         unused = np.nonzero(~mesh.used[idx])[0]
         if unused.size:
             k = int(unused[0])
-            raise InvalidInputError(f"source node {int(idx[k])} (sources[{k}]) belongs to no element of the mesh")
+            raise InvalidInputError(
+                f"source node {int(idx[k])} (sources[{k}]) belongs to no element of the mesh"
+            )
         return "nodes", idx
     if a.dtype.kind == "f":
         pts = as_float_array("sources", a.reshape(1, -1) if a.ndim == 1 else a, shape=(None, mesh.dim))
@@ -303,8 +315,19 @@ def solve(
     rec_elem = np.full(n, -1, dtype=np.int64)
     rec_code = np.full(n, -1, dtype=np.int64)
     visits = K.fim(
-        phi, rec_elem, rec_code, mesh.cells, d2, hgt, mesh.pair_index, mesh.node_cell_ptr,
-        mesh.node_cells, mesh.node_cell_local, tol, int(max_visits), active_list == "heap",
+        phi,
+        rec_elem,
+        rec_code,
+        mesh.cells,
+        d2,
+        hgt,
+        mesh.pair_index,
+        mesh.node_cell_ptr,
+        mesh.node_cells,
+        mesh.node_cell_local,
+        tol,
+        int(max_visits),
+        active_list == "heap",
     )
     if visits < 0:
         raise ConvergenceError(f"fast iterative method exceeded max_visits={max_visits} active-list visits")

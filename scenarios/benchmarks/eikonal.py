@@ -31,7 +31,13 @@ from physim.eikonal.heart import load_biventricular
 from physim.scenario import ScenarioContext, scenario_main
 
 V_FIBER, V_CROSS = 0.6, 0.24
-SITES = ((25.0, 0.0, -30.0), (-12.0, 22.0, -35.0), (-10.0, -22.0, -35.0), (0.0, 0.0, -55.0), (55.0, -10.0, -25.0))
+SITES = (
+    (25.0, 0.0, -30.0),
+    (-12.0, 22.0, -35.0),
+    (-10.0, -22.0, -35.0),
+    (0.0, 0.0, -55.0),
+    (55.0, -10.0, -25.0),
+)
 SITE_TIMES = np.array([0.0, 2.0, 4.0, 8.0, 5.0])
 
 
@@ -55,7 +61,9 @@ def _fim_python(points, cells, D, src, times):
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         t0 = time.perf_counter()
-        solver = fimpy.create_fim_solver(points, cells, D, device="cpu", use_active_list=True, precision=np.float64)
+        solver = fimpy.create_fim_solver(
+            points, cells, D, device="cpu", use_active_list=True, precision=np.float64
+        )
         phi = solver.comp_fim(src, times)
         return time.perf_counter() - t0, np.asarray(phi)
 
@@ -75,21 +83,34 @@ def bench_heart(ctx, size, fim_max_tets):
     adjoint(act, w)
     t_adj, grad = _best(lambda: adjoint(act, w))
     row = {
-        "mesh": size, "n_tets": mesh.n_cells, "n_points": mesh.n_points, "setup_s": t_setup,
-        "forward_s": t_fwd, "adjoint_s": t_adj, "adjoint_over_forward": t_adj / t_fwd,
-        "visits_per_node": act.visits / mesh.n_points, "nodes_on_cycles": grad.n_cyclic,
+        "mesh": size,
+        "n_tets": mesh.n_cells,
+        "n_points": mesh.n_points,
+        "setup_s": t_setup,
+        "forward_s": t_fwd,
+        "adjoint_s": t_adj,
+        "adjoint_over_forward": t_adj / t_fwd,
+        "visits_per_node": act.visits / mesh.n_points,
+        "nodes_on_cycles": grad.n_cyclic,
         "total_activation_ms": act.total_activation_time,
     }
     if mesh.n_cells <= fim_max_tets:
         t_fim, phi = _fim_python(mesh.points, mesh.cells, D, src, SITE_TIMES)
         if t_fim is not None:
-            row.update(fim_python_s=t_fim, speedup_vs_fim_python=t_fim / t_fwd,
-                       max_abs_diff_fim_python_ms=float(np.max(np.abs(phi - act.times))))
-    msg = (f"{size}: {mesh.n_cells} tets  forward {t_fwd:.3f} s  adjoint {t_adj:.3f} s "
-           f"(x{t_adj / t_fwd:.2f})  visits/node {row['visits_per_node']:.2f}")
+            row.update(
+                fim_python_s=t_fim,
+                speedup_vs_fim_python=t_fim / t_fwd,
+                max_abs_diff_fim_python_ms=float(np.max(np.abs(phi - act.times))),
+            )
+    msg = (
+        f"{size}: {mesh.n_cells} tets  forward {t_fwd:.3f} s  adjoint {t_adj:.3f} s "
+        f"(x{t_adj / t_fwd:.2f})  visits/node {row['visits_per_node']:.2f}"
+    )
     if "fim_python_s" in row:
-        msg += (f"  fim-python {row['fim_python_s']:.1f} s (physim x{row['speedup_vs_fim_python']:.0f} faster, "
-                f"max diff {row['max_abs_diff_fim_python_ms']:.1e} ms)")
+        msg += (
+            f"  fim-python {row['fim_python_s']:.1f} s (physim x{row['speedup_vs_fim_python']:.0f} faster, "
+            f"max diff {row['max_abs_diff_fim_python_ms']:.1e} ms)"
+        )
     ctx.log(msg)
     return row
 
@@ -108,10 +129,15 @@ def bench_box_vs_fim(ctx):
     if t_fim is None:
         ctx.log("fim-python not installed: no comparison")
         return row
-    row.update(fim_python_s=t_fim, speedup_vs_fim_python=t_fim / t_fwd,
-               max_abs_diff_fim_python_ms=float(np.max(np.abs(phi - act.times))))
-    ctx.log(f"box {mesh.n_cells} tets: physim {t_fwd * 1e3:.2f} ms, fim-python {t_fim:.2f} s "
-            f"(x{t_fim / t_fwd:.0f}), max diff {row['max_abs_diff_fim_python_ms']:.1e} ms")
+    row.update(
+        fim_python_s=t_fim,
+        speedup_vs_fim_python=t_fim / t_fwd,
+        max_abs_diff_fim_python_ms=float(np.max(np.abs(phi - act.times))),
+    )
+    ctx.log(
+        f"box {mesh.n_cells} tets: physim {t_fwd * 1e3:.2f} ms, fim-python {t_fim:.2f} s "
+        f"(x{t_fim / t_fwd:.0f}), max diff {row['max_abs_diff_fim_python_ms']:.1e} ms"
+    )
     return row
 
 
@@ -120,10 +146,18 @@ def convergence(ctx):
     th = 0.5
     R = np.array([[np.cos(th), -np.sin(th)], [np.sin(th), np.cos(th)]])
     cases = {
-        "2d": (R @ np.diag([1.0, 0.16]) @ R.T, [16, 32, 64] if ctx.quick else [16, 32, 64, 128, 256],
-               lambda n: square_tri_mesh(n, 2.0, origin=-1.0), 0.4),
-        "3d": (np.diag([1.0, 0.3, 0.5]), [6, 12] if ctx.quick else [6, 12, 24],
-               lambda n: box_tet_mesh(n, 2.0, origin=-1.0), 0.4),
+        "2d": (
+            R @ np.diag([1.0, 0.16]) @ R.T,
+            [16, 32, 64] if ctx.quick else [16, 32, 64, 128, 256],
+            lambda n: square_tri_mesh(n, 2.0, origin=-1.0),
+            0.4,
+        ),
+        "3d": (
+            np.diag([1.0, 0.3, 0.5]),
+            [6, 12] if ctx.quick else [6, 12, 24],
+            lambda n: box_tet_mesh(n, 2.0, origin=-1.0),
+            0.4,
+        ),
     }
     out = {}
     for name, (D, ns, make, radius) in cases.items():
@@ -141,8 +175,10 @@ def convergence(ctx):
             errs = np.array(errs)
             orders = np.log(errs[:-1] / errs[1:]) / np.log(np.array(hs[:-1]) / np.array(hs[1:]))
             res[f"radius_{r}"] = {"h": hs, "max_error": errs.tolist(), "orders": orders.tolist()}
-            ctx.log(f"point source {name} init_radius={r}: max errors {np.array2string(errs, precision=4)}, "
-                    f"orders {np.array2string(orders, precision=2)}")
+            ctx.log(
+                f"point source {name} init_radius={r}: max errors {np.array2string(errs, precision=4)}, "
+                f"orders {np.array2string(orders, precision=2)}"
+            )
         out[name] = res
     return out
 
@@ -170,15 +206,23 @@ def run(ctx: ScenarioContext) -> dict:
         result["box_vs_fim_python"] = box
     fim_rows = [r for r in rows if "fim_python_s" in r]
     if len(fim_rows) >= 1:
-        result["fim_python_scaling_exponent"] = _slope(fim_rows, "fim_python_s") if len(fim_rows) > 1 else None
+        result["fim_python_scaling_exponent"] = (
+            _slope(fim_rows, "fim_python_s") if len(fim_rows) > 1 else None
+        )
     ctx.log("| mesh | tets | forward (s) | adjoint (s) | adjoint/forward | fim-python (s) | speed-up |")
     for r in rows:
-        fim = f"{r['fim_python_s']:.1f} | x{r['speedup_vs_fim_python']:.0f}" if "fim_python_s" in r else "– | –"
-        ctx.log(f"| {r['mesh']} | {r['n_tets']} | {r['forward_s']:.3f} | {r['adjoint_s']:.3f} | "
-                f"{r['adjoint_over_forward']:.2f} | {fim} |")
+        fim = (
+            f"{r['fim_python_s']:.1f} | x{r['speedup_vs_fim_python']:.0f}" if "fim_python_s" in r else "– | –"
+        )
+        ctx.log(
+            f"| {r['mesh']} | {r['n_tets']} | {r['forward_s']:.3f} | {r['adjoint_s']:.3f} | "
+            f"{r['adjoint_over_forward']:.2f} | {fim} |"
+        )
     if result["forward_scaling_exponent"] is not None:
-        ctx.log(f"scaling exponents (time ~ n_tets^k): forward {result['forward_scaling_exponent']:.2f}, "
-                f"adjoint {result['adjoint_scaling_exponent']:.2f}")
+        ctx.log(
+            f"scaling exponents (time ~ n_tets^k): forward {result['forward_scaling_exponent']:.2f}, "
+            f"adjoint {result['adjoint_scaling_exponent']:.2f}"
+        )
     if ctx.plots and len(rows) > 1:
         from physim.viz import figure, save_figure
 
@@ -187,8 +231,12 @@ def run(ctx: ScenarioContext) -> dict:
         ax.loglog(n, [r["forward_s"] for r in rows], "o-", label="physim forward")
         ax.loglog(n, [r["adjoint_s"] for r in rows], "s-", label="physim adjoint")
         if fim_rows:
-            ax.loglog([r["n_tets"] for r in fim_rows], [r["fim_python_s"] for r in fim_rows], "^-",
-                      label="fim-python (CPU)")
+            ax.loglog(
+                [r["n_tets"] for r in fim_rows],
+                [r["fim_python_s"] for r in fim_rows],
+                "^-",
+                label="fim-python (CPU)",
+            )
         ax.set_xlabel("tetrahedra")
         ax.set_ylabel("time (s)")
         ax.set_title("eikonal solve on biventricular meshes")

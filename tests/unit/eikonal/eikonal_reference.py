@@ -69,7 +69,9 @@ def local_update_ref(x, xs, ts, D):
             # a ray (nearly) parallel to the support gives no intersection: then the
             # fit is not attained on the simplex (T would differ from Σλt + s)
             scale = 1.0 + np.abs(zs).max() + np.abs(zx).max()
-            consistent = np.linalg.norm(A @ sol - rhs) <= 1e-9 * scale and abs(lam @ ts[S] + s - T) <= 1e-9 * (1.0 + abs(T))
+            consistent = np.linalg.norm(A @ sol - rhs) <= 1e-9 * scale and abs(
+                lam @ ts[S] + s - T
+            ) <= 1e-9 * (1.0 + abs(T))
             if np.all(lam >= -1e-12) and s > 0 and consistent:
                 best = min(best, T)
     return best
@@ -93,8 +95,14 @@ def local_update_brute(x, xs, ts, D, n_grid=60):
     vals = [f(np.array(g)) for g in grid]
     g0 = np.array(grid[int(np.argmin(vals))])
     cons = [{"type": "ineq", "fun": lambda l: 1.0 - l.sum()}]
-    res = minimize(f, g0, method="SLSQP", bounds=[(0, 1)] * (k - 1), constraints=cons,
-                   options={"ftol": 1e-15, "maxiter": 500})
+    res = minimize(
+        f,
+        g0,
+        method="SLSQP",
+        bounds=[(0, 1)] * (k - 1),
+        constraints=cons,
+        options={"ftol": 1e-15, "maxiter": 500},
+    )
     return min(float(res.fun), float(np.min(vals)))
 
 
@@ -122,7 +130,9 @@ def solve_ref(points, cells, D, init, max_sweeps=10_000):
             return phi
         # stop at round-off
         fin = np.isfinite(phi) & np.isfinite(new)
-        if np.all(np.isfinite(new) == np.isfinite(phi)) and np.all(np.abs(new[fin] - phi[fin]) <= 1e-14 * (1 + np.abs(phi[fin]))):
+        if np.all(np.isfinite(new) == np.isfinite(phi)) and np.all(
+            np.abs(new[fin] - phi[fin]) <= 1e-14 * (1 + np.abs(phi[fin]))
+        ):
             return new
         phi = new
     raise RuntimeError("reference relaxation did not converge")

@@ -3,7 +3,6 @@
 import numpy as np
 import pytest
 
-from physim.errors import InvalidTypeError, NonFiniteError, ShapeError
 from physim.eikonal import (
     EikonalGradient,
     adjoint,
@@ -13,6 +12,7 @@ from physim.eikonal import (
     solve,
     square_tri_mesh,
 )
+from physim.errors import InvalidTypeError, NonFiniteError, ShapeError
 from physim.optim import check_gradient
 
 
@@ -86,7 +86,9 @@ def test_gradient_wrt_source_times(kind):
 
     def f(t):
         act = solve(mesh, D, src, t, tol=0.0)
-        return float(w @ act.times) + 0.5 * float(act.times @ act.times), adjoint(act, w + act.times).source_times
+        return float(w @ act.times) + 0.5 * float(act.times @ act.times), adjoint(
+            act, w + act.times
+        ).source_times
 
     chk = check_gradient(f, np.array([0.0, 0.35, 0.2]))
     assert chk.ok, chk
@@ -157,8 +159,11 @@ def test_full_jacobian_wrt_source_times_by_central_differences():
     h = 1e-6
     J_fd = np.stack(
         [
-            (solve(mesh, D, src, t0 + h * np.eye(3)[k], tol=0.0).times
-             - solve(mesh, D, src, t0 - h * np.eye(3)[k], tol=0.0).times) / (2 * h)
+            (
+                solve(mesh, D, src, t0 + h * np.eye(3)[k], tol=0.0).times
+                - solve(mesh, D, src, t0 - h * np.eye(3)[k], tol=0.0).times
+            )
+            / (2 * h)
             for k in range(3)
         ],
         axis=1,

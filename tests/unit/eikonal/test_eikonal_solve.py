@@ -260,8 +260,9 @@ def test_agrees_with_fim_python(dim):
     act = solve(mesh, D, src, tol=0.0)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        solver = fp.create_fim_solver(mesh.points, mesh.cells, D, device="cpu", use_active_list=True,
-                                      precision=np.float64)
+        solver = fp.create_fim_solver(
+            mesh.points, mesh.cells, D, device="cpu", use_active_list=True, precision=np.float64
+        )
         ref = solver.comp_fim(src, np.zeros(2))
     # fim-python stops each node at its convergence threshold (1e-9)
     np.testing.assert_allclose(act.times, ref, atol=1e-8)

@@ -5,7 +5,6 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from physim.errors import InvalidInputError, InvalidTypeError, MeshError, NonFiniteError, ShapeError
 from physim.eikonal import (
     TetMesh,
     TriMesh,
@@ -15,6 +14,7 @@ from physim.eikonal import (
     solve,
     square_tri_mesh,
 )
+from physim.errors import InvalidInputError, InvalidTypeError, MeshError, NonFiniteError, ShapeError
 
 UNIT_TET = np.array([[0.0, 0, 0], [1, 0, 0], [0, 1, 0], [0, 0, 1]])
 
@@ -77,8 +77,12 @@ def test_unused_points_are_allowed():
         (UNIT_TET, np.zeros((0, 4), int), MeshError, "at least one element"),
         (UNIT_TET, [[0, 1, 1, 3]], MeshError, "element 0 repeats a vertex"),
         (np.array([[0.0, 0, 0], [1, 0, 0], [2, 0, 0], [0, 0, 1]]), [[0, 1, 2, 3]], MeshError, "degenerate"),
-        (np.where(np.arange(12).reshape(4, 3) == 4, np.nan, UNIT_TET), [[0, 1, 2, 3]], MeshError,
-         r"points\[1\] is not finite"),
+        (
+            np.where(np.arange(12).reshape(4, 3) == 4, np.nan, UNIT_TET),
+            [[0, 1, 2, 3]],
+            MeshError,
+            r"points\[1\] is not finite",
+        ),
         (UNIT_TET[:, :2], [[0, 1, 2, 3]], MeshError, r"\(n_points, 3\)"),
     ],
 )
@@ -143,7 +147,9 @@ def test_conduction_tensor_eigenstructure():
     ev = np.linalg.eigvalsh(D)
     np.testing.assert_allclose(ev, np.tile([0.01, 0.09, 0.36], (5, 1)), atol=1e-14)
     # isotropic: D = v² I, and in 2D
-    np.testing.assert_allclose(conduction_tensor(np.ones((2, 2)), 0.5, 0.5), np.tile(0.25 * np.eye(2), (2, 1, 1)))
+    np.testing.assert_allclose(
+        conduction_tensor(np.ones((2, 2)), 0.5, 0.5), np.tile(0.25 * np.eye(2), (2, 1, 1))
+    )
 
 
 @pytest.mark.parametrize(
