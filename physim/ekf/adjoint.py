@@ -115,9 +115,9 @@ def _cotangents(rollout: Rollout, cost):
     N1, n = Pall.shape[0], Pall.shape[1]
     if isinstance(cost, CovarianceCost) or (hasattr(cost, "value") and hasattr(cost, "gradient")):
         value = float(cost.value(Pall))
-        Pbar = as_float_array("cost gradient", cost.gradient(Pall), (N1, n, n))
+        Pbar = as_float_array("cost gradient", cost.gradient(Pall), (N1, n, n), copy=True)
         return value, Pbar
-    C = as_float_array("d_cost_d_P", cost)
+    C = as_float_array("d_cost_d_P", cost, copy=True)
     if C.shape == (n, n):
         Pbar = np.zeros((N1, n, n))
         Pbar[-1] = C
@@ -206,6 +206,6 @@ def trajectory_vjp(rollout: Rollout, d_cost_d_states) -> tuple[np.ndarray, np.nd
     """
     r = rollout
     N, n, nu = r.controls.shape[0], r.states.shape[1], r.controls.shape[1]
-    Xb = as_float_array("d_cost_d_states", d_cost_d_states, (N + 1, n))
+    Xb = as_float_array("d_cost_d_states", d_cost_d_states, (N + 1, n), copy=True)
     zF, zG = np.zeros((N, n, n)), np.zeros((N, n, nu))
     return _trajectory_adjoint(r.model, r.states, r.controls, r.F, r.G, zF, zG, Xb)

@@ -117,16 +117,16 @@ def _validate(model, sensor, x0, P0, controls, M, Q0):
             f"beacons must be a physim.ekf.MeasurementModel (e.g. Beacons(...)), got {type(sensor).__name__}"
         )
     n, nu = model.n_state, model.n_control
-    x0 = as_float_array("x0", x0, (n,))
-    P0 = as_float_array("P0", P0, (n, n))
+    x0 = as_float_array("x0", x0, (n,), copy=True)
+    P0 = as_float_array("P0", P0, (n, n), copy=True)
     check_spd("P0", P0)
-    U = as_float_array("controls", controls, (None, nu))
+    U = as_float_array("controls", controls, (None, nu), copy=True)
     if U.shape[0] < 1:
         raise ShapeError(f"controls must hold at least one step, got shape {U.shape}")
     model.check_controls(U)
-    M = as_float_array("M", M, (nu, nu))
+    M = as_float_array("M", M, (nu, nu), copy=True)
     _check_psd("M", M)
-    Q0 = as_float_array("Q0", Q0, (n, n))
+    Q0 = as_float_array("Q0", Q0, (n, n), copy=True)
     _check_psd("Q0", Q0)
     return x0, P0, U, M, Q0
 
@@ -173,8 +173,9 @@ def _rollout(model, sensor, x0, P0, U, M, Q0, joseph=True, check=True) -> Rollou
             raise InvalidInputError(f"the nominal trajectory is not finite from step {k}")
         sensor.check_states(X[1:])
     H, Rd = sensor.jacobians(X[1:])
-    H = np.ascontiguousarray(H, dtype=np.float64)
-    Rd = np.ascontiguousarray(Rd, dtype=np.float64)
+    # writable C-contiguous float64: the kernels compile a single signature
+    H = np.require(H, np.float64, ["C", "W"])
+    Rd = np.require(Rd, np.float64, ["C", "W"])
     if check and not np.all(Rd > 0):
         k, a = np.argwhere(~(Rd > 0))[0]
         raise InvalidInputError(f"measurement noise variance R[{k}, {a}] = {Rd[k, a]!r} is not > 0")

@@ -253,3 +253,17 @@ def test_cost_values():
     assert HorizonSum(FinalLogDet(), mean=True).value(P) == pytest.approx(mean_ld, rel=1e-12)
     np.testing.assert_allclose(FinalLogDet().gradient(P)[-1] @ P[-1], np.eye(3), atol=1e-10)
     assert not FinalLogDet().gradient(P)[:-1].any()
+
+
+def test_read_only_inputs_reuse_the_compiled_kernels():
+    from physim.ekf import _kernels as K
+
+    rng = np.random.default_rng(14)
+    p = random_problem(rng, N=5)
+    for key in ("x0", "P0", "U", "M", "Q0"):
+        p[key] = p[key].copy()
+        p[key].setflags(write=False)
+    r = _rollout(p)
+    g = adjoint(r, np.broadcast_to(np.eye(3), (6, 3, 3)))  # read-only cotangent
+    assert np.isfinite(g.controls).all()
+    assert len(K.cov_forward.signatures) == 1 and len(K.cov_adjoint.signatures) == 1
