@@ -113,7 +113,7 @@ def run(ctx: ScenarioContext) -> dict:
     rows = []
     for N in sizes:
         U = _controls(N)
-        rep = 30 if N <= 1000 else 5
+        rep = 200 if N <= 1000 else 10
 
         def forward(U=U):
             return covariance_rollout(model, beacons, x0, P0, U, M, Q0)
