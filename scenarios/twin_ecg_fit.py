@@ -33,7 +33,7 @@ NOISE_FRACTION = 0.01
 
 def run(ctx: ScenarioContext) -> dict:
     t_start = time.perf_counter()
-    n_cand, maxiter = (40, 60) if ctx.quick else (120, 300)
+    n_cand, maxiter = (40, 40) if ctx.quick else (120, 300)
     s = Setup(ctx, n_cand)
     ctx.log(f"mesh {s.size}: {s.heart.n_points} points, {s.heart.n_tets} tets; {n_cand} candidate sites")
     rng = np.random.default_rng(ctx.seed + 2)

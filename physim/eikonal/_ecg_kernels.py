@@ -187,20 +187,27 @@ def ecg_adjoint_serial(W, phi, apd, amp, h_up, h_dn, repol, t0, dt, ns, lam, suf
 
 @njit
 def _grads(points, tets, k, gr):
-    """P1 shape-function gradients of tet k into gr (4, 3); returns the volume."""
-    i0, i1, i2, i3 = tets[k, 0], tets[k, 1], tets[k, 2], tets[k, 3]
-    e1 = points[i1] - points[i0]
-    e2 = points[i2] - points[i0]
-    e3 = points[i3] - points[i0]
-    # rows of the inverse Jacobian via cross products (Cramer's rule)
-    c23 = np.cross(e2, e3)
-    c31 = np.cross(e3, e1)
-    c12 = np.cross(e1, e2)
-    det = e1[0] * c23[0] + e1[1] * c23[1] + e1[2] * c23[2]
+    """P1 shape-function gradients of tet k into gr (4, 3); returns the volume.
+
+    Rows 1..3 are the rows of the inverse Jacobian (Cramer's rule with cross
+    products of the edge vectors), row 0 makes the gradients sum to zero.
+    """
+    p0 = points[tets[k, 0]]
+    p1 = points[tets[k, 1]]
+    p2 = points[tets[k, 2]]
+    p3 = points[tets[k, 3]]
+    ax, ay, az = p1[0] - p0[0], p1[1] - p0[1], p1[2] - p0[2]
+    bx, by, bz = p2[0] - p0[0], p2[1] - p0[1], p2[2] - p0[2]
+    cx, cy, cz = p3[0] - p0[0], p3[1] - p0[1], p3[2] - p0[2]
+    # b x c, c x a, a x b
+    gr[1, 0], gr[1, 1], gr[1, 2] = by * cz - bz * cy, bz * cx - bx * cz, bx * cy - by * cx
+    gr[2, 0], gr[2, 1], gr[2, 2] = cy * az - cz * ay, cz * ax - cx * az, cx * ay - cy * ax
+    gr[3, 0], gr[3, 1], gr[3, 2] = ay * bz - az * by, az * bx - ax * bz, ax * by - ay * bx
+    det = ax * gr[1, 0] + ay * gr[1, 1] + az * gr[1, 2]
     for d in range(3):
-        gr[1, d] = c23[d] / det
-        gr[2, d] = c31[d] / det
-        gr[3, d] = c12[d] / det
+        gr[1, d] /= det
+        gr[2, d] /= det
+        gr[3, d] /= det
         gr[0, d] = -(gr[1, d] + gr[2, d] + gr[3, d])
     return abs(det) / 6.0
 
@@ -208,40 +215,40 @@ def _grads(points, tets, k, gr):
 @njit
 def _lead_vector(points, tets, k, vol, x, nq, out):
     """out (3,) = integral over tet k of grad_x (1 / |x - x_e|) with nq = 1 or 4 points."""
-    out[:] = 0.0
-    if nq == 1:
-        c = np.zeros(3)
+    out[0] = 0.0
+    out[1] = 0.0
+    out[2] = 0.0
+    nqp = 1 if nq == 1 else 4
+    w = vol / nqp
+    for q in range(nqp):
+        c0 = 0.0
+        c1 = 0.0
+        c2 = 0.0
         for m in range(4):
-            c += points[tets[k, m]]
-        c /= 4.0
-        r = c - x
-        rn = math.sqrt(r[0] * r[0] + r[1] * r[1] + r[2] * r[2])
-        f = -vol / (rn * rn * rn)
-        for d in range(3):
-            out[d] = f * r[d]
-        return
-    for q in range(4):
-        c = np.zeros(3)
-        for m in range(4):
-            wgt = _QA if m == q else _QB
-            c += wgt * points[tets[k, m]]
-        r = c - x
-        rn = math.sqrt(r[0] * r[0] + r[1] * r[1] + r[2] * r[2])
-        f = -0.25 * vol / (rn * rn * rn)
-        for d in range(3):
-            out[d] += f * r[d]
+            if nq == 1:
+                wgt = 0.25
+            else:
+                wgt = _QA if m == q else _QB
+            p = points[tets[k, m]]
+            c0 += wgt * p[0]
+            c1 += wgt * p[1]
+            c2 += wgt * p[2]
+        r0 = c0 - x[0]
+        r1 = c1 - x[1]
+        r2 = c2 - x[2]
+        rn = math.sqrt(r0 * r0 + r1 * r1 + r2 * r2)
+        f = -w / (rn * rn * rn)
+        out[0] += f * r0
+        out[1] += f * r1
+        out[2] += f * r2
 
 
-@njit(parallel=True)
-def element_weights(points, tets, G, electrodes, scale, nq):
-    """Per-element weights (n_tets, 4, n_electrodes):
-    ``-scale * L_ek . (G_k grad N_a)`` with ``L_ek`` from :func:`_lead_vector`."""
-    nt = tets.shape[0]
+@njit
+def _element_weights_range(points, tets, G, electrodes, scale, nq, lo, hi, out):
     ne = electrodes.shape[0]
-    out = np.empty((nt, 4, ne))
-    for k in prange(nt):
-        gr = np.empty((4, 3))
-        L = np.empty(3)
+    gr = np.empty((4, 3))
+    L = np.empty(3)
+    for k in range(lo, hi):
         vol = _grads(points, tets, k, gr)
         for e in range(ne):
             _lead_vector(points, tets, k, vol, electrodes[e], nq, L)
@@ -251,7 +258,22 @@ def element_weights(points, tets, G, electrodes, scale, nq):
             gl2 = G[k, 0, 2] * L[0] + G[k, 1, 2] * L[1] + G[k, 2, 2] * L[2]
             for a in range(4):
                 out[k, a, e] = -scale * (gl0 * gr[a, 0] + gl1 * gr[a, 1] + gl2 * gr[a, 2])
-    return out
+
+
+@njit
+def element_weights_serial(points, tets, G, electrodes, scale, nq, out):
+    """Per-element weights into ``out`` (n_tets, 4, n_electrodes):
+    ``-scale * L_ek . (G_k grad N_a)`` with ``L_ek`` from :func:`_lead_vector`."""
+    _element_weights_range(points, tets, G, electrodes, scale, nq, 0, tets.shape[0], out)
+
+
+@njit(parallel=True)
+def element_weights_parallel(points, tets, G, electrodes, scale, nq, out, nchunk):
+    """Parallel version of :func:`element_weights_serial` (chunks of elements)."""
+    nt = tets.shape[0]
+    for c in prange(nchunk):
+        _element_weights_range(points, tets, G, electrodes, scale, nq, c * nt // nchunk,
+                               (c + 1) * nt // nchunk, out)
 
 
 @njit
@@ -293,47 +315,3 @@ def conductivity_gradient(points, tets, electrodes, scale, nq, mu):
                 out[k, i, 1] -= scale * L[i] * q1
                 out[k, i, 2] -= scale * L[i] * q2
     return out
-
-
-@njit
-def points_in_tets(points, tets, queries, tol):
-    """For each query point, the index of one tet containing it (barycentric
-    coordinates >= -tol), or -1."""
-    nq = queries.shape[0]
-    nt = tets.shape[0]
-    res = np.full(nq, -1, dtype=np.int64)
-    gr = np.empty((4, 3))
-    for k in range(nt):
-        lo0 = lo1 = lo2 = np.inf
-        hi0 = hi1 = hi2 = -np.inf
-        for m in range(4):
-            p = points[tets[k, m]]
-            lo0 = min(lo0, p[0])
-            lo1 = min(lo1, p[1])
-            lo2 = min(lo2, p[2])
-            hi0 = max(hi0, p[0])
-            hi1 = max(hi1, p[1])
-            hi2 = max(hi2, p[2])
-        computed = False
-        for q in range(nq):
-            if res[q] >= 0:
-                continue
-            x = queries[q]
-            if x[0] < lo0 or x[0] > hi0 or x[1] < lo1 or x[1] > hi1 or x[2] < lo2 or x[2] > hi2:
-                continue
-            if not computed:
-                _grads(points, tets, k, gr)
-                computed = True
-            p0 = points[tets[k, 0]]
-            inside = True
-            s = 0.0
-            for m in range(1, 4):
-                lam = 0.0
-                for d in range(3):
-                    lam += gr[m, d] * (x[d] - p0[d])
-                s += lam
-                if lam < -tol:
-                    inside = False
-            if inside and 1.0 - s >= -tol:
-                res[q] = k
-    return res

@@ -86,6 +86,10 @@ SIGMA_CROSS = 0.019
 #: default conductivity of the surrounding medium (S/m)
 SIGMA_BATH = 0.2
 
+#: work (products per call) above which kernels run in parallel; below it the
+#: cost of starting threads dominates
+PARALLEL_WORK = 4_000_000
+
 STANDARD_ELECTRODES = ("RA", "LA", "LL", "V1", "V2", "V3", "V4", "V5", "V6")
 STANDARD_LEADS = ("I", "II", "III", "aVR", "aVL", "aVF", "V1", "V2", "V3", "V4", "V5", "V6")
 
@@ -474,6 +478,27 @@ class LeadField:
         return self.leads.n_leads
 
 
+def _containing_elements(pts, tets, queries, tol=1e-12) -> np.ndarray:
+    """Index of an element containing each query point, or -1 (numpy: only
+    elements whose bounding box holds the point are tested)."""
+    res = np.full(queries.shape[0], -1, dtype=np.int64)
+    if tets.shape[0] == 0:
+        return res
+    P = pts[tets]  # (nt, 4, 3)
+    lo, hi = P.min(axis=1), P.max(axis=1)
+    for q, x in enumerate(queries):
+        cand = np.nonzero(np.all((lo <= x) & (x <= hi), axis=1))[0]
+        if cand.size == 0:
+            continue
+        J = (P[cand, 1:] - P[cand, :1]).transpose(0, 2, 1)  # columns are edges
+        lam = np.linalg.solve(J, (x - P[cand, 0])[:, :, None])[:, :, 0]
+        bary = np.concatenate([1.0 - lam.sum(axis=1, keepdims=True), lam], axis=1)
+        hit = np.nonzero(np.all(bary >= -tol, axis=1))[0]
+        if hit.size:
+            res[q] = cand[hit[0]]
+    return res
+
+
 def lead_field(
     mesh,
     electrodes,
@@ -523,7 +548,7 @@ def lead_field(
     if quadrature not in (1, 4):
         raise InvalidInputError(f"quadrature must be 1 or 4, got {quadrature!r}")
     E = system.electrodes
-    inside = K.points_in_tets(pts, tets, E, 1e-12)
+    inside = _containing_elements(pts, tets, E)
     if np.any(inside >= 0):
         i = int(np.nonzero(inside >= 0)[0][0])
         raise InvalidInputError(
@@ -545,7 +570,12 @@ def lead_field(
             f"{int(used[j[i]])}, closer than min_distance={min_distance:.3g} mm (inside or on the heart?)"
         )
     scale = 1.0 / (4.0 * math.pi * sb)
-    ew = K.element_weights(pts, tets, G, E, scale, int(quadrature))
+    ew = np.empty((tets.shape[0], 4, E.shape[0]))
+    nthreads = max(1, int(numba.get_num_threads()))
+    if tets.shape[0] * E.shape[0] * quadrature >= PARALLEL_WORK and nthreads > 1:
+        K.element_weights_parallel(pts, tets, G, E, scale, int(quadrature), ew, nthreads)
+    else:
+        K.element_weights_serial(pts, tets, G, E, scale, int(quadrature), ew)
     W = K.scatter_weights(tets, ew, pts.shape[0])
     return LeadField(W, system, pts, tets, G, scale, int(quadrature))
 
@@ -605,11 +635,6 @@ class ECGGradient:
 
     times: np.ndarray
     conductivity: np.ndarray | None = None
-
-
-#: work (node x electrode x window-sample products) above which kernels run in parallel;
-#: below it the cost of starting threads dominates
-PARALLEL_WORK = 4_000_000
 
 
 def _plan(lf: LeadField, model: ActionPotential, dt: float) -> tuple[bool, int]:
