@@ -78,7 +78,7 @@ from .solve import Activation
 __all__ = ["EikonalGradient", "adjoint"]
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)
 class EikonalGradient:
     """Gradients of a loss L(times) returned by :func:`adjoint`.
 

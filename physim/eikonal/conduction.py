@@ -26,7 +26,7 @@ from ..errors import InvalidInputError, ShapeError
 __all__ = ["conduction_tensor", "conduction_tensor_vjp", "ConductionGradient"]
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)
 class ConductionGradient:
     """Vector-Jacobian product of :func:`conduction_tensor`.
 

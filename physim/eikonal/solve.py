@@ -43,7 +43,7 @@ class UnreachedPointsWarning(RuntimeWarning):
     """Some mesh points used by elements were not reached by any source (their time is inf)."""
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)
 class Activation:
     """Result of :func:`solve` (read-only arrays).
 
@@ -203,7 +203,7 @@ def solve(
     sources,
     source_times=0.0,
     *,
-    tol: float = 1e-10,
+    tol: float = 1e-8,
     init_radius: float = 0.0,
     max_visits: int | None = None,
     active_list: str = "heap",
@@ -223,8 +223,12 @@ def solve(
     source_times : float or array_like (n_sources,)
         Initiation time of each source, ms.
     tol : float
-        A node whose time drops by at most ``tol`` (ms) is not re-activated.
-        The result is the discrete fixed point up to ``tol``.
+        A node whose time drops by at most ``tol`` (ms) is not re-activated,
+        so the result is the discrete fixed point up to about ``tol`` (the
+        adjoint is exact for the recorded updates). On anisotropic meshes
+        with non-causal updates, tiny corrections otherwise cascade: 1e-8 ms
+        keeps finite-difference checks clean, 1e-6 ms is about 1.5x faster on
+        400k-tet meshes, 0 gives the exact fixed point (slowest).
     init_radius : float
         Initialise every node within this distance (mm) of a source exactly,
         assuming ``D`` locally constant (``source_D``). 0 disables it.
