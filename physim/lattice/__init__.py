@@ -1,11 +1,16 @@
 """Spring-lattice mechanics and mechanical neural networks (Li & Mao 2024).
 
-Networks of central-force springs with pinned dofs, solved in the linear
-(small-displacement) or geometrically exact model; gradients of any loss of
-the displacements with respect to bond stiffnesses and rest lengths by the
-in situ adjoint rule ``dL/dk_i = e_i(forward) e_i(adjoint)``.
+Networks of central-force springs with pinned dofs (:mod:`.network`), solved
+in the linear (small-displacement) or geometrically exact model with one
+sparse factorisation per batch (:mod:`.solve`, Numba kernels in
+:mod:`._kernels`); gradients of any loss of the displacements with respect to
+bond stiffnesses, rest lengths and loads by the in situ adjoint rule
+``dL/dk_i = e_i(forward) e_i(adjoint)`` (:mod:`.adjoint`); losses on output
+dofs (:mod:`.losses`); training helpers on top of :mod:`physim.optim`
+(:mod:`.learning`); ``.vtu`` output and pictures (:mod:`.plotting`).
+Units: SI (m, N, N/m).
 
->>> from physim.lattice import triangular_lattice, solve, adjoint, mse_loss
+>>> from physim.lattice import paper_network, solve, adjoint, mse_loss
 """
 
 from .adjoint import LatticeGradient, adjoint
