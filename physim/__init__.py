@@ -20,6 +20,18 @@ from .errors import (
 
 __version__ = "0.1.0"
 
+_SUBPACKAGES = ("lattice", "eikonal", "ekf", "optim", "io", "viz")
+
+
+def __getattr__(name: str):
+    # subpackages are imported on first use, so `import physim` stays cheap
+    if name in _SUBPACKAGES:
+        import importlib
+
+        return importlib.import_module(f".{name}", __name__)
+    raise AttributeError(f"module 'physim' has no attribute {name!r}")
+
+
 __all__ = [
     "__version__",
     "errors",
@@ -27,4 +39,5 @@ __all__ = [
     "InvalidInputError",
     "SingularSystemError",
     "ConvergenceError",
+    *_SUBPACKAGES,
 ]
