@@ -33,9 +33,10 @@ class ConductionGradient:
     Attributes
     ----------
     fibers : ndarray, same shape as the ``fibers`` argument
-        dL/dfibers (mm⁻¹ ... units of the loss per unit direction component).
+        dL/dfibers (loss units per unit of direction component; includes the
+        normalisation, so it is orthogonal to each fibre).
     v_fiber, v_cross : float or ndarray (n_elements,)
-        dL/dv (same shape as the corresponding argument; ms/mm times loss units).
+        dL/dv, same shape as the corresponding argument (loss units per mm/ms).
     v_normal : float or ndarray (n_elements,) or None
         dL/dv_normal, None when ``v_normal`` was not given.
     """
