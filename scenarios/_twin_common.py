@@ -56,7 +56,7 @@ class Setup:
     """Heart, fibres, lead field, ground truth and the model to fit."""
 
     def __init__(self, ctx, n_candidates):
-        self.size = "10k" if ctx.quick else "65k"
+        self.size = ctx.extra.get("mesh") or ("10k" if ctx.quick else "65k")
         self.heart = load_biventricular(self.size)
         h = self.heart
         self.fibers = rule_based(h).fibers
@@ -87,6 +87,12 @@ class Setup:
 
     def ecg(self, times):
         return E.simulate_ecg(self.lead_field, times, model=self.ap, n_samples=N_SAMPLES, dt=DT).signals
+
+
+def add_arguments(parser):
+    """``--mesh`` overrides the mesh (default 65k; 10k with --quick)."""
+    parser.add_argument("--mesh", choices=["10k", "65k", "large"], default=None,
+                        help="biventricular mesh (default 65k, 10k with --quick)")
 
 
 def fit(ctx, setup, fun, maxiter):

@@ -16,6 +16,7 @@ Reports the ECG correlation per lead, the activation error over the whole
 heart (mean/max, ms), true vs recovered velocities, iterations and wall time;
 writes ``fitted_model.vtu``, ``activation_true_vs_fitted.png``,
 ``ecg_target_vs_fitted.png`` and ``loss.png``.
+``--mesh large`` runs the same fit on the ~415k-tet mesh.
 """
 
 from __future__ import annotations
@@ -23,7 +24,7 @@ from __future__ import annotations
 import time
 
 import numpy as np
-from _twin_common import Setup, fit, summarise, write_outputs
+from _twin_common import Setup, add_arguments, fit, summarise, write_outputs
 
 from physim.eikonal import twin as T
 from physim.scenario import ScenarioContext, scenario_main
@@ -55,4 +56,4 @@ def run(ctx: ScenarioContext) -> dict:
 
 
 if __name__ == "__main__":
-    scenario_main(run, __doc__)
+    scenario_main(run, __doc__, add_arguments=add_arguments)

@@ -52,7 +52,8 @@ def _ramp(u):
     out = (u >= 1.0).astype(float)
     inside = np.abs(u) < 1.0
     ui = u[inside]
-    out[inside] = 1.0 / (1.0 + np.exp(-2.0 * ui / (1.0 - ui * ui)))
+    with np.errstate(over="ignore"):
+        out[inside] = 1.0 / (1.0 + np.exp(-2.0 * ui / (1.0 - ui * ui)))
     return out
 
 
