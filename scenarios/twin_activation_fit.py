@@ -15,6 +15,7 @@ recovered velocities, the 12-lead ECG correlation of the fitted model with the
 true ECG, iterations and wall time; writes ``fitted_model.vtu`` (true, fitted
 and error fields), ``activation_true_vs_fitted.png``,
 ``ecg_target_vs_fitted.png`` and ``loss.png``.
+
 ``--mesh large`` runs the same fit on the ~415k-tet mesh.
 """
 

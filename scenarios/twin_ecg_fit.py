@@ -16,6 +16,7 @@ Reports the ECG correlation per lead, the activation error over the whole
 heart (mean/max, ms), true vs recovered velocities, iterations and wall time;
 writes ``fitted_model.vtu``, ``activation_true_vs_fitted.png``,
 ``ecg_target_vs_fitted.png`` and ``loss.png``.
+
 ``--mesh large`` runs the same fit on the ~415k-tet mesh.
 """
 
