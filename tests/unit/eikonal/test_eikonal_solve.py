@@ -5,6 +5,8 @@ import warnings
 import numpy as np
 import pytest
 from eikonal_reference import solve_ref
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from physim.eikonal import (
     Activation,
@@ -266,3 +268,22 @@ def test_agrees_with_fim_python(dim):
         ref = solver.comp_fim(src, np.zeros(2))
     # fim-python stops each node at its convergence threshold (1e-9)
     np.testing.assert_allclose(act.times, ref, atol=1e-8)
+
+
+@settings(max_examples=15, deadline=None)
+@given(
+    c=st.floats(0.2, 5.0),
+    shift=st.floats(-50.0, 50.0),
+    seed=st.integers(0, 10_000),
+)
+def test_speed_scaling_and_time_shift_identities(c, shift, seed):
+    """Speeds times c and source times t₀/c + s give φ(D, t₀)/c + s (to round-off, any D)."""
+    rng = np.random.default_rng(seed)
+    mesh = box_tet_mesh(3, jitter=0.2, seed=seed % 7)
+    D = np.stack([_rand_spd(rng, 3, 0.1, 2.0) for _ in range(mesh.n_cells)])
+    src = rng.choice(mesh.n_points, 2, replace=False)
+    t0 = rng.uniform(0, 1, 2)
+    base = solve(mesh, D, src, t0, tol=0.0)
+    scaled = solve(mesh, c**2 * D, src, t0 / c + shift, tol=0.0)
+    np.testing.assert_allclose(scaled.times, base.times / c + shift, rtol=1e-9, atol=1e-9)
+    np.testing.assert_array_equal(scaled.update_kind, base.update_kind)
