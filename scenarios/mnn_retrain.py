@@ -1,36 +1,66 @@
 """Mechanical neural network retraining: task switching (Iris -> regression -> Iris) and damage.
 
-After Li & Mao (2024): the 14-node lattice is trained on Iris classification
-(set-up of ``mnn_iris``), then retrained on the regression task of
-``mnn_regression`` starting from the Iris stiffnesses, then back on Iris.
-Then it is damaged: bonds are removed at random, skipping any whose removal
-would create a floppy mode (checked with ``floppy_modes``), and the damaged
-network is retrained. Reports accuracy (train/test) before switching, after
-switching back, before damage, right after damage and after retraining, and
-the regression loss reached in between.
+After Li & Mao (2024), on the 39-node, 93-bond triangular lattice of
+``mnn_iris`` (rows 7, 6, 7, 6, 7, 6, top corners pinned, bar widths in
+[1.5, 2.5] mm): the network is trained on Iris classification (set-up of
+``mnn_iris``: inputs 17, 32, 38, 26, outputs |u_x| of 24, 4, 10), then
+retrained on a regression task starting from the Iris stiffnesses (vertical
+force in +/-0.196 N on node 29, the middle of the fifth row; target slopes
+12 and 16 mm/N for the vertical displacement of bottom nodes 35 and 36,
+whose untrained slope is 14.0 mm/N: the same asymmetry as the paper's 9 and
+12 mm/N around 10.7), then back on Iris. Then it is damaged: 2 bonds are
+removed at random, skipping any whose removal would create a floppy mode
+(checked with ``floppy_modes``), and the damaged network is retrained; this
+is repeated for 5 independent damage draws (--quick: 1) and the accuracies
+averaged. Removing 6 bonds instead (the same 7 % of the bonds as 2 of the
+paper's 28) often cuts a bond at an output node: that output becomes several
+times more compliant than the others, the network then predicts one class,
+and retraining cannot undo it (5 draws: 0.45 train after damage, 0.52 after
+retraining).
+Each retraining starts from the current stiffnesses pulled 2 % of the range
+inside the bounds, so that the Bounded sigmoid is not saturated (a bar at a
+bound otherwise needs tens of Adam steps before it can move). Reports
+accuracy (train/test) before switching, after switching back, before damage,
+right after damage and after retraining, and the regression loss reached in
+between.
+
+The 14-node lattice was used before: its single damage draw removed bonds
+7-11 and 11-13 at output node 11, which became ten times more compliant
+than the other outputs; no stiffness within the 1.67 contrast compensates
+that, and retraining recovered only 0.31 -> 0.39 train accuracy. In the
+larger lattice a 2-bond cut rarely isolates an output.
 """
 
 import numpy as np
 
 from physim.lattice import (
+    PAPER,
     LatticeObjective,
     accuracy,
     classifier_loss,
     floppy_modes,
     load_iris,
     mse_loss,
-    paper_network,
     remove_bonds,
     stiffness_from_width,
     stiffness_transform,
     train_adam,
+    triangular_lattice,
 )
 from physim.lattice.plotting import plot_network, write_network
 from physim.scenario import ScenarioContext, scenario_main
 
-IRIS_INPUTS = [5, 8, 12, 13]
-IRIS_OUTPUTS = [[7, 0], [9, 0], [11, 0]]
-REG_LOAD, REG_OUTPUTS, REG_SLOPES = 10, [[12, 1], [13, 1]], np.array([9.0, 12.0])
+ROWS, PINNED = (7, 6, 7, 6, 7, 6), [0, 6]
+IRIS_INPUTS = [17, 32, 38, 26]
+IRIS_OUTPUTS = [[24, 0], [4, 0], [10, 0]]
+REG_LOAD, REG_OUTPUTS, REG_SLOPES = 29, [[35, 1], [36, 1]], np.array([12.0, 16.0])
+NETWORK = "triangular_lattice(rows=(7, 6, 7, 6, 7, 6), spacing=16 mm, pinned nodes 0 and 6)"
+MARGIN = 0.02  # restart point pulled this fraction of the stiffness range inside the bounds
+
+
+def z_start(t, k):
+    m = MARGIN * (t.upper - t.lower)
+    return t.inverse(np.clip(k, t.lower + m, t.upper - m))
 
 
 def iris_task(n_nodes, seed):
@@ -49,7 +79,7 @@ def train_iris(net, k, task, epochs, seed):
     obj = LatticeObjective(net, Ftr, lambda u, idx: classifier_loss(u, IRIS_OUTPUTS, ytr[idx]), t)
     res = train_adam(
         obj,
-        t.inverse(np.clip(k, t.lower + 1e-6, t.upper - 1e-6)),
+        z_start(t, k),
         epochs=epochs,
         batch_size=16,
         lr=0.1,
@@ -73,7 +103,7 @@ def train_regression(net, k, epochs, seed):
     obj = LatticeObjective(net, loads, lambda u, idx: mse_loss(u, REG_OUTPUTS, y[idx], scale=1e3), t)
     res = train_adam(
         obj,
-        t.inverse(np.clip(k, t.lower + 1e-6, t.upper - 1e-6)),
+        z_start(t, k),
         epochs=epochs,
         batch_size=8,
         lr=0.05,
@@ -82,22 +112,8 @@ def train_regression(net, k, epochs, seed):
     return res.stiffness, [h["fun"] for h in res.history]
 
 
-def run(ctx: ScenarioContext) -> dict:
-    net = paper_network()
-    task = iris_task(net.n_nodes, ctx.seed)
-    e_iris, e_reg, n_cut = (15, 15, 2) if ctx.quick else (100, 150, 2)
-    k = np.full(net.n_bonds, stiffness_from_width(2e-3))
-    curves = {}
-    k, curves["iris 1"] = train_iris(net, k, task, e_iris, ctx.seed)
-    acc1 = iris_acc(net, k, task)
-    k, curves["regression"] = train_regression(net, k, e_reg, ctx.seed)
-    acc_reg = iris_acc(net, k, task)
-    k, curves["iris 2"] = train_iris(net, k, task, e_iris, ctx.seed + 1)
-    acc2 = iris_acc(net, k, task)
-    ctx.log(f"Iris {acc1}, after regression {acc_reg}, after switching back {acc2}")
-
-    # damage: random bonds, skipping any that would make the network floppy
-    rng = np.random.default_rng(ctx.seed + 7)
+def damage(net, k, n_cut, rng):
+    """Remove ``n_cut`` random bonds, skipping any whose removal makes the network floppy."""
     damaged, kd, removed, skipped = net, k.copy(), [], []
     for b in rng.permutation(net.n_bonds):
         if len(removed) == n_cut:
@@ -111,13 +127,55 @@ def run(ctx: ScenarioContext) -> dict:
         kd = np.delete(kd, cur)
         damaged = trial
         removed.append(int(b))
-    acc_damaged = iris_acc(damaged, kd, task)
-    kr, curves["iris after damage"] = train_iris(damaged, kd, task, e_iris, ctx.seed + 2)
-    acc_retrained = iris_acc(damaged, kr, task)
-    ctx.log(
-        f"removed bonds {removed} (skipped {skipped} as floppy); accuracy after damage "
-        f"{acc_damaged}, after retraining {acc_retrained}"
-    )
+    return damaged, kd, removed, skipped
+
+
+def run(ctx: ScenarioContext) -> dict:
+    net = triangular_lattice(ROWS, PAPER["spacing"], fixed=PINNED)
+    task = iris_task(net.n_nodes, ctx.seed)
+    e_iris, e_reg, n_cut, n_draws = (15, 15, 2, 1) if ctx.quick else (100, 150, 2, 5)
+    k = np.full(net.n_bonds, stiffness_from_width(2e-3))
+    curves = {}
+    k, curves["iris 1"] = train_iris(net, k, task, e_iris, ctx.seed)
+    acc1 = iris_acc(net, k, task)
+    k, curves["regression"] = train_regression(net, k, e_reg, ctx.seed)
+    acc_reg = iris_acc(net, k, task)
+    k, curves["iris 2"] = train_iris(net, k, task, e_iris, ctx.seed + 1)
+    acc2 = iris_acc(net, k, task)
+    ctx.log(f"Iris {acc1}, after regression {acc_reg}, after switching back {acc2}")
+
+    draws = []
+    for i in range(n_draws):
+        rng = np.random.default_rng(ctx.seed + 7 + i)
+        damaged, kd, removed, skipped = damage(net, k, n_cut, rng)
+        acc_d = iris_acc(damaged, kd, task)
+        kr, c = train_iris(damaged, kd, task, e_iris, ctx.seed + 2 + i)
+        acc_r = iris_acc(damaged, kr, task)
+        ctx.log(
+            f"damage draw {i}: removed bonds {removed} (skipped {skipped} as floppy); accuracy after "
+            f"damage {acc_d}, after retraining {acc_r}"
+        )
+        io = set(IRIS_INPUTS) | {o[0] for o in IRIS_OUTPUTS}
+        draws.append(
+            {
+                "removed_bonds": removed,
+                "touches_input_or_output": bool(io & set(net.bonds[removed].ravel().tolist())),
+                "skipped_floppy_bonds": skipped,
+                "after_damage": {"train": acc_d[0], "test": acc_d[1]},
+                "after_retraining": {"train": acc_r[0], "test": acc_r[1]},
+            }
+        )
+        if i == 0:
+            damaged0, kr0, removed0 = damaged, kr, removed
+            curves["iris after damage"] = c
+
+    def mean(stage, part):
+        return float(np.mean([d[stage][part] for d in draws]))
+
+    acc_damaged = (mean("after_damage", "train"), mean("after_damage", "test"))
+    acc_retrained = (mean("after_retraining", "train"), mean("after_retraining", "test"))
+    ctx.log(f"mean over {n_draws} damage draws: after damage {acc_damaged}, after retraining {acc_retrained}")
+    damaged, kr, removed = damaged0, kr0, removed0
 
     write_network(ctx.path("lattice_damaged_retrained.vtu"), damaged, kr)
     if ctx.plots:
@@ -142,7 +200,7 @@ def run(ctx: ScenarioContext) -> dict:
             kr,
             solve(damaged, kr, f).displacements,
             clim=(t.lower.item(), t.upper.item()),
-            title=f"damaged ({len(removed)} bonds removed), retrained",
+            title=f"damaged ({len(removed)} bonds removed, draw 0), retrained",
             loads=IRIS_INPUTS,
             outputs=[o[0] for o in IRIS_OUTPUTS],
         )
@@ -162,8 +220,12 @@ def run(ctx: ScenarioContext) -> dict:
         "accuracy_before_damage": {"train": acc2[0], "test": acc2[1]},
         "accuracy_after_damage": {"train": acc_damaged[0], "test": acc_damaged[1]},
         "accuracy_after_retraining": {"train": acc_retrained[0], "test": acc_retrained[1]},
-        "removed_bonds": removed,
-        "skipped_floppy_bonds": skipped,
+        "damage_draws": draws,
+        "n_damage_draws": n_draws,
+        "bonds_removed_per_draw": n_cut,
+        "network": NETWORK,
+        "n_nodes": net.n_nodes,
+        "n_bonds": net.n_bonds,
         "epochs_per_stage": {"iris": e_iris, "regression": e_reg},
     }
 
