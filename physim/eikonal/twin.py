@@ -389,12 +389,12 @@ class TwinModel:
     sites : SiteModel
     init_radius : float
         Exact initialisation radius around sources (mm), see :func:`solve`.
-    tol : float
-        Solver tolerance (ms).
+    tol : float, optional
+        Solver tolerance (ms); default that of :func:`physim.eikonal.solve`.
     """
 
     def __init__(self, mesh, fibers, velocity: VelocityModel, sites: SiteModel, *,
-                 init_radius: float = 0.0, tol: float = 1e-10):
+                 init_radius: float = 0.0, tol: float | None = None):
         from .mesh import TetMesh
 
         if not isinstance(mesh, TetMesh):
@@ -410,7 +410,7 @@ class TwinModel:
         self.velocity = velocity
         self.sites = sites
         self.init_radius = float(init_radius)
-        self.tol = float(tol)
+        self.tol = None if tol is None else as_scalar("tol", tol, nonnegative=True)
         self.n_velocity = velocity.n_params
         self.n_params = velocity.n_params + sites.n_params
 
@@ -454,7 +454,8 @@ class TwinModel:
         vf, vc = self.velocity.velocities(pv)
         D = conduction_tensor(self.fibers, vf, vc)
         src, st = self.sites.sources(ps)
-        act = solve(self.mesh, D, src, st, tol=self.tol, init_radius=self.init_radius)
+        opts = {} if self.tol is None else {"tol": self.tol}
+        act = solve(self.mesh, D, src, st, init_radius=self.init_radius, **opts)
         return TwinState(x, act, vf, vc)
 
     def backward(self, state: TwinState, d_times) -> np.ndarray:
