@@ -300,124 +300,142 @@ def minimize(
                 f"checkpoint {resume} is for method={state['method']!r} with n={state['n']}, "
                 f"not method={method!r} with n={n}"
             )
+    run = _Run(
+        fun=fun,
+        x0=x0,
+        method=method,
+        bounds=bnds,
+        maxiter=maxiter,
+        tol=tol,
+        callback=callback,
+        progress=progress,
+        checkpoint=ckpt,
+        every=checkpoint_every,
+        state=state,
+        arrays=arrays,
+        args=args,
+    )
+    if state is not None and _digest(x0) != state["x0_digest"]:
+        raise InvalidInputError("resume: x0 differs from the x0 of the checkpointed run")
     if method == "adam":
-        return _adam(
-            fun,
-            x0,
-            bnds,
-            maxiter,
-            tol,
-            callback,
-            progress,
-            ckpt,
-            checkpoint_every,
-            state,
-            arrays,
-            args,
-            lr,
-            betas,
-            eps,
-            epochs,
-            n_samples,
-            batch_size,
-            seed,
-        )
-    return _scipy(
+        return _adam(run, lr, betas, eps, epochs, n_samples, batch_size, seed)
+    return _scipy(run, constraints, options)
+
+
+class _Run:
+    """Settings of one ``minimize`` call and the bookkeeping every method shares:
+    history, progress bar, periodic checkpoints, the user callback and the result."""
+
+    def __init__(
+        self,
+        *,
         fun,
         x0,
         method,
-        bnds,
-        constraints,
+        bounds,
         maxiter,
         tol,
         callback,
         progress,
-        ckpt,
-        checkpoint_every,
+        checkpoint,
+        every,
         state,
         arrays,
         args,
-        options,
-    )
+    ):
+        self.fun, self.x0, self.method, self.bounds = fun, x0, method, bounds
+        self.maxiter, self.tol, self.callback = maxiter, tol, callback
+        self.progress, self.checkpoint, self.every = progress, checkpoint, every
+        self.state, self.arrays, self.args = state, arrays, args
+        self.history: list[dict] = list(state["history"]) if state is not None else []
+        self.t0 = time.perf_counter()
+        self.bar = None
+        self.save = lambda: None  # set by each method: writes its checkpoint
+
+    def open_bar(self, total: int) -> None:
+        self.bar = _progress_bar(self.progress, total, self.method)
+        if self.bar is not None and self.history:
+            self.bar.update(len(self.history))
+
+    def close_bar(self) -> None:
+        if self.bar is not None:
+            self.bar.close()
+
+    def checkpoint_state(self, **extra) -> dict:
+        return {
+            "version": _CHECKPOINT_VERSION,
+            "method": self.method,
+            "n": self.x0.size,
+            "x0_digest": _digest(self.x0),
+            "history": self.history,
+            **extra,
+        }
+
+    def iteration(self, k: int, x, f: float, g, gnorm: float, best: float) -> None:
+        """Record iteration ``k``; raises ``_Stop`` when the callback asks to stop."""
+        self.history.append(
+            {"nit": k, "fun": float(f), "gnorm": float(gnorm), "time": time.perf_counter() - self.t0}
+        )
+        if self.bar is not None:
+            self.bar.update(1)
+            self.bar.set_postfix(f=f"{f:.6g}", best=f"{best:.6g}")
+        if self.checkpoint is not None and k % self.every == 0:
+            self.save()
+        if self.callback is not None:
+            try:
+                self.callback(so.OptimizeResult(x=np.array(x), fun=float(f), jac=np.array(g), nit=k))
+            except StopIteration:
+                raise _Stop from None
+
+    def result(self, obj: _Objective, x, f, g, nit, success, message):
+        return so.OptimizeResult(
+            x=np.asarray(x, dtype=float),
+            fun=float(f),
+            jac=None if g is None else np.asarray(g, dtype=float),
+            nit=int(nit),
+            nfev=int(obj.nfev),
+            success=bool(success),
+            message=str(message),
+            history=self.history,
+            best_x=None if obj.best_x is None else obj.best_x.copy(),
+            best_fun=float(obj.best_f),
+            wall_time=time.perf_counter() - self.t0,
+        )
+
+    def stopped(self, obj: _Objective, nit: int, message: str):
+        """Result for a run that stopped early: the best finite iterate (or x0)."""
+        self.save()
+        if obj.best_x is not None:
+            return self.result(obj, obj.best_x, obj.best_f, obj.best_g, nit, False, message)
+        return self.result(obj, self.x0, np.nan, None, nit, False, message)
 
 
-def _finish(obj: _Objective, x, f, g, nit, success, message, history, t0):
-    res = so.OptimizeResult(
-        x=np.asarray(x, dtype=float),
-        fun=float(f),
-        jac=None if g is None else np.asarray(g, dtype=float),
-        nit=int(nit),
-        nfev=int(obj.nfev),
-        success=bool(success),
-        message=str(message),
-        history=history,
-        best_x=None if obj.best_x is None else obj.best_x.copy(),
-        best_fun=float(obj.best_f),
-        wall_time=time.perf_counter() - t0,
-    )
-    return res
+def _nonfinite_message(exc: Exception) -> str:
+    return f"stopped: {exc}; returning the best finite iterate"
 
 
-def _best_or_start(obj: _Objective, x0):
-    if obj.best_x is not None:
-        return obj.best_x, obj.best_f, obj.best_g
-    return x0, np.nan, None
-
-
-def _scipy(
-    fun,
-    x0,
-    method,
-    bnds,
-    constraints,
-    maxiter,
-    tol,
-    callback,
-    progress,
-    ckpt,
-    every,
-    state,
-    arrays,
-    args,
-    options,
-):
-    t0 = time.perf_counter()
-    n = x0.size
-    obj = _Objective(fun, n, args, log_evals=ckpt is not None)
-    history: list[dict] = []
-    if state is not None:
-        if _digest(x0) != state["x0_digest"]:
-            raise InvalidInputError("resume: x0 differs from the x0 of the checkpointed run")
-        obj.replay = (arrays["log_f"], arrays["log_g"], list(state["log_h"]))
-        history = list(state["history"])
-        obj.nfev = 0
-    done_iters = len(history)
+def _scipy(run: _Run, constraints, options):
+    n = run.x0.size
+    obj = _Objective(run.fun, n, run.args, log_evals=run.checkpoint is not None)
+    if run.state is not None:
+        obj.replay = (run.arrays["log_f"], run.arrays["log_g"], list(run.state["log_h"]))
+    done_iters = len(run.history)
     it = {"nit": 0}
-    bar = _progress_bar(progress, maxiter, method)
-    if bar is not None and done_iters:
-        bar.update(done_iters)
 
     def save():
-        if ckpt is None:
-            return
-        st = {
-            "version": _CHECKPOINT_VERSION,
-            "method": method,
-            "n": n,
-            "x0_digest": _digest(x0),
-            "history": history,
-            "log_h": obj.log_h,
-            "nit": it["nit"],
-        }
+        st = run.checkpoint_state(log_h=obj.log_h, nit=it["nit"])
         _write_checkpoint(
-            ckpt,
+            run.checkpoint,
             st,
             {
                 "log_f": np.asarray(obj.log_f, dtype=float),
                 "log_g": np.asarray(obj.log_g, dtype=float).reshape(len(obj.log_g), n),
-                "x": (obj.best_x if obj.best_x is not None else x0),
+                "x": obj.best_x if obj.best_x is not None else run.x0,
             },
         )
+
+    if run.checkpoint is not None:
+        run.save = save
 
     def cb(xk, *_):
         it["nit"] += 1
@@ -426,86 +444,49 @@ def _scipy(
             return
         found = obj.lookup(xk)
         f, g = found if found is not None else obj(xk)
-        history.append(
-            {"nit": k, "fun": float(f), "gnorm": float(np.linalg.norm(g)), "time": time.perf_counter() - t0}
-        )
-        if bar is not None:
-            bar.update(1)
-            bar.set_postfix(f=f"{f:.6g}", best=f"{obj.best_f:.6g}")
-        if ckpt is not None and k % every == 0:
-            save()
-        if callback is not None:
-            try:
-                callback(so.OptimizeResult(x=np.array(xk), fun=float(f), jac=np.array(g), nit=k))
-            except StopIteration:
-                raise _Stop from None
+        run.iteration(k, xk, f, g, float(np.linalg.norm(g)), obj.best_f)
 
-    opts = {"maxiter": maxiter}
-    if method == "lbfgs":
+    opts = {"maxiter": run.maxiter}
+    if run.method == "lbfgs":
         smethod = "L-BFGS-B"
-        if tol is not None:
-            opts.update(ftol=tol, gtol=tol)
+        if run.tol is not None:
+            opts.update(ftol=run.tol, gtol=run.tol)
     else:
         smethod = "SLSQP"
-        if tol is not None:
-            opts["ftol"] = tol
+        if run.tol is not None:
+            opts["ftol"] = run.tol
     opts.update(options or {})
-    sb = None if bnds is None else so.Bounds(bnds[0], bnds[1])
-    if method == "slsqp" and sb is not None:
-        # SLSQP rejects infinite bounds in some scipy versions: pass None there
-        sb = [
-            (None if not np.isfinite(lo) else lo, None if not np.isfinite(hi) else hi)
-            for lo, hi in zip(bnds[0], bnds[1])
-        ]
-    kw = {"constraints": constraints} if method == "slsqp" else {}
+    sb = None
+    if run.bounds is not None:
+        lo, hi = run.bounds
+        if run.method == "slsqp":
+            # SLSQP rejects infinite bounds in some scipy versions: pass None there
+            sb = [(a if np.isfinite(a) else None, b if np.isfinite(b) else None) for a, b in zip(lo, hi)]
+        else:
+            sb = so.Bounds(lo, hi)
+    kw = {"constraints": constraints} if run.method == "slsqp" else {}
+    run.open_bar(run.maxiter)
     try:
-        r = so.minimize(obj, x0, jac=True, method=smethod, bounds=sb, callback=cb, options=opts, **kw)
+        r = so.minimize(obj, run.x0, jac=True, method=smethod, bounds=sb, callback=cb, options=opts, **kw)
         x, f, g = r.x, r.fun, getattr(r, "jac", None)
         found = obj.lookup(x)
         if found is not None:
             f, g = found
-        result = _finish(obj, x, f, g, it["nit"], r.success, r.message, history, t0)
+        result = run.result(obj, x, f, g, it["nit"], r.success, r.message)
     except _NonFinite as exc:
-        x, f, g = _best_or_start(obj, x0)
-        result = _finish(
-            obj, x, f, g, it["nit"], False, f"stopped: {exc}; returning the best finite iterate", history, t0
-        )
+        result = run.stopped(obj, it["nit"], _nonfinite_message(exc))
     except KeyboardInterrupt:
-        x, f, g = _best_or_start(obj, x0)
-        result = _finish(obj, x, f, g, it["nit"], False, "interrupted", history, t0)
+        result = run.stopped(obj, it["nit"], "interrupted")
     except _Stop:
-        x, f, g = _best_or_start(obj, x0)
-        result = _finish(obj, x, f, g, it["nit"], False, "stopped by callback", history, t0)
+        result = run.stopped(obj, it["nit"], "stopped by callback")
     finally:
-        if bar is not None:
-            bar.close()
-    save()
+        run.close_bar()
+    run.save()
     return result
 
 
-def _adam(
-    fun,
-    x0,
-    bnds,
-    maxiter,
-    tol,
-    callback,
-    progress,
-    ckpt,
-    every,
-    state,
-    arrays,
-    args,
-    lr,
-    betas,
-    eps,
-    epochs,
-    n_samples,
-    batch_size,
-    seed,
-):
-    t0 = time.perf_counter()
-    n = x0.size
+def _adam(run: _Run, lr, betas, eps, epochs, n_samples, batch_size, seed):
+    n = run.x0.size
     lr = as_scalar("lr", lr, positive=True)
     b1, b2 = (as_scalar("betas[0]", betas[0]), as_scalar("betas[1]", betas[1]))
     if not (0 <= b1 < 1 and 0 <= b2 < 1):
@@ -518,42 +499,27 @@ def _adam(
         n_samples, batch_size = int(n_samples), int(batch_size)
         if n_samples < 1 or batch_size < 1:
             raise InvalidInputError(f"n_samples and batch_size must be >= 1, got {n_samples}, {batch_size}")
-    total = int(epochs) if (minibatch and epochs is not None) else maxiter
-    obj = _Objective(fun, n, args, log_evals=False, track_best=not minibatch)
-    x, m, v, step, done, history = x0.copy(), np.zeros(n), np.zeros(n), 0, 0, []
-    if state is not None:
-        if _digest(x0) != state["x0_digest"]:
-            raise InvalidInputError("resume: x0 differs from the x0 of the checkpointed run")
-        x, m, v = arrays["x"].copy(), arrays["m"].copy(), arrays["v"].copy()
-        step, done, history = int(state["step"]), int(state["done"]), list(state["history"])
-        if "best_x" in arrays:
-            obj.best_x, obj.best_f, obj.best_g = (
-                arrays["best_x"].copy(),
-                float(state["best_f"]),
-                arrays["best_g"].copy(),
-            )
-    lo, hi = bnds if bnds is not None else (None, None)
-    bar = _progress_bar(progress, total, "adam")
-    if bar is not None and done:
-        bar.update(done)
+    total = int(epochs) if (minibatch and epochs is not None) else run.maxiter
+    obj = _Objective(run.fun, n, run.args, log_evals=False, track_best=not minibatch)
+    x, m, v, step, done = run.x0.copy(), np.zeros(n), np.zeros(n), 0, 0
+    if run.state is not None:
+        a, st = run.arrays, run.state
+        x, m, v = a["x"].copy(), a["m"].copy(), a["v"].copy()
+        step, done = int(st["step"]), int(st["done"])
+        if "best_x" in a:
+            obj.best_x, obj.best_f, obj.best_g = a["best_x"].copy(), float(st["best_f"]), a["best_g"].copy()
+    lo, hi = run.bounds if run.bounds is not None else (None, None)
 
     def save():
-        if ckpt is None:
-            return
-        st = {
-            "version": _CHECKPOINT_VERSION,
-            "method": "adam",
-            "n": n,
-            "x0_digest": _digest(x0),
-            "step": step,
-            "done": done,
-            "history": history,
-            "best_f": float(obj.best_f),
-        }
         arr = {"x": x, "m": m, "v": v}
         if obj.best_x is not None:
             arr.update(best_x=obj.best_x, best_g=obj.best_g)
-        _write_checkpoint(ckpt, st, arr)
+        _write_checkpoint(
+            run.checkpoint, run.checkpoint_state(step=step, done=done, best_f=float(obj.best_f)), arr
+        )
+
+    if run.checkpoint is not None:
+        run.save = save
 
     def update(g):
         nonlocal x, m, v, step
@@ -568,74 +534,48 @@ def _adam(
 
     f = g = None
     success, message = True, "maximum number of iterations reached"
+    run.open_bar(total)
     try:
         while done < total:
             if minibatch:
                 rng = np.random.default_rng([seed, done])
                 perm = rng.permutation(n_samples).astype(np.int64)
-                fs, gn = [], 0.0
+                fs, gnorm = [], 0.0
                 for s in range(0, n_samples, batch_size):
                     f, g = obj(x, perm[s : s + batch_size])
                     fs.append(f)
-                    gn = max(gn, float(np.linalg.norm(g)))
+                    gnorm = max(gnorm, float(np.linalg.norm(g)))
                     update(g)
                 f = float(np.mean(fs))
                 # the epoch's result is the end-of-epoch iterate, ranked by its mean batch loss
                 if f <= obj.best_f:
                     obj.best_f, obj.best_x, obj.best_g = f, x.copy(), g.copy()
-                gnorm = gn
             else:
                 f, g = obj(x)
                 gnorm = float(np.linalg.norm(g))
-                if tol is not None and float(np.max(np.abs(g))) <= tol:
-                    message = f"gradient max-norm {np.max(np.abs(g)):.3g} <= tol {tol}"
+                if run.tol is not None and float(np.max(np.abs(g))) <= run.tol:
+                    message = f"gradient max-norm {np.max(np.abs(g)):.3g} <= tol {run.tol}"
                     break
                 update(g)
             done += 1
-            history.append({"nit": done, "fun": float(f), "gnorm": gnorm, "time": time.perf_counter() - t0})
-            if bar is not None:
-                bar.update(1)
-                bar.set_postfix(f=f"{f:.6g}", best=f"{obj.best_f:.6g}")
-            if ckpt is not None and done % every == 0:
-                save()
-            if callback is not None:
-                try:
-                    callback(so.OptimizeResult(x=x.copy(), fun=float(f), jac=np.array(g), nit=done))
-                except StopIteration:
-                    success, message = False, "stopped by callback"
-                    break
-    except _NonFinite as exc:
-        bx, bf, bg = _best_or_start(obj, x0)
-        save()
-        return _finish(
-            obj, bx, bf, bg, done, False, f"stopped: {exc}; returning the best finite iterate", history, t0
-        )
-    except KeyboardInterrupt:
-        bx, bf, bg = _best_or_start(obj, x0)
-        save()
-        return _finish(obj, bx, bf, bg, done, False, "interrupted", history, t0)
-    finally:
-        if bar is not None:
-            bar.close()
-    if not minibatch and step > 0 and message != "interrupted":
-        # report value and gradient at the returned iterate, not at the one before the last step
-        try:
+            run.iteration(done, x, f, g, gnorm, obj.best_f)
+        if not minibatch and step > 0:
+            # report value and gradient at the returned iterate, not at the one before the last step
             f, g = obj(x)
-        except _NonFinite as exc:
-            bx, bf, bg = _best_or_start(obj, x0)
-            save()
-            return _finish(
-                obj,
-                bx,
-                bf,
-                bg,
-                done,
-                False,
-                f"stopped: {exc}; returning the best finite iterate",
-                history,
-                t0,
-            )
-    save()
+    except _NonFinite as exc:
+        return run.stopped(obj, done, _nonfinite_message(exc))
+    except KeyboardInterrupt:
+        return run.stopped(obj, done, "interrupted")
+    except _Stop:
+        success, message = False, "stopped by callback"
+        if not minibatch:
+            try:
+                f, g = obj(x)  # value and gradient at the returned iterate
+            except _NonFinite as exc:
+                return run.stopped(obj, done, _nonfinite_message(exc))
+    finally:
+        run.close_bar()
+    run.save()
     if f is None:
         f = np.nan
-    return _finish(obj, x, f, g, done, success, message, history, t0)
+    return run.result(obj, x, f, g, done, success, message)

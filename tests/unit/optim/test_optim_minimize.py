@@ -229,3 +229,19 @@ def test_progress_bar_runs(capsys):
     res = minimize(rosen, [-1.2, 1.0], method="lbfgs", progress=True, maxiter=5)
     assert res.nit == 5
     assert "lbfgs" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("method", ["lbfgs", "adam"])
+def test_result_value_matches_returned_iterate(method):
+    stop = {"n": 0}
+
+    def cb(r):
+        stop["n"] += 1
+        if stop["n"] == 4:
+            raise StopIteration
+
+    for callback in (None, cb):
+        res = minimize(rosen, [-1.2, 1.0], method=method, maxiter=20, callback=callback)
+        f, g = rosen(res.x)
+        assert res.fun == pytest.approx(f, rel=1e-12)
+        np.testing.assert_allclose(res.jac, g, rtol=1e-10)
