@@ -200,8 +200,8 @@ class Beacons(MeasurementModel):
         k, j = np.unravel_index(int(np.argmin(d)), d.shape)
         if not d[k, j] > min_distance:
             raise InvalidInputError(
-                f"beacon {j} at {tuple(self.positions[j])} is {d[k, j]:.3g} m from the robot at "
-                f"step {k + 1} (position {tuple(X[k, :2])}); range/bearing Jacobians are singular there"
+                f"beacon {j} at {self.positions[j].tolist()} is {d[k, j]:.3g} m from the robot at "
+                f"step {k + 1} (position {X[k, :2].tolist()}); range/bearing Jacobians are singular there"
             )
 
     def __repr__(self) -> str:
