@@ -148,7 +148,10 @@ def summarise(setup, x_fit, res, fit_time, target_ecg):
     }, fitted, fitted_ecg, err
 
 
-def write_outputs(ctx, setup, fitted, err, fitted_ecg, target_ecg, history, x_fit, title, loss_title):
+def write_outputs(ctx, setup, fitted, err, fitted_ecg, target_ecg, history, x_fit, title, loss_title,
+                  reference_loss=None):
+    """``fitted_model.vtu`` and, with plots on, the pictures; ``reference_loss``
+    (e.g. the loss of the true parameters) is drawn as a horizontal line."""
     files = []
     h = setup.heart
     site_time = np.full(h.n_points, np.nan)
@@ -167,7 +170,10 @@ def write_outputs(ctx, setup, fitted, err, fitted_ecg, target_ecg, history, x_fi
     files.append(ecg_picture(ctx.path("ecg_target_vs_fitted.png"), setup, target_ecg, fitted_ecg, title).name)
     from physim.viz import plot_curves
 
-    files.append(plot_curves({"loss": history}, ctx.path("loss.png"), xlabel="L-BFGS iteration",
+    curves = {"loss": history}
+    if reference_loss is not None:
+        curves["loss of the true parameters"] = ([0, max(len(history) - 1, 1)], [reference_loss] * 2)
+    files.append(plot_curves(curves, ctx.path("loss.png"), xlabel="L-BFGS iteration",
                              ylabel="loss", title=loss_title, logy=True).name)
     return files
 

@@ -2,8 +2,8 @@
 
 Geodesic-BP-style inverse problem on the idealised biventricular heart (65k
 mesh; 10k with ``--quick``) with rule-based fibres. Ground truth: fibre and
-cross-fibre velocities 0.6 / 0.3 mm/ms and five endocardial initiation sites
-(0-8 ms) that are *not* among the candidate sites. Data: activation times at
+cross-fibre velocities 0.6 / 0.3 mm/ms and five candidate endocardial sites
+firing at 0-8 ms, every other candidate dormant. Data: activation times at
 100 random endocardial nodes (as from electro-anatomical mapping) plus 1 ms
 Gaussian noise. Fit: global velocities (bounded 0.1-2 mm/ms) and one
 activation time per candidate endocardial site (120 sites; 40 with

@@ -3,8 +3,9 @@
 Geodesic-BP (Grandits et al., IEEE TBME 2024) on a laptop CPU: the idealised
 biventricular heart (65k mesh; 10k with ``--quick``) with rule-based fibres,
 a pseudo-ECG (infinite-medium lead field, standard 12-lead layout, QRS and
-T-wave from a transmural APD gradient). Ground truth: velocities 0.6 / 0.3
-mm/ms and five endocardial sites (0-8 ms) that are not among the candidates.
+T-wave from a transmural APD gradient). Ground truth: one parameter set of the
+fitted model -- velocities 0.6 / 0.3 mm/ms, five candidate sites near named
+endocardial positions firing at 0-8 ms and every other candidate dormant.
 Data: the true 12-lead ECG (500 samples at 1 ms) plus Gaussian noise of 1 %
 of each lead's peak amplitude. Fit: global velocities (0.1-2 mm/ms) and one
 time per candidate endocardial site (120; 40 with ``--quick``), from
@@ -16,6 +17,20 @@ Reports the ECG correlation per lead, the activation error over the whole
 heart (mean/max, ms), true vs recovered velocities, iterations and wall time;
 writes ``fitted_model.vtu``, ``activation_true_vs_fitted.png``,
 ``ecg_target_vs_fitted.png`` and ``loss.png``.
+
+The ECG fit is limited by the optimisation, not by the data: the loss of the
+true parameters against the noisy target (``loss_at_true_parameters``, a
+diagnostic not used by the fit, drawn in ``loss.png``) is about 3x lower than
+the loss the fit reaches, yet L-BFGS from this start settles in a minimum with
+a slow fibre velocity and ~100 sites firing. A sparsity prior on the site
+times (:class:`physim.eikonal.twin.CandidateSites` ``sparsity``), with L-BFGS
+or with Adam followed by L-BFGS, with or without re-activating dormant sites
+in between; adding the MSE loss; fewer active sites or earlier times at the
+start; and rescaling the velocity variables: none brought the mean
+activation error below 10.8 ms on the 10k mesh (plain fit: 15.1 ms) or
+12.2 ms on the 65k mesh (plain fit: 12.7 ms), and those that recover the
+velocities on one mesh do not on the other, so the plain correlation fit stays
+the default.
 
 ``--mesh large`` runs the same fit on the ~415k-tet mesh.
 """
@@ -45,13 +60,17 @@ def run(ctx: ScenarioContext) -> dict:
     x_fit, res, fit_time = fit(ctx, s, fun, maxiter)
     out, fitted, fitted_ecg, err = summarise(s, x_fit, res, fit_time, target)
     out.update({"noise_fraction_of_peak": NOISE_FRACTION,
-                "ecg_correlation_reference": "fitted ECG vs the noisy target ECG"})
+                "ecg_correlation_reference": "fitted ECG vs the noisy target ECG",
+                # diagnostic only (not used by the fit): the optimum is at least this good
+                "loss_at_true_parameters": float(fun(s.x_true)[0])})
     ctx.log(f"ECG corr min {out['ecg_correlation_min']:.4f}; activation error mean "
             f"{out['activation_error_mean_ms']:.2f} ms, max {out['activation_error_max_ms']:.2f} ms; "
-            f"v_f {x_fit[0]:.3f} (true 0.6), v_c {x_fit[1]:.3f} (true 0.3)")
+            f"v_f {x_fit[0]:.3f} (true 0.6), v_c {x_fit[1]:.3f} (true 0.3); loss {res.fun:.3g} "
+            f"(true parameters: {out['loss_at_true_parameters']:.3g})")
     out["files"] = write_outputs(ctx, s, fitted, err, fitted_ecg, target, out["loss_history"], x_fit,
                                  "ECG fit: noisy target (grey) vs fitted (red)",
-                                 "loss: mean over leads of (1 - correlation)")
+                                 "loss: mean over leads of (1 - correlation)",
+                                 reference_loss=out["loss_at_true_parameters"])
     out["wall_time_s"] = time.perf_counter() - t_start
     return out
 

@@ -93,6 +93,35 @@ def test_taylor_field_velocities_with_regularisation(setup):
     assert chk.ok, chk
 
 
+def test_site_sparsity_prior_value_and_gradient(setup):
+    """The L1 earliness prior of CandidateSites: value against its formula, its
+    gradient and the full ECG objective with it by Taylor test."""
+    mesh, fib, lf = setup
+    cs = T.CandidateSites([0, 20, 60, 100], -10.0, 150.0, sparsity=0.3)
+    t = np.array([0.0, 40.0, 149.0, 5.0])
+    val, g = cs.regularization(t)
+    assert val == pytest.approx(0.3 * np.mean((150.0 - t) / 160.0), rel=1e-14)
+    chk = check_gradient(lambda p: cs.regularization(p), t)
+    assert chk.ok, chk
+    assert cs.regularization(np.full(4, 150.0))[0] == 0.0
+    assert T.CandidateSites([0, 20]).regularization(np.array([1.0, 2.0]))[0] == 0.0
+    m = T.TwinModel(mesh, fib, T.GlobalVelocities(mesh.n_cells), cs)
+    target = _target(m, np.array([0.6, 0.3, 0.0, 3.0, 5.0, 7.0]), lf)
+    fun = T.ecg_objective(m, lf, target)
+    x = np.array([0.8, 0.35, 1.0, 2.0, 4.0, 6.0])
+    chk = check_gradient(fun, x)
+    assert chk.ok, chk
+    # the prior adds exactly its value and gradient to the data term
+    m0 = T.TwinModel(mesh, fib, T.GlobalVelocities(mesh.n_cells), T.CandidateSites([0, 20, 60, 100], -10.0, 150.0))
+    v0, g0 = T.ecg_objective(m0, lf, target)(x)
+    v1, g1 = fun(x)
+    rv, rg = cs.regularization(x[2:])
+    assert v1 == pytest.approx(v0 + rv, rel=1e-12)
+    np.testing.assert_allclose(g1, g0 + np.r_[0.0, 0.0, rg], rtol=1e-12, atol=1e-15)
+    with pytest.raises(InvalidInputError, match="sparsity"):
+        T.CandidateSites([0, 1], sparsity=-1.0)
+
+
 def test_late_candidate_sites_get_zero_gradient(setup):
     mesh, fib, lf = setup
     m = T.TwinModel(mesh, fib, T.GlobalVelocities(mesh.n_cells), T.CandidateSites([0, 124, 60]))
