@@ -145,7 +145,9 @@ def check_positive(name: str, a: np.ndarray, *, strict: bool = True) -> None:
     if np.any(bad):
         idx = tuple(int(i) for i in np.argwhere(bad)[0])
         idx_s = idx[0] if len(idx) == 1 else idx
-        raise InvalidInputError(f"{name} must be {'> 0' if strict else '>= 0'}; entry {idx_s} is {a[idx].item()!r}")
+        raise InvalidInputError(
+            f"{name} must be {'> 0' if strict else '>= 0'}; entry {idx_s} is {a[idx].item()!r}"
+        )
 
 
 def check_spd(name: str, mats: np.ndarray, *, rtol: float = 1e-12) -> None:

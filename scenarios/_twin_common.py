@@ -64,15 +64,22 @@ class Setup:
         endo = (h.lv_endo | h.rv_endo) & ~h.base
         self.endo_nodes = np.nonzero(endo)[0]
         # candidate sites: well-spread endocardial nodes (not on the base)
-        self.candidates = np.sort(farthest_point_sample(h.points, self.endo_nodes, n_candidates, seed=ctx.seed))
+        self.candidates = np.sort(
+            farthest_point_sample(h.points, self.endo_nodes, n_candidates, seed=ctx.seed)
+        )
         # the model to fit: global velocities + one time per candidate site
-        self.model = T.TwinModel(self.mesh, self.fibers, T.GlobalVelocities(h.n_tets),
-                                 T.CandidateSites(self.candidates, T_MIN, T_MAX))
+        self.model = T.TwinModel(
+            self.mesh,
+            self.fibers,
+            T.GlobalVelocities(h.n_tets),
+            T.CandidateSites(self.candidates, T_MIN, T_MAX),
+        )
         # ground truth: one parameter set of that model -- five candidates near the named
         # anatomical positions fire at 0-8 ms, every other candidate is dormant (T_MAX)
         cand_pts = h.points[self.candidates]
-        self.true_index = np.array([int(np.argmin(np.linalg.norm(cand_pts - np.asarray(p), axis=1)))
-                                    for _, p, _, _ in TRUE_SITES])
+        self.true_index = np.array(
+            [int(np.argmin(np.linalg.norm(cand_pts - np.asarray(p), axis=1))) for _, p, _, _ in TRUE_SITES]
+        )
         self.true_nodes = self.candidates[self.true_index]
         self.true_times = np.array([t for *_, t in TRUE_SITES])
         self.x_true = np.r_[V_TRUE, np.full(self.candidates.size, T_MAX)]
@@ -91,8 +98,12 @@ class Setup:
 
 def add_arguments(parser):
     """``--mesh`` overrides the mesh (default 65k; 10k with --quick)."""
-    parser.add_argument("--mesh", choices=["10k", "65k", "large"], default=None,
-                        help="biventricular mesh (default 65k, 10k with --quick)")
+    parser.add_argument(
+        "--mesh",
+        choices=["10k", "65k", "large"],
+        default=None,
+        help="biventricular mesh (default 65k, 10k with --quick)",
+    )
 
 
 def fit(ctx, setup, fun, maxiter):
@@ -102,7 +113,9 @@ def fit(ctx, setup, fun, maxiter):
     t0 = time.perf_counter()
     res = minimize(fz, t.inverse(setup.x0), method="lbfgs", maxiter=maxiter, tol=1e-12)
     fit_time = time.perf_counter() - t0
-    ctx.log(f"fit: {res.nit} iterations, {res.nfev} evaluations, loss {res.fun:.4g}, {fit_time:.1f} s ({res.message})")
+    ctx.log(
+        f"fit: {res.nit} iterations, {res.nfev} evaluations, loss {res.fun:.4g}, {fit_time:.1f} s ({res.message})"
+    )
     return t.forward(res.x), res, fit_time
 
 
@@ -118,38 +131,46 @@ def summarise(setup, x_fit, res, fit_time, target_ecg):
     fired = np.abs(fitted[setup.candidates] - site_t) < 1e-9
     names = setup.system.lead_names
     hist = [h["fun"] for h in res.history]
-    return {
-        "mesh": setup.size,
-        "n_tets": setup.heart.n_tets,
-        "n_points": setup.heart.n_points,
-        "n_candidate_sites": int(setup.candidates.size),
-        "activation_error_mean_ms": float(err.mean()),
-        "activation_error_max_ms": float(err.max()),
-        "activation_error_p95_ms": float(np.percentile(err, 95)),
-        "total_activation_time_true_ms": float(setup.true_times_map.max()),
-        "total_activation_time_fitted_ms": float(fitted.max()),
-        "ecg_correlation_min": float(np.min(corr_target)),
-        "ecg_correlation_per_lead": dict(zip(names, corr_target.tolist())),
-        "ecg_correlation_min_vs_noise_free": float(np.min(corr_truth)),
-        "parameters": {
-            "v_fiber_mm_per_ms": {"true": V_TRUE[0], "initial": V_START[0], "fitted": float(x_fit[0])},
-            "v_cross_mm_per_ms": {"true": V_TRUE[1], "initial": V_START[1], "fitted": float(x_fit[1])},
-            "true_sites": {n: {"node": int(i), "time_ms": float(t)}
-                           for (n, *_), i, t in zip(TRUE_SITES, setup.true_nodes, setup.true_times)},
-            "fitted_sites_firing": int(fired.sum()),
-            "fitted_site_time_range_ms": [float(site_t.min()), float(site_t.max())],
+    return (
+        {
+            "mesh": setup.size,
+            "n_tets": setup.heart.n_tets,
+            "n_points": setup.heart.n_points,
+            "n_candidate_sites": int(setup.candidates.size),
+            "activation_error_mean_ms": float(err.mean()),
+            "activation_error_max_ms": float(err.max()),
+            "activation_error_p95_ms": float(np.percentile(err, 95)),
+            "total_activation_time_true_ms": float(setup.true_times_map.max()),
+            "total_activation_time_fitted_ms": float(fitted.max()),
+            "ecg_correlation_min": float(np.min(corr_target)),
+            "ecg_correlation_per_lead": dict(zip(names, corr_target.tolist())),
+            "ecg_correlation_min_vs_noise_free": float(np.min(corr_truth)),
+            "parameters": {
+                "v_fiber_mm_per_ms": {"true": V_TRUE[0], "initial": V_START[0], "fitted": float(x_fit[0])},
+                "v_cross_mm_per_ms": {"true": V_TRUE[1], "initial": V_START[1], "fitted": float(x_fit[1])},
+                "true_sites": {
+                    n: {"node": int(i), "time_ms": float(t)}
+                    for (n, *_), i, t in zip(TRUE_SITES, setup.true_nodes, setup.true_times)
+                },
+                "fitted_sites_firing": int(fired.sum()),
+                "fitted_site_time_range_ms": [float(site_t.min()), float(site_t.max())],
+            },
+            "iterations": int(res.nit),
+            "evaluations": int(res.nfev),
+            "final_loss": float(res.fun),
+            "loss_history": hist,
+            "fit_time_s": float(fit_time),
+            "optimizer_message": str(res.message),
         },
-        "iterations": int(res.nit),
-        "evaluations": int(res.nfev),
-        "final_loss": float(res.fun),
-        "loss_history": hist,
-        "fit_time_s": float(fit_time),
-        "optimizer_message": str(res.message),
-    }, fitted, fitted_ecg, err
+        fitted,
+        fitted_ecg,
+        err,
+    )
 
 
-def write_outputs(ctx, setup, fitted, err, fitted_ecg, target_ecg, history, x_fit, title, loss_title,
-                  reference_loss=None):
+def write_outputs(
+    ctx, setup, fitted, err, fitted_ecg, target_ecg, history, x_fit, title, loss_title, reference_loss=None
+):
     """``fitted_model.vtu`` and, with plots on, the pictures; ``reference_loss``
     (e.g. the loss of the true parameters) is drawn as a horizontal line."""
     files = []
@@ -157,10 +178,16 @@ def write_outputs(ctx, setup, fitted, err, fitted_ecg, target_ecg, history, x_fi
     site_time = np.full(h.n_points, np.nan)
     site_time[setup.candidates] = x_fit[2:]
     vtu = write_mesh(
-        ctx.path("fitted_model.vtu"), h.points, {"tetra": h.tets},
-        point_data={"activation_true": setup.true_times_map, "activation_fitted": fitted,
-                    "activation_error": fitted - setup.true_times_map, "candidate_site_time": site_time,
-                    **h.point_data()},
+        ctx.path("fitted_model.vtu"),
+        h.points,
+        {"tetra": h.tets},
+        point_data={
+            "activation_true": setup.true_times_map,
+            "activation_fitted": fitted,
+            "activation_error": fitted - setup.true_times_map,
+            "candidate_site_time": site_time,
+            **h.point_data(),
+        },
         cell_data={"fibers": setup.fibers, "region": h.region},
     )
     files.append(vtu.name)
@@ -173,8 +200,16 @@ def write_outputs(ctx, setup, fitted, err, fitted_ecg, target_ecg, history, x_fi
     curves = {"loss": history}
     if reference_loss is not None:
         curves["loss of the true parameters"] = ([0, max(len(history) - 1, 1)], [reference_loss] * 2)
-    files.append(plot_curves(curves, ctx.path("loss.png"), xlabel="L-BFGS iteration",
-                             ylabel="loss", title=loss_title, logy=True).name)
+    files.append(
+        plot_curves(
+            curves,
+            ctx.path("loss.png"),
+            xlabel="L-BFGS iteration",
+            ylabel="loss",
+            title=loss_title,
+            logy=True,
+        ).name
+    )
     return files
 
 
@@ -194,22 +229,43 @@ def activation_picture(path, setup, fitted, err):
     levels = np.arange(10.0, tmax, 10.0)
     cam = [(170.0, 190.0, 10.0), (10.0, 0.0, -30.0), (0.0, 0.0, 1.0)]
     pl = plotter(window_size=(1800, 650), shape=(1, 3), border=False)
-    bar = {"color": "black", "n_labels": 5, "fmt": "%.0f", "vertical": False, "position_x": 0.2,
-           "position_y": 0.04, "width": 0.6, "height": 0.08, "title_font_size": 14, "label_font_size": 12}
-    for col, (name, label, cmap, clim) in enumerate([
-        ("true", "true activation (ms)", "turbo_r", (0.0, tmax)),
-        ("fitted", "fitted activation (ms)", "turbo_r", (0.0, tmax)),
-        ("error", "abs. error (ms)", "magma_r", (0.0, max(float(np.ceil(err.max())), 1.0))),
-    ]):
+    bar = {
+        "color": "black",
+        "n_labels": 5,
+        "fmt": "%.0f",
+        "vertical": False,
+        "position_x": 0.2,
+        "position_y": 0.04,
+        "width": 0.6,
+        "height": 0.08,
+        "title_font_size": 14,
+        "label_font_size": 12,
+    }
+    for col, (name, label, cmap, clim) in enumerate(
+        [
+            ("true", "true activation (ms)", "turbo_r", (0.0, tmax)),
+            ("fitted", "fitted activation (ms)", "turbo_r", (0.0, tmax)),
+            ("error", "abs. error (ms)", "magma_r", (0.0, max(float(np.ceil(err.max())), 1.0))),
+        ]
+    ):
         pl.subplot(0, col)
-        pl.add_mesh(surf.copy(), scalars=name, cmap=cmap, clim=clim, smooth_shading=True,
-                    scalar_bar_args={**bar, "title": label})
+        pl.add_mesh(
+            surf.copy(),
+            scalars=name,
+            cmap=cmap,
+            clim=clim,
+            smooth_shading=True,
+            scalar_bar_args={**bar, "title": label},
+        )
         if name != "error":
             iso = surf.contour(isosurfaces=levels, scalars=name)
             if iso.n_points:
                 pl.add_mesh(iso, color="black", line_width=2)
-        text = {"true": "ground truth, isochrones 10 ms", "fitted": "fitted model, isochrones 10 ms",
-                "error": f"error: mean {err.mean():.1f} ms, max {err.max():.1f} ms"}[name]
+        text = {
+            "true": "ground truth, isochrones 10 ms",
+            "fitted": "fitted model, isochrones 10 ms",
+            "error": f"error: mean {err.mean():.1f} ms, max {err.max():.1f} ms",
+        }[name]
         pl.add_text(text, color="black", font_size=11)
         pl.camera_position = cam
     return save_scene(pl, path)

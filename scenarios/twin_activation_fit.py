@@ -44,13 +44,30 @@ def run(ctx: ScenarioContext) -> dict:
     x_fit, res, fit_time = fit(ctx, s, fun, maxiter)
     out, fitted, fitted_ecg, err = summarise(s, x_fit, res, fit_time, s.true_ecg)
     rms = float(np.sqrt(np.mean((fitted[nodes] - measured) ** 2)))
-    out.update({"n_measurements": n_meas, "noise_ms": NOISE_MS, "rms_misfit_at_measurements_ms": rms,
-                "ecg_correlation_reference": "fitted-model ECG vs the true (noise-free) ECG"})
-    ctx.log(f"activation error mean {out['activation_error_mean_ms']:.2f} ms, max {out['activation_error_max_ms']:.2f} ms; "
-            f"v_f {x_fit[0]:.3f} (true 0.6), v_c {x_fit[1]:.3f} (true 0.3); ECG corr min {out['ecg_correlation_min']:.4f}")
-    out["files"] = write_outputs(ctx, s, fitted, err, fitted_ecg, s.true_ecg, out["loss_history"], x_fit,
-                                 "activation fit: true ECG (grey) vs fitted-model ECG (red)",
-                                 "loss: mean squared activation-time misfit (ms^2)")
+    out.update(
+        {
+            "n_measurements": n_meas,
+            "noise_ms": NOISE_MS,
+            "rms_misfit_at_measurements_ms": rms,
+            "ecg_correlation_reference": "fitted-model ECG vs the true (noise-free) ECG",
+        }
+    )
+    ctx.log(
+        f"activation error mean {out['activation_error_mean_ms']:.2f} ms, max {out['activation_error_max_ms']:.2f} ms; "
+        f"v_f {x_fit[0]:.3f} (true 0.6), v_c {x_fit[1]:.3f} (true 0.3); ECG corr min {out['ecg_correlation_min']:.4f}"
+    )
+    out["files"] = write_outputs(
+        ctx,
+        s,
+        fitted,
+        err,
+        fitted_ecg,
+        s.true_ecg,
+        out["loss_history"],
+        x_fit,
+        "activation fit: true ECG (grey) vs fitted-model ECG (red)",
+        "loss: mean squared activation-time misfit (ms^2)",
+    )
     out["wall_time_s"] = time.perf_counter() - t_start
     return out
 

@@ -59,18 +59,33 @@ def run(ctx: ScenarioContext) -> dict:
     fun = T.ecg_objective(s.model, s.lead_field, target, loss="correlation", action_potential=s.ap)
     x_fit, res, fit_time = fit(ctx, s, fun, maxiter)
     out, fitted, fitted_ecg, err = summarise(s, x_fit, res, fit_time, target)
-    out.update({"noise_fraction_of_peak": NOISE_FRACTION,
-                "ecg_correlation_reference": "fitted ECG vs the noisy target ECG",
-                # diagnostic only (not used by the fit): the optimum is at least this good
-                "loss_at_true_parameters": float(fun(s.x_true)[0])})
-    ctx.log(f"ECG corr min {out['ecg_correlation_min']:.4f}; activation error mean "
-            f"{out['activation_error_mean_ms']:.2f} ms, max {out['activation_error_max_ms']:.2f} ms; "
-            f"v_f {x_fit[0]:.3f} (true 0.6), v_c {x_fit[1]:.3f} (true 0.3); loss {res.fun:.3g} "
-            f"(true parameters: {out['loss_at_true_parameters']:.3g})")
-    out["files"] = write_outputs(ctx, s, fitted, err, fitted_ecg, target, out["loss_history"], x_fit,
-                                 "ECG fit: noisy target (grey) vs fitted (red)",
-                                 "loss: mean over leads of (1 - correlation)",
-                                 reference_loss=out["loss_at_true_parameters"])
+    out.update(
+        {
+            "noise_fraction_of_peak": NOISE_FRACTION,
+            "ecg_correlation_reference": "fitted ECG vs the noisy target ECG",
+            # diagnostic only (not used by the fit): the optimum is at least this good
+            "loss_at_true_parameters": float(fun(s.x_true)[0]),
+        }
+    )
+    ctx.log(
+        f"ECG corr min {out['ecg_correlation_min']:.4f}; activation error mean "
+        f"{out['activation_error_mean_ms']:.2f} ms, max {out['activation_error_max_ms']:.2f} ms; "
+        f"v_f {x_fit[0]:.3f} (true 0.6), v_c {x_fit[1]:.3f} (true 0.3); loss {res.fun:.3g} "
+        f"(true parameters: {out['loss_at_true_parameters']:.3g})"
+    )
+    out["files"] = write_outputs(
+        ctx,
+        s,
+        fitted,
+        err,
+        fitted_ecg,
+        target,
+        out["loss_history"],
+        x_fit,
+        "ECG fit: noisy target (grey) vs fitted (red)",
+        "loss: mean over leads of (1 - correlation)",
+        reference_loss=out["loss_at_true_parameters"],
+    )
     out["wall_time_s"] = time.perf_counter() - t_start
     return out
 

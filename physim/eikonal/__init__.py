@@ -9,10 +9,6 @@ Units: mm, ms, velocities in mm/ms; ``D`` is the squared-velocity tensor
 
 from .adjoint import EikonalGradient, adjoint
 from .conduction import ConductionGradient, conduction_tensor, conduction_tensor_vjp
-from .fibers import FiberField, rule_based
-from .heart import BiventricularMesh, HeartGeometry, biventricular_mesh, load_biventricular
-from .mesh import SimplexMesh, TetMesh, TriMesh, box_tet_mesh, from_meshio, square_tri_mesh
-from .solve import Activation, UnreachedPointsWarning, solve
 from .ecg import (
     ECG,
     ActionPotential,
@@ -28,6 +24,10 @@ from .ecg import (
     standard_12_lead,
 )
 from .ecg import adjoint as ecg_adjoint
+from .fibers import FiberField, rule_based
+from .heart import BiventricularMesh, HeartGeometry, biventricular_mesh, load_biventricular
+from .mesh import SimplexMesh, TetMesh, TriMesh, box_tet_mesh, from_meshio, square_tri_mesh
+from .solve import Activation, UnreachedPointsWarning, solve
 from .twin import (
     CandidateSites,
     FieldVelocities,

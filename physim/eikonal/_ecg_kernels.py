@@ -112,8 +112,22 @@ def ecg_forward_parallel(W, phi, apd, amp, h_up, h_dn, repol, t0, dt, ns, win, s
     n = W.shape[0]
     nchunk = win.shape[0]
     for c in prange(nchunk):
-        _forward_range(W, phi, apd, amp, h_up, h_dn, repol, t0, dt, ns,
-                       c * n // nchunk, (c + 1) * n // nchunk, win[c], stp[c])
+        _forward_range(
+            W,
+            phi,
+            apd,
+            amp,
+            h_up,
+            h_dn,
+            repol,
+            t0,
+            dt,
+            ns,
+            c * n // nchunk,
+            (c + 1) * n // nchunk,
+            win[c],
+            stp[c],
+        )
 
 
 @njit
@@ -161,7 +175,9 @@ def _adjoint_range(W, phi, apd, amp, h_up, h_dn, repol, t0, dt, ns, lam, suffix,
 
 
 @njit(parallel=True)
-def ecg_adjoint_parallel(W, phi, apd, amp, h_up, h_dn, repol, t0, dt, ns, lam, suffix, dphi, mu, want_mu, nchunk):
+def ecg_adjoint_parallel(
+    W, phi, apd, amp, h_up, h_dn, repol, t0, dt, ns, lam, suffix, dphi, mu, want_mu, nchunk
+):
     """Vector-Jacobian product of the forward kernels.
 
     Parameters
@@ -174,15 +190,35 @@ def ecg_adjoint_parallel(W, phi, apd, amp, h_up, h_dn, repol, t0, dt, ns, lam, s
     """
     n = W.shape[0]
     for c in prange(nchunk):
-        _adjoint_range(W, phi, apd, amp, h_up, h_dn, repol, t0, dt, ns, lam, suffix,
-                       c * n // nchunk, (c + 1) * n // nchunk, dphi, mu, want_mu)
+        _adjoint_range(
+            W,
+            phi,
+            apd,
+            amp,
+            h_up,
+            h_dn,
+            repol,
+            t0,
+            dt,
+            ns,
+            lam,
+            suffix,
+            c * n // nchunk,
+            (c + 1) * n // nchunk,
+            dphi,
+            mu,
+            want_mu,
+        )
 
 
 @njit
-def ecg_adjoint_serial(W, phi, apd, amp, h_up, h_dn, repol, t0, dt, ns, lam, suffix, dphi, mu, want_mu, nchunk):
+def ecg_adjoint_serial(
+    W, phi, apd, amp, h_up, h_dn, repol, t0, dt, ns, lam, suffix, dphi, mu, want_mu, nchunk
+):
     """Serial version of :func:`ecg_adjoint_parallel`."""
-    _adjoint_range(W, phi, apd, amp, h_up, h_dn, repol, t0, dt, ns, lam, suffix,
-                   0, W.shape[0], dphi, mu, want_mu)
+    _adjoint_range(
+        W, phi, apd, amp, h_up, h_dn, repol, t0, dt, ns, lam, suffix, 0, W.shape[0], dphi, mu, want_mu
+    )
 
 
 @njit
@@ -272,8 +308,9 @@ def element_weights_parallel(points, tets, G, electrodes, scale, nq, out, nchunk
     """Parallel version of :func:`element_weights_serial` (chunks of elements)."""
     nt = tets.shape[0]
     for c in prange(nchunk):
-        _element_weights_range(points, tets, G, electrodes, scale, nq, c * nt // nchunk,
-                               (c + 1) * nt // nchunk, out)
+        _element_weights_range(
+            points, tets, G, electrodes, scale, nq, c * nt // nchunk, (c + 1) * nt // nchunk, out
+        )
 
 
 @njit

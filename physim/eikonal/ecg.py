@@ -540,8 +540,10 @@ def lead_field(
         An electrode lies inside an element or within ``min_distance`` of a node.
     """
     pts, tets = _mesh_arrays(mesh)
-    system = electrodes if isinstance(electrodes, LeadSystem) else LeadSystem.from_arrays(
-        electrodes, electrode_names, leads, lead_names
+    system = (
+        electrodes
+        if isinstance(electrodes, LeadSystem)
+        else LeadSystem.from_arrays(electrodes, electrode_names, leads, lead_names)
     )
     G = _conductivity_array(conductivity, tets.shape[0])
     sb = as_scalar("sigma_bath", sigma_bath, positive=True)
@@ -677,7 +679,9 @@ def simulate_ecg(
         ``signals`` (n_leads, n_samples) in mV.
     """
     if not isinstance(lead_field, LeadField):
-        raise InvalidInputError(f"lead_field must be a LeadField (see lead_field()), got {type(lead_field).__name__}")
+        raise InvalidInputError(
+            f"lead_field must be a LeadField (see lead_field()), got {type(lead_field).__name__}"
+        )
     model = ActionPotential() if model is None else model
     if not isinstance(model, ActionPotential):
         raise InvalidInputError(f"model must be an ActionPotential, got {type(model).__name__}")
@@ -685,7 +689,9 @@ def simulate_ecg(
     phi = as_float_array("activation_times", phi, shape=(lead_field.n_points,), finite=False)
     if np.any(np.isnan(phi)) or np.any(phi == -np.inf):
         i = int(np.nonzero(np.isnan(phi) | (phi == -np.inf))[0][0])
-        raise InvalidInputError(f"activation_times[{i}] is {phi[i]}; only finite values or +inf (unreached) allowed")
+        raise InvalidInputError(
+            f"activation_times[{i}] is {phi[i]}; only finite values or +inf (unreached) allowed"
+        )
     if isinstance(n_samples, bool) or int(n_samples) != n_samples or n_samples < 1:
         raise InvalidInputError(f"n_samples must be a positive integer, got {n_samples!r}")
     n_samples = int(n_samples)
@@ -698,8 +704,20 @@ def simulate_ecg(
     win = np.zeros((nchunk, n_samples, ne))
     stp = np.zeros((nchunk, n_samples + 1, ne))
     kern = K.ecg_forward_parallel if parallel else K.ecg_forward_serial
-    kern(W, phi, apd, model.amplitude, 0.5 * model.upstroke_ms, 0.5 * model.repolarization_ms,
-         bool(model.repolarization), t0, dt, n_samples, win, stp)
+    kern(
+        W,
+        phi,
+        apd,
+        model.amplitude,
+        0.5 * model.upstroke_ms,
+        0.5 * model.repolarization_ms,
+        bool(model.repolarization),
+        t0,
+        dt,
+        n_samples,
+        win,
+        stp,
+    )
     pot = win.sum(axis=0) + np.cumsum(stp.sum(axis=0), axis=0)[:n_samples]
     elec = np.ascontiguousarray(pot.T)
     signals = lead_field.leads.matrix @ elec
@@ -737,9 +755,24 @@ def adjoint(ecg: ECG, d_loss_d_signals, *, conductivity: bool = False) -> ECGGra
     mu = np.zeros((lf.n_points if conductivity else 0, ne))
     parallel, nchunk = _plan(lf, m, ecg.dt)
     kern = K.ecg_adjoint_parallel if parallel else K.ecg_adjoint_serial
-    kern(lf.weights, ecg.activation_times, ecg._apd, m.amplitude, 0.5 * m.upstroke_ms,
-         0.5 * m.repolarization_ms, bool(m.repolarization), float(ecg.t[0]), ecg.dt, ns,
-         lam_e, suffix, dphi, mu, bool(conductivity), nchunk)
+    kern(
+        lf.weights,
+        ecg.activation_times,
+        ecg._apd,
+        m.amplitude,
+        0.5 * m.upstroke_ms,
+        0.5 * m.repolarization_ms,
+        bool(m.repolarization),
+        float(ecg.t[0]),
+        ecg.dt,
+        ns,
+        lam_e,
+        suffix,
+        dphi,
+        mu,
+        bool(conductivity),
+        nchunk,
+    )
     dG = None
     if conductivity:
         dG = K.conductivity_gradient(lf.points, lf.tets, lf.leads.electrodes, lf.scale, lf.quadrature, mu)

@@ -130,8 +130,9 @@ class AnisotropicVelocities(VelocityModel):
         Bounds of the ratio ``v_c / v_f``.
     """
 
-    def __init__(self, n_tets: int, v_min: float = V_MIN, v_max: float = V_MAX,
-                 r_min: float = 0.1, r_max: float = 1.0):
+    def __init__(
+        self, n_tets: int, v_min: float = V_MIN, v_max: float = V_MAX, r_min: float = 0.1, r_max: float = 1.0
+    ):
         self.n_tets = int(n_tets)
         self.n_params = 2
         lo, hi = _bounds(1, v_min, v_max)
@@ -174,8 +175,10 @@ class RegionVelocities(VelocityModel):
         counts = np.bincount(self.labels, minlength=self.n_regions)
         if np.any(counts == 0):
             raise InvalidInputError(f"region {int(np.argmin(counts))} has no element")
-        names = tuple(region_names) if region_names is not None else tuple(
-            f"region{i}" for i in range(self.n_regions)
+        names = (
+            tuple(region_names)
+            if region_names is not None
+            else tuple(f"region{i}" for i in range(self.n_regions))
         )
         if len(names) != self.n_regions:
             raise ShapeError(f"region_names has {len(names)} names for {self.n_regions} regions")
@@ -413,8 +416,16 @@ class TwinModel:
         Solver tolerance (ms); default that of :func:`physim.eikonal.solve`.
     """
 
-    def __init__(self, mesh, fibers, velocity: VelocityModel, sites: SiteModel, *,
-                 init_radius: float = 0.0, tol: float | None = None):
+    def __init__(
+        self,
+        mesh,
+        fibers,
+        velocity: VelocityModel,
+        sites: SiteModel,
+        *,
+        init_radius: float = 0.0,
+        tol: float | None = None,
+    ):
         from .mesh import TetMesh
 
         if not isinstance(mesh, TetMesh):
@@ -422,7 +433,9 @@ class TwinModel:
         self.mesh = mesh
         self.fibers = as_float_array("fibers", fibers)
         if self.fibers.shape[0] != mesh.n_cells:
-            raise ShapeError(f"fibers must have {mesh.n_cells} rows (one per element), got {self.fibers.shape}")
+            raise ShapeError(
+                f"fibers must have {mesh.n_cells} rows (one per element), got {self.fibers.shape}"
+            )
         if not isinstance(velocity, VelocityModel):
             raise InvalidInputError(f"velocity must be a VelocityModel, got {type(velocity).__name__}")
         if not isinstance(sites, SiteModel):
@@ -563,8 +576,10 @@ def activation_objective(model: TwinModel, nodes, times, *, weights=None):
     t = as_float_array("times", times, shape=(nodes.size,))
     if nodes.size == 0:
         raise ShapeError("nodes must contain at least one measurement")
-    w = np.full(nodes.size, 1.0 / nodes.size) if weights is None else as_float_array(
-        "weights", weights, shape=(nodes.size,)
+    w = (
+        np.full(nodes.size, 1.0 / nodes.size)
+        if weights is None
+        else as_float_array("weights", weights, shape=(nodes.size,))
     )
     return _ActivationObjective(model, nodes, t, w)
 
@@ -582,14 +597,24 @@ class _ECGObjective(_Objective):
         self.last_ecg = None
 
     def _data_term(self, state):
-        e = _ecg.simulate_ecg(self.lf, state.times, model=self.ap, n_samples=self.n_samples, dt=self.dt, t0=self.t0)
+        e = _ecg.simulate_ecg(
+            self.lf, state.times, model=self.ap, n_samples=self.n_samples, dt=self.dt, t0=self.t0
+        )
         self.last_ecg = e
         val, g = self.loss(e, self.target)
         return val, _ecg.adjoint(e, g).times, e
 
 
-def ecg_objective(model: TwinModel, lead_field, target, *, loss: str = "correlation",
-                  action_potential=None, dt: float = 1.0, t0: float = 0.0):
+def ecg_objective(
+    model: TwinModel,
+    lead_field,
+    target,
+    *,
+    loss: str = "correlation",
+    action_potential=None,
+    dt: float = 1.0,
+    t0: float = 0.0,
+):
     """Fit to a measured ECG: ``L(x) = loss(ECG(phi_x), target) + R(x)``.
 
     Parameters
@@ -622,8 +647,16 @@ def ecg_objective(model: TwinModel, lead_field, target, *, loss: str = "correlat
     if loss not in losses:
         raise InvalidInputError(f"loss must be one of {sorted(losses)}, got {loss!r}")
     ap = _ecg.ActionPotential() if action_potential is None else action_potential
-    return _ECGObjective(model, lead_field, y, losses[loss], ap, y.shape[1],
-                         as_scalar("dt", dt, positive=True), as_scalar("t0", t0))
+    return _ECGObjective(
+        model,
+        lead_field,
+        y,
+        losses[loss],
+        ap,
+        y.shape[1],
+        as_scalar("dt", dt, positive=True),
+        as_scalar("t0", t0),
+    )
 
 
 # --------------------------------------------------------------------------- helpers

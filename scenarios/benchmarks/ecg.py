@@ -32,7 +32,13 @@ from physim.eikonal.heart import load_biventricular
 from physim.scenario import ScenarioContext, scenario_main
 
 N_SAMPLES, DT = 500, 1.0
-SITES = ((25.0, 0.0, -30.0), (-12.0, 22.0, -35.0), (-10.0, -22.0, -35.0), (0.0, 0.0, -55.0), (55.0, -10.0, -25.0))
+SITES = (
+    (25.0, 0.0, -30.0),
+    (-12.0, 22.0, -35.0),
+    (-10.0, -22.0, -35.0),
+    (0.0, 0.0, -55.0),
+    (55.0, -10.0, -25.0),
+)
 
 
 def _best(f, repeat=5, budget_s=4.0):
@@ -99,16 +105,26 @@ def bench_mesh(ctx, size):
     t_dense, ref = _best(lambda: dense_ecg(lf, phi, ap), repeat=2)
     err = float(np.abs(ref - ecg.signals).max() / np.abs(ref).max())
     row = {
-        "mesh": size, "n_tets": heart.n_tets, "n_points": heart.n_points,
-        "lead_field_s": t_lf, "ecg_forward_s": t_fwd, "ecg_grad_times_s": t_adj,
-        "ecg_grad_times_conductivity_s": t_adj_G, "ecg_plus_grad_s": t_fwd + t_adj,
-        "dense_reference_s": t_dense, "speedup_vs_dense": t_dense / t_fwd, "dense_rel_diff": err,
-        "eikonal_solve_s": t_solve, "eikonal_adjoint_s": t_eik_adj,
+        "mesh": size,
+        "n_tets": heart.n_tets,
+        "n_points": heart.n_points,
+        "lead_field_s": t_lf,
+        "ecg_forward_s": t_fwd,
+        "ecg_grad_times_s": t_adj,
+        "ecg_grad_times_conductivity_s": t_adj_G,
+        "ecg_plus_grad_s": t_fwd + t_adj,
+        "dense_reference_s": t_dense,
+        "speedup_vs_dense": t_dense / t_fwd,
+        "dense_rel_diff": err,
+        "eikonal_solve_s": t_solve,
+        "eikonal_adjoint_s": t_eik_adj,
         "ecg_plus_grad_over_eikonal_solve": (t_fwd + t_adj) / t_solve,
     }
-    ctx.log(f"{size}: {heart.n_tets} tets  ECG {t_fwd * 1e3:.1f} ms  grad {t_adj * 1e3:.1f} ms "
-            f"(+G {t_adj_G * 1e3:.1f} ms)  lead field {t_lf:.2f} s  dense {t_dense:.2f} s "
-            f"(x{t_dense / t_fwd:.0f})  eikonal {t_solve:.2f} s + adj {t_eik_adj:.2f} s")
+    ctx.log(
+        f"{size}: {heart.n_tets} tets  ECG {t_fwd * 1e3:.1f} ms  grad {t_adj * 1e3:.1f} ms "
+        f"(+G {t_adj_G * 1e3:.1f} ms)  lead field {t_lf:.2f} s  dense {t_dense:.2f} s "
+        f"(x{t_dense / t_fwd:.0f})  eikonal {t_solve:.2f} s + adj {t_eik_adj:.2f} s"
+    )
     return row
 
 
@@ -116,14 +132,24 @@ def bench_fit(ctx):
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
     import twin_ecg_fit
 
-    sub = ScenarioContext(name="twin_ecg_fit", quick=ctx.quick, out=ctx.out / "twin_ecg_fit",
-                          plots=False, seed=ctx.seed)
+    sub = ScenarioContext(
+        name="twin_ecg_fit", quick=ctx.quick, out=ctx.out / "twin_ecg_fit", plots=False, seed=ctx.seed
+    )
     sub.out.mkdir(parents=True, exist_ok=True)
     t0 = time.perf_counter()
     res = twin_ecg_fit.run(sub)
     wall = time.perf_counter() - t0
-    keys = ("mesh", "n_tets", "n_candidate_sites", "iterations", "evaluations", "fit_time_s",
-            "activation_error_mean_ms", "activation_error_max_ms", "ecg_correlation_min")
+    keys = (
+        "mesh",
+        "n_tets",
+        "n_candidate_sites",
+        "iterations",
+        "evaluations",
+        "fit_time_s",
+        "activation_error_mean_ms",
+        "activation_error_max_ms",
+        "ecg_correlation_min",
+    )
     out = {k: res[k] for k in keys}
     out["wall_time_s"] = wall
     out["fit_time_per_evaluation_s"] = res["fit_time_s"] / max(res["evaluations"], 1)
@@ -135,15 +161,18 @@ def run(ctx: ScenarioContext) -> dict:
     rows = [bench_mesh(ctx, s) for s in sizes]
     fit = bench_fit(ctx)
     ctx.log(f"full fit: {fit}")
-    lines = ["| mesh | tets | ECG (ms) | grad times (ms) | ECG + grad (ms) | + grad G (ms) | lead field (s) "
-             "| dense ref (s) | speed-up | eikonal solve (s) |",
-             "|---|---|---|---|---|---|---|---|---|---|"]
+    lines = [
+        "| mesh | tets | ECG (ms) | grad times (ms) | ECG + grad (ms) | + grad G (ms) | lead field (s) "
+        "| dense ref (s) | speed-up | eikonal solve (s) |",
+        "|---|---|---|---|---|---|---|---|---|---|",
+    ]
     for r in rows:
         lines.append(
             f"| {r['mesh']} | {r['n_tets']} | {r['ecg_forward_s'] * 1e3:.1f} | {r['ecg_grad_times_s'] * 1e3:.1f} "
             f"| {r['ecg_plus_grad_s'] * 1e3:.1f} | {r['ecg_grad_times_conductivity_s'] * 1e3:.1f} "
             f"| {r['lead_field_s']:.2f} | {r['dense_reference_s']:.2f} | {r['speedup_vs_dense']:.0f}x "
-            f"| {r['eikonal_solve_s']:.2f} |")
+            f"| {r['eikonal_solve_s']:.2f} |"
+        )
     table = "\n".join(lines)
     print(table)
     return {"meshes": rows, "fit": fit, "table_markdown": table, "n_samples": N_SAMPLES, "n_leads": 12}

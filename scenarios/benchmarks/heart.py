@@ -29,7 +29,9 @@ def min_quality(points: np.ndarray, tets: np.ndarray) -> float:
 def run(ctx: ScenarioContext) -> dict:
     sizes = ["10k", "65k"] if ctx.quick else ["10k", "65k", "large"]
     rows = []
-    print(f"{'size':>6} {'points':>8} {'tets':>8} {'min quality':>12} {'generate [s]':>13} {'fibres [s]':>11}")
+    print(
+        f"{'size':>6} {'points':>8} {'tets':>8} {'min quality':>12} {'generate [s]':>13} {'fibres [s]':>11}"
+    )
     for size in sizes:
         t0 = time.perf_counter()
         heart = biventricular_mesh(size)
@@ -38,16 +40,32 @@ def run(ctx: ScenarioContext) -> dict:
         rule_based(heart)
         t_fib = time.perf_counter() - t0
         q = min_quality(heart.points, heart.tets)
-        rows.append({"size": size, "points": heart.n_points, "tets": heart.n_tets,
-                     "min_quality": q, "generate_s": t_gen, "fibres_s": t_fib})
-        print(f"{size:>6} {heart.n_points:>8} {heart.n_tets:>8} {q:>12.3f} {t_gen:>13.2f} {t_fib:>11.2f}", flush=True)
+        rows.append(
+            {
+                "size": size,
+                "points": heart.n_points,
+                "tets": heart.n_tets,
+                "min_quality": q,
+                "generate_s": t_gen,
+                "fibres_s": t_fib,
+            }
+        )
+        print(
+            f"{size:>6} {heart.n_points:>8} {heart.n_tets:>8} {q:>12.3f} {t_gen:>13.2f} {t_fib:>11.2f}",
+            flush=True,
+        )
     if ctx.plots:
         from physim import viz
 
         viz.plot_curves(
-            {"generate": ([r["tets"] for r in rows], [r["generate_s"] for r in rows]),
-             "fibres": ([r["tets"] for r in rows], [r["fibres_s"] for r in rows])},
-            ctx.path("heart_timing.png"), xlabel="tets", ylabel="time [s]", logy=True,
+            {
+                "generate": ([r["tets"] for r in rows], [r["generate_s"] for r in rows]),
+                "fibres": ([r["tets"] for r in rows], [r["fibres_s"] for r in rows]),
+            },
+            ctx.path("heart_timing.png"),
+            xlabel="tets",
+            ylabel="time [s]",
+            logy=True,
         )
     return {"rows": rows}
 

@@ -33,7 +33,9 @@ def test_gradient_wrt_activation_times(problem, name, loss):
     *_, lf, phi = problem
     model = MODELS[name]
     rng = np.random.default_rng(11)
-    target = E.simulate_ecg(lf, phi + rng.normal(0, 3.0, phi.shape), model=model, n_samples=150, dt=0.8).signals
+    target = E.simulate_ecg(
+        lf, phi + rng.normal(0, 3.0, phi.shape), model=model, n_samples=150, dt=0.8
+    ).signals
     lossf = E.mse_loss if loss == "mse" else E.correlation_loss
 
     def fun(p):

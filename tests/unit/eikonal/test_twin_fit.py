@@ -83,7 +83,9 @@ def test_taylor_field_velocities_with_regularisation(setup):
     nodes = np.arange(0, mesh.n_points, 2)
     tt = rng.uniform(0, 20, nodes.size)
     fun = T.activation_objective(m, nodes, tt)
-    x = np.concatenate([rng.uniform(0.5, 0.7, mesh.n_cells), rng.uniform(0.28, 0.32, mesh.n_cells), [0.0, 3.0]])
+    x = np.concatenate(
+        [rng.uniform(0.5, 0.7, mesh.n_cells), rng.uniform(0.28, 0.32, mesh.n_cells), [0.0, 3.0]]
+    )
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", RuntimeWarning)
         chk = check_gradient(fun, x, h0=1e-3)
@@ -112,7 +114,9 @@ def test_site_sparsity_prior_value_and_gradient(setup):
     chk = check_gradient(fun, x)
     assert chk.ok, chk
     # the prior adds exactly its value and gradient to the data term
-    m0 = T.TwinModel(mesh, fib, T.GlobalVelocities(mesh.n_cells), T.CandidateSites([0, 20, 60, 100], -10.0, 150.0))
+    m0 = T.TwinModel(
+        mesh, fib, T.GlobalVelocities(mesh.n_cells), T.CandidateSites([0, 20, 60, 100], -10.0, 150.0)
+    )
     v0, g0 = T.ecg_objective(m0, lf, target)(x)
     v1, g1 = fun(x)
     rv, rg = cs.regularization(x[2:])
@@ -161,7 +165,8 @@ def test_bad_inputs(setup):
     with pytest.raises(InvalidInputError, match="outside the valid range"):
         T.activation_objective(
             T.TwinModel(mesh, fib, T.GlobalVelocities(mesh.n_cells), T.CandidateSites([0])),
-            [mesh.n_points], [1.0],
+            [mesh.n_points],
+            [1.0],
         )
     m = T.TwinModel(mesh, fib, T.GlobalVelocities(mesh.n_cells), T.CandidateSites([0]))
     with pytest.raises(ShapeError, match="target"):
