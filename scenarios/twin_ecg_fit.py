@@ -32,6 +32,37 @@ activation error below 10.8 ms on the 10k mesh (plain fit: 15.1 ms) or
 velocities on one mesh do not on the other, so the plain correlation fit stays
 the default.
 
+Active-set schemes driven by the eikonal adjoint were measured as well. The
+adjoint variable at a silent site's node, ``adjoint(...).times[node]``, is the
+derivative of the loss w.r.t. that site's time if it fired just before the
+wave arrives (it matches finite differences to 4 digits), but it ranks the true
+sites poorly (25th, 64th and 84th of 102 silent candidates after a 20-site
+fit on the 10k mesh). Measured (mean activation error, minimum ECG correlation):
+
+======================================  ===============  ===============
+strategy                                10k mesh         65k mesh
+======================================  ===============  ===============
+plain fit (the default)                 15.1 ms (0.991)  12.7 ms (0.996)
+plain fit + revival (a)                 15.0 ms (0.991)  --
+greedy pursuit from one site (b)        14.5-18.7 ms     --
+                                        (< 0.45)
+20 spread sites first + revival (c)     13.1-14.0 ms     14.2 ms (0.977)
+                                        (0.96-0.98)
+fixed-velocity scan, then joint (d)     13.6-14.4 ms     --
+                                        (0.73-0.88)
+fibre velocity + ratio v_c/v_f <= 1     12.3 ms (0.98)   12.6 ms (0.994)
+======================================  ===============  ===============
+
+(a) 4 rounds, each reviving the 5 best-scored silent sites at 2 ms before
+the arrival, then 50 L-BFGS iterations; (b) each round adds the best of the
+10 best-scored silent sites after finite-step tests (fired 5, 15 or 30 ms
+before the arrival), velocities free or frozen; (c) L-BFGS on 20
+farthest-point candidates only, then rounds reviving 5-10 sites at 2-20 ms
+before the arrival; (d) site times fitted at v_f in 0.35-1.0 mm/ms with
+v_c/v_f = 0.4 or 0.6, the lowest-loss velocity then refitted jointly.
+None reaches the 5 ms target: revived sites either fall silent again or add
+ever more firing sites while the fibre velocity drifts down.
+
 ``--mesh large`` runs the same fit on the ~415k-tet mesh.
 """
 
