@@ -30,6 +30,8 @@ Robustness
   checkpoint holds the moment estimates; for the scipy methods, whose internal
   state is not exposed, it holds the log of evaluations, which is replayed
   (without calling ``fun``) to rebuild the optimiser's state exactly.
+  That log holds one value and one gradient per evaluation, so such a
+  checkpoint grows as ``nfev * n`` floats.
 """
 
 from __future__ import annotations
