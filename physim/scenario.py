@@ -31,7 +31,7 @@ from pathlib import Path
 
 import numpy as np
 
-__all__ = ["ScenarioContext", "scenario_main", "write_json_atomic", "to_jsonable"]
+__all__ = ["ScenarioContext", "scenario_main", "write_json_atomic", "to_jsonable", "best_time"]
 
 
 @dataclass
@@ -105,6 +105,23 @@ def write_json_atomic(path: str | os.PathLike, data: dict) -> Path:
             os.unlink(tmp)
         raise
     return path
+
+
+def best_time(f: Callable[[], object], repeat: int = 3, budget_s: float = 5.0) -> tuple[float, object]:
+    """Best (minimum) wall time of ``f()`` over up to ``repeat`` calls, for benchmarks.
+
+    Stops repeating once ``budget_s`` seconds have been spent (at least one call
+    is made). Returns ``(seconds, result of the last call)``.
+    """
+    times, out = [], None
+    t_start = time.perf_counter()
+    for _ in range(max(1, int(repeat))):
+        t0 = time.perf_counter()
+        out = f()
+        times.append(time.perf_counter() - t0)
+        if time.perf_counter() - t_start > budget_s:
+            break
+    return min(times), out
 
 
 def _parser(name: str, doc: str | None) -> argparse.ArgumentParser:

@@ -34,11 +34,6 @@ TRUE_SITES = (
 N_SAMPLES, DT = 500, 1.0
 
 
-def nearest(points, mask, target):
-    idx = np.nonzero(mask)[0]
-    return int(idx[np.argmin(np.linalg.norm(points[idx] - np.asarray(target), axis=1))])
-
-
 def farthest_point_sample(points, candidates, k, seed=0):
     """k well-spread nodes among ``candidates`` (greedy farthest-point sampling)."""
     rng = np.random.default_rng(seed)

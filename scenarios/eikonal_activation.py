@@ -39,11 +39,6 @@ SITES = (
 )
 
 
-def _nearest(points, mask, target):
-    idx = np.nonzero(mask)[0]
-    return int(idx[np.argmin(np.linalg.norm(points[idx] - np.asarray(target), axis=1))])
-
-
 def _picture(path, heart, times, sources, tat):
     import pyvista as pv
 
@@ -176,7 +171,7 @@ def run(ctx: ScenarioContext) -> dict:
     vf = np.where(fast, V_ENDO, V_FIBER)
     vc = np.where(fast, V_ENDO, V_CROSS)
     D = conduction_tensor(fib.fibers, vf, vc)
-    sources = np.array([_nearest(heart.points, heart.masks[tag], p) for _, p, tag, _ in SITES])
+    sources = np.array([heart.nearest_node(p, tag) for _, p, tag, _ in SITES])
     stimes = np.array([t for *_, t in SITES])
     mesh = heart.tet_mesh()
     t2 = time.perf_counter()

@@ -197,6 +197,34 @@ class BiventricularMesh:
     def base(self) -> np.ndarray:
         return self.masks["base"]
 
+    def nearest_node(self, point, surface="lv_endo") -> int:
+        """Index of the node on ``surface`` closest to ``point``.
+
+        Parameters
+        ----------
+        point : array_like, shape (3,)
+            Position in mm.
+        surface : str or ndarray of bool, shape (n_points,)
+            A tag of ``SURFACE_TAGS`` or a node mask.
+
+        Returns
+        -------
+        int
+        """
+        if isinstance(surface, str):
+            if surface not in self.masks:
+                raise InvalidInputError(f"surface must be one of {sorted(self.masks)}, got {surface!r}")
+            mask = self.masks[surface]
+        else:
+            mask = np.asarray(surface, dtype=bool)
+            if mask.shape != (self.n_points,):
+                raise InvalidInputError(f"surface mask must have shape ({self.n_points},), got {mask.shape}")
+        idx = np.nonzero(mask)[0]
+        if idx.size == 0:
+            raise InvalidInputError("surface mask selects no node")
+        p = as_float_array("point", point, shape=(3,))
+        return int(idx[np.argmin(np.linalg.norm(self.points[idx] - p, axis=1))])
+
     def tet_mesh(self):
         """The mesh as a :class:`physim.eikonal.TetMesh` (for the eikonal solver)."""
         from .mesh import TetMesh

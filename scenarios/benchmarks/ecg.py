@@ -18,6 +18,7 @@ Ratios are measured in the same run (the machine may be shared).
 
 from __future__ import annotations
 
+import functools
 import sys
 import time
 from pathlib import Path
@@ -29,7 +30,7 @@ from physim.eikonal import conduction_tensor, solve
 from physim.eikonal import ecg as E
 from physim.eikonal.fibers import rule_based
 from physim.eikonal.heart import load_biventricular
-from physim.scenario import ScenarioContext, scenario_main
+from physim.scenario import ScenarioContext, best_time, scenario_main
 
 N_SAMPLES, DT = 500, 1.0
 SITES = (
@@ -41,17 +42,7 @@ SITES = (
 )
 
 
-def _best(f, repeat=5, budget_s=4.0):
-    times = []
-    t_start = time.perf_counter()
-    out = None
-    for _ in range(repeat):
-        t0 = time.perf_counter()
-        out = f()
-        times.append(time.perf_counter() - t0)
-        if time.perf_counter() - t_start > budget_s:
-            break
-    return min(times), out
+_best = functools.partial(best_time, repeat=5, budget_s=4.0)
 
 
 def _ramp(u):
@@ -84,8 +75,7 @@ def bench_mesh(ctx, size):
     fib = rule_based(heart).fibers
     mesh = heart.tet_mesh()
     endo = heart.lv_endo | heart.rv_endo
-    idx = np.nonzero(endo)[0]
-    src = np.array([idx[np.argmin(np.linalg.norm(heart.points[idx] - np.array(p), axis=1))] for p in SITES])
+    src = np.array([heart.nearest_node(p, endo) for p in SITES])
     D = conduction_tensor(fib, 0.6, 0.3)
     t_solve, act = _best(lambda: solve(mesh, D, src, np.array([0.0, 2.0, 4.0, 8.0, 5.0])), repeat=3)
     t_eik_adj, _ = _best(lambda: eik_adjoint(act, np.ones(heart.n_points)), repeat=3)

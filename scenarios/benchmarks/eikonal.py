@@ -21,6 +21,7 @@ Ratios are measured in the same run (the machine may be shared).
 
 from __future__ import annotations
 
+import functools
 import os
 import time
 import warnings
@@ -30,7 +31,7 @@ import numpy as np
 from physim.eikonal import adjoint, box_tet_mesh, conduction_tensor, solve, square_tri_mesh
 from physim.eikonal.fibers import rule_based
 from physim.eikonal.heart import load_biventricular
-from physim.scenario import ScenarioContext, scenario_main
+from physim.scenario import ScenarioContext, best_time, scenario_main
 
 V_FIBER, V_CROSS = 0.6, 0.24
 SITES = (
@@ -43,16 +44,7 @@ SITES = (
 SITE_TIMES = np.array([0.0, 2.0, 4.0, 8.0, 5.0])
 
 
-def _best(f, repeat=3, budget_s=20.0):
-    times, out = [], None
-    t_start = time.perf_counter()
-    for _ in range(repeat):
-        t0 = time.perf_counter()
-        out = f()
-        times.append(time.perf_counter() - t0)
-        if time.perf_counter() - t_start > budget_s:
-            break
-    return min(times), out
+_best = functools.partial(best_time, repeat=3, budget_s=20.0)
 
 
 def _fim_python(points, cells, D, src, times):
@@ -76,8 +68,8 @@ def bench_heart(ctx, size, fim_max_tets):
     fib = rule_based(heart).fibers
     mesh = heart.tet_mesh()
     t_setup = time.perf_counter() - t0
-    endo = np.nonzero(heart.lv_endo | heart.rv_endo)[0]
-    src = np.array([endo[np.argmin(np.linalg.norm(heart.points[endo] - np.array(p), axis=1))] for p in SITES])
+    endo = heart.lv_endo | heart.rv_endo
+    src = np.array([heart.nearest_node(p, endo) for p in SITES])
     D = conduction_tensor(fib, V_FIBER, V_CROSS)
     solve(mesh, D, src, SITE_TIMES)  # warm-up (compilation is cached on disk)
     t_fwd, act = _best(lambda: solve(mesh, D, src, SITE_TIMES))

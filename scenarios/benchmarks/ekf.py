@@ -23,7 +23,7 @@ import time
 import numpy as np
 
 from physim.ekf import Beacons, FinalTrace, Unicycle, adjoint, covariance_rollout
-from physim.scenario import ScenarioContext, scenario_main
+from physim.scenario import ScenarioContext, best_time, scenario_main
 
 DT = 0.1
 BEACONS = np.array([[2.0, 3.0], [5.0, -2.0], [8.0, 1.0]])
@@ -40,15 +40,7 @@ def _controls(N):
 
 def _best(f, repeat, budget_s=3.0):
     """Minimum wall time of ``f()`` over up to ``repeat`` calls (stops after ``budget_s``)."""
-    times = []
-    t_start = time.perf_counter()
-    for _ in range(repeat):
-        t0 = time.perf_counter()
-        f()
-        times.append(time.perf_counter() - t0)
-        if time.perf_counter() - t_start > budget_s:
-            break
-    return min(times)
+    return best_time(f, repeat, budget_s)[0]
 
 
 def _jax_value_and_grad():

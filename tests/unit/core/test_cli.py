@@ -76,3 +76,19 @@ def test_console_script_user_error_has_no_traceback(fake_scenarios):
 def test_real_scenario_directory_is_found():
     d = cli.scenario_dir()
     assert d == Path(cli.__file__).resolve().parent.parent / "scenarios"
+
+
+def test_best_time_returns_minimum_and_last_result():
+    from physim.scenario import best_time
+
+    calls = []
+
+    def f():
+        calls.append(1)
+        return len(calls)
+
+    t, out = best_time(f, repeat=4, budget_s=60.0)
+    assert out == 4 and len(calls) == 4 and t >= 0.0
+    calls.clear()
+    t, out = best_time(f, repeat=10, budget_s=0.0)  # budget spent after the first call
+    assert out == 1 and len(calls) == 1

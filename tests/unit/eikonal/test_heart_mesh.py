@@ -273,3 +273,26 @@ def test_random_geometries_give_valid_meshes(
     check_watertight(m.points, m.tets, boundary_faces(m.tets))
     assert all(len(m.faces[t]) for t in SURFACE_TAGS)
     assert np.all(np.bincount(m.region, minlength=3) > 0)
+
+
+def test_nearest_node_matches_brute_force(heart):
+    rng = np.random.default_rng(5)
+    for tag in ("lv_endo", "rv_endo", "epi", "base"):
+        for p in rng.uniform(-60, 60, size=(5, 3)):
+            idx = [i for i in range(heart.n_points) if heart.masks[tag][i]]
+            d = [float(np.sum((heart.points[i] - p) ** 2)) for i in idx]
+            assert heart.nearest_node(p, tag) == idx[int(np.argmin(d))]
+    both = heart.lv_endo | heart.rv_endo
+    p = np.array([10.0, -5.0, -30.0])
+    assert heart.nearest_node(p, both) in (heart.nearest_node(p, "lv_endo"), heart.nearest_node(p, "rv_endo"))
+
+
+def test_nearest_node_errors(heart):
+    with pytest.raises(InvalidInputError, match="surface must be one of"):
+        heart.nearest_node((0, 0, 0), "septum")
+    with pytest.raises(InvalidInputError, match="shape"):
+        heart.nearest_node((0, 0, 0), np.ones(3, dtype=bool))
+    with pytest.raises(InvalidInputError, match="no node"):
+        heart.nearest_node((0, 0, 0), np.zeros(heart.n_points, dtype=bool))
+    with pytest.raises(ValueError, match="point"):
+        heart.nearest_node((0, 0), "epi")
