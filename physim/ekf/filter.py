@@ -4,10 +4,13 @@
 ``x_{k+1} = f(x_k, u_k)`` and the EKF covariances along it::
 
     P⁻_{k+1} = F_k P_k F_kᵀ + G_k M G_kᵀ + Q₀         (predict; F = ∂f/∂x, G = ∂f/∂u)
-    S = H P⁻ Hᵀ + R,  K = P⁻ Hᵀ S⁻¹                   (Cholesky solves, no inverse)
+    S = H P⁻ Hᵀ + R,  K = P⁻ Hᵀ S⁻¹                   (solves, no inverse)
     P_{k+1} = (I - K H) P⁻ (I - K H)ᵀ + K R Kᵀ         (Joseph form, symmetrised)
 
-with ``H``, ``R`` evaluated at ``x_{k+1}``. This is the covariance the EKF
+with ``H``, ``R`` evaluated at ``x_{k+1}``. The gain comes from a Cholesky
+factorisation of S in general; for 3 states and 2 controls (both built-in
+models) from m scalar updates, K = P⁺ Hᵀ R⁻¹, which needs no m x m
+factorisation (R is diagonal; see :mod:`physim.ekf._kernels`). This is the covariance the EKF
 would report if it tracked the nominal trajectory, the quantity active-sensing
 costs are built on; :func:`physim.ekf.adjoint` differentiates it.
 
@@ -163,6 +166,20 @@ def _trajectory(model: MotionModel, x0, U):
     return X, F, G
 
 
+def _cov_forward(F, G, H, Rd, P0, M, Q0, joseph, P, Pm, Kg) -> int:
+    """Covariance recursion; the specialised kernel for 3 states / 2 controls, else the generic one.
+
+    A failure of the specialised kernel (a scalar innovation variance ≤ 0 in
+    its sequential gain computation) is confirmed by the generic kernel, whose
+    test is the Cholesky factorisation of the innovation covariance S.
+    """
+    if F.shape[1] == 3 and G.shape[2] == 2:
+        fail = K.cov_forward_3x2(F, G, H, Rd, P0, M, Q0, joseph, P, Pm, Kg)
+        if fail < 0:
+            return fail
+    return K.cov_forward(F, G, H, Rd, P0, M, Q0, joseph, P, Pm, Kg)
+
+
 def _rollout(model, sensor, x0, P0, U, M, Q0, joseph=True, check=True) -> Rollout:
     """Rollout on validated arrays (no argument checks)."""
     X, F, G = _trajectory(model, x0, U)
@@ -184,7 +201,7 @@ def _rollout(model, sensor, x0, P0, U, M, Q0, joseph=True, check=True) -> Rollou
     P = np.empty((N + 1, n, n))
     Pm = np.empty((N, n, n))
     Kg = np.empty((N, n, m))
-    fail = K.cov_forward(F, G, H, Rd, P0, M, Q0, bool(joseph), P, Pm, Kg)
+    fail = _cov_forward(F, G, H, Rd, P0, M, Q0, bool(joseph), P, Pm, Kg)
     if fail >= 0:
         raise SingularSystemError(f"innovation covariance is not positive definite at step {fail + 1}")
     return Rollout(

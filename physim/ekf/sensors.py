@@ -196,11 +196,11 @@ class Beacons(MeasurementModel):
         Range and bearing Jacobians are singular when the robot sits on a beacon.
         ``X`` (K, n) are the measured states (steps 1..N of a rollout).
         """
-        d = np.linalg.norm(X[:, None, :2] - self.positions[None, :, :], axis=2)
-        k, j = np.unravel_index(int(np.argmin(d)), d.shape)
-        if not d[k, j] > min_distance:
+        X = np.ascontiguousarray(X, dtype=np.float64)
+        k, j, d = K.nearest_beacon(X, self.positions)
+        if not d > min_distance:
             raise InvalidInputError(
-                f"beacon {j} at {self.positions[j].tolist()} is {d[k, j]:.3g} m from the robot at "
+                f"beacon {j} at {self.positions[j].tolist()} is {d:.3g} m from the robot at "
                 f"step {k + 1} (position {X[k, :2].tolist()}); range/bearing Jacobians are singular there"
             )
 
