@@ -510,11 +510,13 @@ def cov_adjoint(F, G, H, Kg, Pm, P, M, Pbar, Fb, Gb, Hb, Rb, P0b, Mb, Q0b):
 # specialised recursion for 3 states and 2 controls (both built-in models)
 # ---------------------------------------------------------------------------
 #
-# Same mathematics as cov_forward / cov_adjoint, written with scalar locals
-# (symmetric 3x3 matrices as six numbers) so that the whole step stays in
-# registers; m (measurements) remains a run-time loop. The gain comes from m
-# scalar updates instead of an m x m Cholesky factorisation: R is diagonal, so
-# the measurements are independent and processing them one at a time,
+# Same mathematics as cov_forward / cov_adjoint, with the 3x3 algebra on
+# tuples (a general matrix as its 9 entries row by row, a symmetric one as
+# its upper triangle (a00, a01, a02, a11, a12, a22)) so that the whole step
+# stays in registers; m (measurements) remains a run-time loop. The gain
+# comes from m scalar updates instead of an m x m Cholesky factorisation: R
+# is diagonal, so the measurements are independent and processing them one
+# at a time,
 #
 #     v = P hₐᵀ,  s = hₐ v + rₐ,  P ← P - v vᵀ / s,                  a = 1..m,
 #
@@ -527,6 +529,160 @@ def cov_adjoint(F, G, H, Kg, Pm, P, M, Pbar, Fb, Gb, Hb, Rb, P0b, Mb, Q0b):
 
 
 @njit
+def _get3(A):
+    """The 9 entries of a 3x3 array, row by row."""
+    return (A[0, 0], A[0, 1], A[0, 2], A[1, 0], A[1, 1], A[1, 2], A[2, 0], A[2, 1], A[2, 2])
+
+
+@njit
+def _get_sym3(A):
+    """Upper triangle (a00, a01, a02, a11, a12, a22) of a symmetric 3x3 array."""
+    return (A[0, 0], A[0, 1], A[0, 2], A[1, 1], A[1, 2], A[2, 2])
+
+
+@njit
+def _sym_part3(A):
+    """Upper triangle of sym(A) = (A + Aᵀ)/2 for a 3x3 array."""
+    return (
+        A[0, 0],
+        0.5 * (A[0, 1] + A[1, 0]),
+        0.5 * (A[0, 2] + A[2, 0]),
+        A[1, 1],
+        0.5 * (A[1, 2] + A[2, 1]),
+        A[2, 2],
+    )
+
+
+@njit
+def _put_sym3(A, s):
+    """Write the symmetric matrix with upper triangle ``s`` into the 3x3 array A."""
+    A[0, 0] = s[0]
+    A[0, 1] = A[1, 0] = s[1]
+    A[0, 2] = A[2, 0] = s[2]
+    A[1, 1] = s[3]
+    A[1, 2] = A[2, 1] = s[4]
+    A[2, 2] = s[5]
+
+
+@njit
+def _put3(A, a, scale):
+    """A = scale * (the 3x3 matrix with entries ``a`` row by row)."""
+    A[0, 0] = scale * a[0]
+    A[0, 1] = scale * a[1]
+    A[0, 2] = scale * a[2]
+    A[1, 0] = scale * a[3]
+    A[1, 1] = scale * a[4]
+    A[1, 2] = scale * a[5]
+    A[2, 0] = scale * a[6]
+    A[2, 1] = scale * a[7]
+    A[2, 2] = scale * a[8]
+
+
+@njit
+def _gen_sym3(a, s):
+    """A S for a general A (9-tuple) and a symmetric S (6-tuple); 9-tuple."""
+    s00, s01, s02, s11, s12, s22 = s
+    return (
+        a[0] * s00 + a[1] * s01 + a[2] * s02,
+        a[0] * s01 + a[1] * s11 + a[2] * s12,
+        a[0] * s02 + a[1] * s12 + a[2] * s22,
+        a[3] * s00 + a[4] * s01 + a[5] * s02,
+        a[3] * s01 + a[4] * s11 + a[5] * s12,
+        a[3] * s02 + a[4] * s12 + a[5] * s22,
+        a[6] * s00 + a[7] * s01 + a[8] * s02,
+        a[6] * s01 + a[7] * s11 + a[8] * s12,
+        a[6] * s02 + a[7] * s12 + a[8] * s22,
+    )
+
+
+@njit
+def _sym_gen3(s, a):
+    """S A for a symmetric S (6-tuple) and a general A (9-tuple); 9-tuple."""
+    s00, s01, s02, s11, s12, s22 = s
+    return (
+        s00 * a[0] + s01 * a[3] + s02 * a[6],
+        s00 * a[1] + s01 * a[4] + s02 * a[7],
+        s00 * a[2] + s01 * a[5] + s02 * a[8],
+        s01 * a[0] + s11 * a[3] + s12 * a[6],
+        s01 * a[1] + s11 * a[4] + s12 * a[7],
+        s01 * a[2] + s11 * a[5] + s12 * a[8],
+        s02 * a[0] + s12 * a[3] + s22 * a[6],
+        s02 * a[1] + s12 * a[4] + s22 * a[7],
+        s02 * a[2] + s12 * a[5] + s22 * a[8],
+    )
+
+
+@njit
+def _sym_abt3(a, b):
+    """sym(A Bᵀ) for general A, B (9-tuples); 6-tuple."""
+    a00, a01, a02, a10, a11, a12, a20, a21, a22 = a
+    b00, b01, b02, b10, b11, b12, b20, b21, b22 = b
+    return (
+        a00 * b00 + a01 * b01 + a02 * b02,
+        0.5 * (a00 * b10 + a01 * b11 + a02 * b12 + a10 * b00 + a11 * b01 + a12 * b02),
+        0.5 * (a00 * b20 + a01 * b21 + a02 * b22 + a20 * b00 + a21 * b01 + a22 * b02),
+        a10 * b10 + a11 * b11 + a12 * b12,
+        0.5 * (a10 * b20 + a11 * b21 + a12 * b22 + a20 * b10 + a21 * b11 + a22 * b12),
+        a20 * b20 + a21 * b21 + a22 * b22,
+    )
+
+
+@njit
+def _t3(a):
+    """Transpose of a 9-tuple matrix."""
+    return (a[0], a[3], a[6], a[1], a[4], a[7], a[2], a[5], a[8])
+
+
+@njit
+def _sym_atb3(a, b):
+    """sym(Aᵀ B) for general A, B (9-tuples); 6-tuple."""
+    return _sym_abt3(_t3(a), _t3(b))
+
+
+@njit
+def _add_sym3(s, t):
+    return (s[0] + t[0], s[1] + t[1], s[2] + t[2], s[3] + t[3], s[4] + t[4], s[5] + t[5])
+
+
+@njit(inline="always")
+def _i_minus_kh3(K, H):
+    """I - K H (9-tuple) for K (3, m), H (m, 3)."""
+    e00, e01, e02, e10, e11, e12, e20, e21, e22 = 1.0, 0.0, 0.0, 0.0, 1.0, 0.0, 0.0, 0.0, 1.0
+    for a in range(H.shape[0]):
+        h0, h1, h2 = H[a, 0], H[a, 1], H[a, 2]
+        k0, k1, k2 = K[0, a], K[1, a], K[2, a]
+        e00 -= k0 * h0
+        e01 -= k0 * h1
+        e02 -= k0 * h2
+        e10 -= k1 * h0
+        e11 -= k1 * h1
+        e12 -= k1 * h2
+        e20 -= k2 * h0
+        e21 -= k2 * h1
+        e22 -= k2 * h2
+    return (e00, e01, e02, e10, e11, e12, e20, e21, e22)
+
+
+@njit
+def _gmgt3(g, m):
+    """G M Gᵀ for G (3, 2) as a 6-tuple (rows (g0, g1)) and M symmetric (m00, m01, m11); 6-tuple."""
+    a0 = g[0] * m[0] + g[1] * m[1]
+    b0 = g[0] * m[1] + g[1] * m[2]
+    a1 = g[2] * m[0] + g[3] * m[1]
+    b1 = g[2] * m[1] + g[3] * m[2]
+    a2 = g[4] * m[0] + g[5] * m[1]
+    b2 = g[4] * m[1] + g[5] * m[2]
+    return (
+        a0 * g[0] + b0 * g[1],
+        a0 * g[2] + b0 * g[3],
+        a0 * g[4] + b0 * g[5],
+        a1 * g[2] + b1 * g[3],
+        a1 * g[4] + b1 * g[5],
+        a2 * g[4] + b2 * g[5],
+    )
+
+
+@njit
 def cov_forward_3x2(F, G, H, Rd, P0, M, Q0, joseph, P, Pm, Kg):
     """:func:`cov_forward` for n = 3 states and n_u = 2 controls (same arguments and return).
 
@@ -536,53 +692,19 @@ def cov_forward_3x2(F, G, H, Rd, P0, M, Q0, joseph, P, Pm, Kg):
     """
     N = F.shape[0]
     m = H.shape[1]
-    for i in range(3):
-        for j in range(3):
-            P[0, i, j] = 0.5 * (P0[i, j] + P0[j, i])
-    m00 = M[0, 0]
-    m01 = 0.5 * (M[0, 1] + M[1, 0])
-    m11 = M[1, 1]
-    q00 = Q0[0, 0]
-    q11 = Q0[1, 1]
-    q22 = Q0[2, 2]
-    q01 = 0.5 * (Q0[0, 1] + Q0[1, 0])
-    q02 = 0.5 * (Q0[0, 2] + Q0[2, 0])
-    q12 = 0.5 * (Q0[1, 2] + Q0[2, 1])
+    _put_sym3(P[0], _sym_part3(P0))
+    msym = (M[0, 0], 0.5 * (M[0, 1] + M[1, 0]), M[1, 1])
+    q = _sym_part3(Q0)
     for k in range(N):
-        Fk, Gk, Pk, Pmk, Hk, Rk, Kk, Pn = F[k], G[k], P[k], Pm[k], H[k], Rd[k], Kg[k], P[k + 1]
-        f00, f01, f02 = Fk[0, 0], Fk[0, 1], Fk[0, 2]
-        f10, f11, f12 = Fk[1, 0], Fk[1, 1], Fk[1, 2]
-        f20, f21, f22 = Fk[2, 0], Fk[2, 1], Fk[2, 2]
-        x00, x01, x02 = Pk[0, 0], Pk[0, 1], Pk[0, 2]
-        x11, x12, x22 = Pk[1, 1], Pk[1, 2], Pk[2, 2]
-        # T = F P (P symmetric)
-        t00 = f00 * x00 + f01 * x01 + f02 * x02
-        t01 = f00 * x01 + f01 * x11 + f02 * x12
-        t02 = f00 * x02 + f01 * x12 + f02 * x22
-        t10 = f10 * x00 + f11 * x01 + f12 * x02
-        t11 = f10 * x01 + f11 * x11 + f12 * x12
-        t12 = f10 * x02 + f11 * x12 + f12 * x22
-        t20 = f20 * x00 + f21 * x01 + f22 * x02
-        t21 = f20 * x01 + f21 * x11 + f22 * x12
-        t22 = f20 * x02 + f21 * x12 + f22 * x22
-        # G M
-        g00, g01, g10, g11, g20, g21 = Gk[0, 0], Gk[0, 1], Gk[1, 0], Gk[1, 1], Gk[2, 0], Gk[2, 1]
-        a0 = g00 * m00 + g01 * m01
-        b0 = g00 * m01 + g01 * m11
-        a1 = g10 * m00 + g11 * m01
-        b1 = g10 * m01 + g11 * m11
-        a2 = g20 * m00 + g21 * m01
-        b2 = g20 * m01 + g21 * m11
-        # P⁻ = T Fᵀ + (G M) Gᵀ + Q0, upper triangle
-        p00 = t00 * f00 + t01 * f01 + t02 * f02 + a0 * g00 + b0 * g01 + q00
-        p01 = t00 * f10 + t01 * f11 + t02 * f12 + a0 * g10 + b0 * g11 + q01
-        p02 = t00 * f20 + t01 * f21 + t02 * f22 + a0 * g20 + b0 * g21 + q02
-        p11 = t10 * f10 + t11 * f11 + t12 * f12 + a1 * g10 + b1 * g11 + q11
-        p12 = t10 * f20 + t11 * f21 + t12 * f22 + a1 * g20 + b1 * g21 + q12
-        p22 = t20 * f20 + t21 * f21 + t22 * f22 + a2 * g20 + b2 * g21 + q22
-        _store_sym3(Pmk, p00, p01, p02, p11, p12, p22)
+        Gk, Hk, Rk, Kk = G[k], H[k], Rd[k], Kg[k]
+        f = _get3(F[k])
+        # P⁻ = sym(F P Fᵀ) + G M Gᵀ + Q0
+        pm = _sym_abt3(_gen_sym3(f, _get_sym3(P[k])), f)
+        g = (Gk[0, 0], Gk[0, 1], Gk[1, 0], Gk[1, 1], Gk[2, 0], Gk[2, 1])
+        pm = _add_sym3(_add_sym3(pm, _gmgt3(g, msym)), q)
+        _put_sym3(Pm[k], pm)
         # posterior by m scalar updates (only used to form the gain)
-        c00, c01, c02, c11, c12, c22 = p00, p01, p02, p11, p12, p22
+        c00, c01, c02, c11, c12, c22 = pm
         for a in range(m):
             h0, h1, h2 = Hk[a, 0], Hk[a, 1], Hk[a, 2]
             v0 = c00 * h0 + c01 * h1 + c02 * h2
@@ -598,8 +720,7 @@ def cov_forward_3x2(F, G, H, Rd, P0, M, Q0, joseph, P, Pm, Kg):
             c11 -= v1 * v1 * w
             c12 -= v1 * v2 * w
             c22 -= v2 * v2 * w
-        # K = P⁺ Hᵀ R⁻¹, A = I - K H and K R Kᵀ
-        e00, e01, e02, e10, e11, e12, e20, e21, e22 = 1.0, 0.0, 0.0, 0.0, 1.0, 0.0, 0.0, 0.0, 1.0
+        # K = P⁺ Hᵀ R⁻¹ and K R Kᵀ
         r00, r01, r02, r11, r12, r22 = 0.0, 0.0, 0.0, 0.0, 0.0, 0.0
         for a in range(m):
             h0, h1, h2 = Hk[a, 0], Hk[a, 1], Hk[a, 2]
@@ -611,60 +732,20 @@ def cov_forward_3x2(F, G, H, Rd, P0, M, Q0, joseph, P, Pm, Kg):
             Kk[0, a] = k0
             Kk[1, a] = k1
             Kk[2, a] = k2
-            e00 -= k0 * h0
-            e01 -= k0 * h1
-            e02 -= k0 * h2
-            e10 -= k1 * h0
-            e11 -= k1 * h1
-            e12 -= k1 * h2
-            e20 -= k2 * h0
-            e21 -= k2 * h1
-            e22 -= k2 * h2
             r00 += k0 * ra * k0
             r01 += k0 * ra * k1
             r02 += k0 * ra * k2
             r11 += k1 * ra * k1
             r12 += k1 * ra * k2
             r22 += k2 * ra * k2
-        # U = A P⁻
-        u00 = e00 * p00 + e01 * p01 + e02 * p02
-        u01 = e00 * p01 + e01 * p11 + e02 * p12
-        u02 = e00 * p02 + e01 * p12 + e02 * p22
-        u10 = e10 * p00 + e11 * p01 + e12 * p02
-        u11 = e10 * p01 + e11 * p11 + e12 * p12
-        u12 = e10 * p02 + e11 * p12 + e12 * p22
-        u20 = e20 * p00 + e21 * p01 + e22 * p02
-        u21 = e20 * p01 + e21 * p11 + e22 * p12
-        u22 = e20 * p02 + e21 * p12 + e22 * p22
-        if joseph:  # sym(U Aᵀ) + K R Kᵀ
-            c00 = u00 * e00 + u01 * e01 + u02 * e02 + r00
-            c01 = 0.5 * (u00 * e10 + u01 * e11 + u02 * e12 + u10 * e00 + u11 * e01 + u12 * e02) + r01
-            c02 = 0.5 * (u00 * e20 + u01 * e21 + u02 * e22 + u20 * e00 + u21 * e01 + u22 * e02) + r02
-            c11 = u10 * e10 + u11 * e11 + u12 * e12 + r11
-            c12 = 0.5 * (u10 * e20 + u11 * e21 + u12 * e22 + u20 * e10 + u21 * e11 + u22 * e12) + r12
-            c22 = u20 * e20 + u21 * e21 + u22 * e22 + r22
-        else:  # sym(U)
-            c00 = u00
-            c01 = 0.5 * (u01 + u10)
-            c02 = 0.5 * (u02 + u20)
-            c11 = u11
-            c12 = 0.5 * (u12 + u21)
-            c22 = u22
-        _store_sym3(Pn, c00, c01, c02, c11, c12, c22)
+        e = _i_minus_kh3(Kk, Hk)
+        u = _gen_sym3(e, pm)  # A P⁻
+        if joseph:  # sym(A P⁻ Aᵀ) + K R Kᵀ
+            post = _add_sym3(_sym_abt3(u, e), (r00, r01, r02, r11, r12, r22))
+        else:  # sym(A P⁻)
+            post = (u[0], 0.5 * (u[1] + u[3]), 0.5 * (u[2] + u[6]), u[4], 0.5 * (u[5] + u[7]), u[8])
+        _put_sym3(P[k + 1], post)
     return -1
-
-
-@njit
-def _store_sym3(A, a00, a01, a02, a11, a12, a22):
-    A[0, 0] = a00
-    A[0, 1] = a01
-    A[0, 2] = a02
-    A[1, 0] = a01
-    A[1, 1] = a11
-    A[1, 2] = a12
-    A[2, 0] = a02
-    A[2, 1] = a12
-    A[2, 2] = a22
 
 
 @njit
@@ -673,101 +754,34 @@ def cov_adjoint_3x2(F, G, H, Kg, Pm, P, M, Pbar, Fb, Gb, Hb, Rb, P0b, Mb, Q0b):
     N = F.shape[0]
     m = H.shape[1]
     m00, m01, m10, m11 = M[0, 0], M[0, 1], M[1, 0], M[1, 1]
-    B = Pbar[N]
-    b00 = B[0, 0]
-    b11 = B[1, 1]
-    b22 = B[2, 2]
-    b01 = 0.5 * (B[0, 1] + B[1, 0])
-    b02 = 0.5 * (B[0, 2] + B[2, 0])
-    b12 = 0.5 * (B[1, 2] + B[2, 1])
-    qb00, qb01, qb02, qb11, qb12, qb22 = 0.0, 0.0, 0.0, 0.0, 0.0, 0.0
+    b = _sym_part3(Pbar[N])  # P̄ carried backwards
+    qb = (0.0, 0.0, 0.0, 0.0, 0.0, 0.0)
     mb00, mb01, mb11 = 0.0, 0.0, 0.0
     for k in range(N - 1, -1, -1):
-        Kk, Hk, Pmk, Fk, Gk, Pk, Hbk, Rbk = Kg[k], H[k], Pm[k], F[k], G[k], P[k], Hb[k], Rb[k]
-        # update: A = I - K H
-        e00, e01, e02, e10, e11, e12, e20, e21, e22 = 1.0, 0.0, 0.0, 0.0, 1.0, 0.0, 0.0, 0.0, 1.0
-        for a in range(m):
-            h0, h1, h2 = Hk[a, 0], Hk[a, 1], Hk[a, 2]
-            k0, k1, k2 = Kk[0, a], Kk[1, a], Kk[2, a]
-            e00 -= k0 * h0
-            e01 -= k0 * h1
-            e02 -= k0 * h2
-            e10 -= k1 * h0
-            e11 -= k1 * h1
-            e12 -= k1 * h2
-            e20 -= k2 * h0
-            e21 -= k2 * h1
-            e22 -= k2 * h2
-        # T = P̄ A, P̄⁻ = sym(Aᵀ T)
-        t00 = b00 * e00 + b01 * e10 + b02 * e20
-        t01 = b00 * e01 + b01 * e11 + b02 * e21
-        t02 = b00 * e02 + b01 * e12 + b02 * e22
-        t10 = b01 * e00 + b11 * e10 + b12 * e20
-        t11 = b01 * e01 + b11 * e11 + b12 * e21
-        t12 = b01 * e02 + b11 * e12 + b12 * e22
-        t20 = b02 * e00 + b12 * e10 + b22 * e20
-        t21 = b02 * e01 + b12 * e11 + b22 * e21
-        t22 = b02 * e02 + b12 * e12 + b22 * e22
-        c00 = e00 * t00 + e10 * t10 + e20 * t20
-        c01 = 0.5 * (e00 * t01 + e10 * t11 + e20 * t21 + e01 * t00 + e11 * t10 + e21 * t20)
-        c02 = 0.5 * (e00 * t02 + e10 * t12 + e20 * t22 + e02 * t00 + e12 * t10 + e22 * t20)
-        c11 = e01 * t01 + e11 * t11 + e21 * t21
-        c12 = 0.5 * (e01 * t02 + e11 * t12 + e21 * t22 + e02 * t01 + e12 * t11 + e22 * t21)
-        c22 = e02 * t02 + e12 * t12 + e22 * t22
-        # W = A P⁻; R̄ = diag(Kᵀ P̄ K), H̄ = -2 Kᵀ P̄ W
-        p00, p01, p02 = Pmk[0, 0], Pmk[0, 1], Pmk[0, 2]
-        p11, p12, p22 = Pmk[1, 1], Pmk[1, 2], Pmk[2, 2]
-        w00 = e00 * p00 + e01 * p01 + e02 * p02
-        w01 = e00 * p01 + e01 * p11 + e02 * p12
-        w02 = e00 * p02 + e01 * p12 + e02 * p22
-        w10 = e10 * p00 + e11 * p01 + e12 * p02
-        w11 = e10 * p01 + e11 * p11 + e12 * p12
-        w12 = e10 * p02 + e11 * p12 + e12 * p22
-        w20 = e20 * p00 + e21 * p01 + e22 * p02
-        w21 = e20 * p01 + e21 * p11 + e22 * p12
-        w22 = e20 * p02 + e21 * p12 + e22 * p22
+        Kk, Gk, Hbk, Rbk = Kg[k], G[k], Hb[k], Rb[k]
+        # update: A = I - K H, P̄⁻ = sym(Aᵀ P̄ A)
+        e = _i_minus_kh3(Kk, H[k])
+        c = _sym_atb3(e, _sym_gen3(b, e))
+        # R̄ = diag(Kᵀ P̄ K), H̄ = -2 Kᵀ P̄ (A P⁻)
+        w = _gen_sym3(e, _get_sym3(Pm[k]))
+        b00, b01, b02, b11, b12, b22 = b
         for a in range(m):
             k0, k1, k2 = Kk[0, a], Kk[1, a], Kk[2, a]
             v0 = k0 * b00 + k1 * b01 + k2 * b02
             v1 = k0 * b01 + k1 * b11 + k2 * b12
             v2 = k0 * b02 + k1 * b12 + k2 * b22
             Rbk[a] = v0 * k0 + v1 * k1 + v2 * k2
-            Hbk[a, 0] = -2.0 * (v0 * w00 + v1 * w10 + v2 * w20)
-            Hbk[a, 1] = -2.0 * (v0 * w01 + v1 * w11 + v2 * w21)
-            Hbk[a, 2] = -2.0 * (v0 * w02 + v1 * w12 + v2 * w22)
-        # predict: Q̄0 += P̄⁻
-        qb00 += c00
-        qb01 += c01
-        qb02 += c02
-        qb11 += c11
-        qb12 += c12
-        qb22 += c22
-        # T = P̄⁻ F, F̄ = 2 T P
-        f00, f01, f02 = Fk[0, 0], Fk[0, 1], Fk[0, 2]
-        f10, f11, f12 = Fk[1, 0], Fk[1, 1], Fk[1, 2]
-        f20, f21, f22 = Fk[2, 0], Fk[2, 1], Fk[2, 2]
-        t00 = c00 * f00 + c01 * f10 + c02 * f20
-        t01 = c00 * f01 + c01 * f11 + c02 * f21
-        t02 = c00 * f02 + c01 * f12 + c02 * f22
-        t10 = c01 * f00 + c11 * f10 + c12 * f20
-        t11 = c01 * f01 + c11 * f11 + c12 * f21
-        t12 = c01 * f02 + c11 * f12 + c12 * f22
-        t20 = c02 * f00 + c12 * f10 + c22 * f20
-        t21 = c02 * f01 + c12 * f11 + c22 * f21
-        t22 = c02 * f02 + c12 * f12 + c22 * f22
-        x00, x01, x02 = Pk[0, 0], Pk[0, 1], Pk[0, 2]
-        x11, x12, x22 = Pk[1, 1], Pk[1, 2], Pk[2, 2]
-        Fbk = Fb[k]
-        Fbk[0, 0] = 2.0 * (t00 * x00 + t01 * x01 + t02 * x02)
-        Fbk[0, 1] = 2.0 * (t00 * x01 + t01 * x11 + t02 * x12)
-        Fbk[0, 2] = 2.0 * (t00 * x02 + t01 * x12 + t02 * x22)
-        Fbk[1, 0] = 2.0 * (t10 * x00 + t11 * x01 + t12 * x02)
-        Fbk[1, 1] = 2.0 * (t10 * x01 + t11 * x11 + t12 * x12)
-        Fbk[1, 2] = 2.0 * (t10 * x02 + t11 * x12 + t12 * x22)
-        Fbk[2, 0] = 2.0 * (t20 * x00 + t21 * x01 + t22 * x02)
-        Fbk[2, 1] = 2.0 * (t20 * x01 + t21 * x11 + t22 * x12)
-        Fbk[2, 2] = 2.0 * (t20 * x02 + t21 * x12 + t22 * x22)
+            Hbk[a, 0] = -2.0 * (v0 * w[0] + v1 * w[3] + v2 * w[6])
+            Hbk[a, 1] = -2.0 * (v0 * w[1] + v1 * w[4] + v2 * w[7])
+            Hbk[a, 2] = -2.0 * (v0 * w[2] + v1 * w[5] + v2 * w[8])
+        # predict: Q̄0 += P̄⁻, F̄ = 2 P̄⁻ F P
+        qb = _add_sym3(qb, c)
+        f = _get3(F[k])
+        t = _sym_gen3(c, f)
+        fb = _gen_sym3(t, _get_sym3(P[k]))
+        _put3(Fb[k], fb, 2.0)
         # S = P̄⁻ G, Ḡ = 2 S M, M̄ += Gᵀ S
+        c00, c01, c02, c11, c12, c22 = c
         g00, g01, g10, g11, g20, g21 = Gk[0, 0], Gk[0, 1], Gk[1, 0], Gk[1, 1], Gk[2, 0], Gk[2, 1]
         s00 = c00 * g00 + c01 * g10 + c02 * g20
         s01 = c00 * g01 + c01 * g11 + c02 * g21
@@ -785,30 +799,10 @@ def cov_adjoint_3x2(F, G, H, Kg, Pm, P, M, Pbar, Fb, Gb, Hb, Rb, P0b, Mb, Q0b):
         mb00 += g00 * s00 + g10 * s10 + g20 * s20
         mb01 += 0.5 * (g00 * s01 + g10 * s11 + g20 * s21 + g01 * s00 + g11 * s10 + g21 * s20)
         mb11 += g01 * s01 + g11 * s11 + g21 * s21
-        # P̄_k = sym(Fᵀ T) + sym(∂J/∂P_k)
-        B = Pbar[k]
-        b00 = f00 * t00 + f10 * t10 + f20 * t20 + B[0, 0]
-        b01 = 0.5 * (
-            f00 * t01 + f10 * t11 + f20 * t21 + f01 * t00 + f11 * t10 + f21 * t20 + B[0, 1] + B[1, 0]
-        )
-        b02 = 0.5 * (
-            f00 * t02 + f10 * t12 + f20 * t22 + f02 * t00 + f12 * t10 + f22 * t20 + B[0, 2] + B[2, 0]
-        )
-        b11 = f01 * t01 + f11 * t11 + f21 * t21 + B[1, 1]
-        b12 = 0.5 * (
-            f01 * t02 + f11 * t12 + f21 * t22 + f02 * t01 + f12 * t11 + f22 * t21 + B[1, 2] + B[2, 1]
-        )
-        b22 = f02 * t02 + f12 * t12 + f22 * t22 + B[2, 2]
-    _store_sym3(P0b, b00, b01, b02, b11, b12, b22)
-    Q0b[0, 0] += qb00
-    Q0b[0, 1] += qb01
-    Q0b[0, 2] += qb02
-    Q0b[1, 0] += qb01
-    Q0b[1, 1] += qb11
-    Q0b[1, 2] += qb12
-    Q0b[2, 0] += qb02
-    Q0b[2, 1] += qb12
-    Q0b[2, 2] += qb22
+        # P̄_k = sym(Fᵀ P̄⁻ F) + sym(∂J/∂P_k)
+        b = _add_sym3(_sym_atb3(f, t), _sym_part3(Pbar[k]))
+    _put_sym3(P0b, b)
+    _put_sym3(Q0b, _add_sym3(_sym_part3(Q0b), qb))
     Mb[0, 0] += mb00
     Mb[0, 1] += mb01
     Mb[1, 0] += mb01
