@@ -36,7 +36,10 @@ def headless() -> bool:
 
 
 def ensure_offscreen() -> None:
-    """Select non-interactive backends when headless (idempotent)."""
+    """Select non-interactive backends when headless (idempotent).
+
+    Headless, this also raises VTK's log threshold to errors (process-wide).
+    """
     if headless():
         import matplotlib
 
@@ -46,6 +49,14 @@ def ensure_offscreen() -> None:
 
             pv.OFF_SCREEN = True
         except ImportError:  # pragma: no cover - pyvista is a core dependency
+            pass
+        try:
+            # without a display, VTK logs a "bad X server connection" warning for every
+            # render window although off-screen rendering works; keep its errors only
+            from vtkmodules.vtkCommonCore import vtkLogger
+
+            vtkLogger.SetStderrVerbosity(vtkLogger.VERBOSITY_ERROR)
+        except ImportError:  # pragma: no cover
             pass
 
 
