@@ -25,6 +25,9 @@ from .._jit import njit
 MODEL_UNICYCLE = 0
 MODEL_BICYCLE = 1
 
+#: (states, controls) of the specialised covariance kernels ``cov_forward_3x2`` / ``cov_adjoint_3x2``
+SPECIALISED_SIZES = (3, 2)
+
 # ---------------------------------------------------------------------------
 # motion models
 # ---------------------------------------------------------------------------

@@ -163,7 +163,7 @@ def adjoint(rollout: Rollout, cost, *, d_cost_d_states=None) -> Gradients:
     P0b = np.empty((n, n))
     Mb = np.zeros((nu, nu))
     Q0b = np.zeros((n, n))
-    cov_adjoint = K.cov_adjoint_3x2 if (n, nu) == (3, 2) else K.cov_adjoint
+    cov_adjoint = K.cov_adjoint_3x2 if (n, nu) == K.SPECIALISED_SIZES else K.cov_adjoint
     cov_adjoint(r.F, r.G, r.H, r.gains, r.P_prior, r.P, r.M, Pbar, Fb, Gb, Hb, Rb, P0b, Mb, Q0b)
     Xb_meas, sensor_grads = r.sensor.jacobians_vjp(r.states[1:], Hb, Rb)
     Xb = np.zeros((N + 1, n))

@@ -10,9 +10,10 @@
 with ``H``, ``R`` evaluated at ``x_{k+1}``. The gain comes from a Cholesky
 factorisation of S in general; for 3 states and 2 controls (both built-in
 models) from m scalar updates, K = P⁺ Hᵀ R⁻¹, which needs no m x m
-factorisation (R is diagonal; see :mod:`physim.ekf._kernels`). This is the covariance the EKF
-would report if it tracked the nominal trajectory, the quantity active-sensing
-costs are built on; :func:`physim.ekf.adjoint` differentiates it.
+factorisation (R is diagonal; see :mod:`physim.ekf._kernels`). This is the
+covariance the EKF would report if it tracked the nominal trajectory, the
+quantity active-sensing costs are built on; :func:`physim.ekf.adjoint`
+differentiates it.
 
 :func:`run_filter` runs the actual EKF on noisy measurements of a simulated
 true trajectory (Monte-Carlo runs), to check that a plan really localises
@@ -173,7 +174,7 @@ def _cov_forward(F, G, H, Rd, P0, M, Q0, joseph, P, Pm, Kg) -> int:
     its sequential gain computation) is confirmed by the generic kernel, whose
     test is the Cholesky factorisation of the innovation covariance S.
     """
-    if F.shape[1] == 3 and G.shape[2] == 2:
+    if (F.shape[1], G.shape[2]) == K.SPECIALISED_SIZES:
         fail = K.cov_forward_3x2(F, G, H, Rd, P0, M, Q0, joseph, P, Pm, Kg)
         if fail < 0:
             return fail
