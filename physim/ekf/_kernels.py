@@ -10,7 +10,7 @@ Small dense algebra (n states, m ≤ a few dozen measurements) is written as
 explicit loops into preallocated scratch arrays: no allocation in the time loop.
 The covariance recursion and its adjoint also come specialised to 3 states and
 2 controls (``cov_forward_3x2``, ``cov_adjoint_3x2``, both built-in models),
-with the 3x3 algebra in scalar locals; the generic kernels serve every other
+with the 3x3 algebra on tuples kept in registers; the generic kernels serve every other
 size and are the reference the specialised ones are tested against.
 """
 
