@@ -10,7 +10,7 @@ import numpy as np
 from physim.eikonal import ecg as E
 from physim.eikonal import twin as T
 from physim.eikonal.fibers import rule_based
-from physim.eikonal.heart import load_biventricular
+from physim.eikonal.heart import LANDMARKS, load_biventricular
 from physim.io import write_mesh
 from physim.optim import minimize, transformed
 
@@ -22,13 +22,11 @@ T_START = 20.0
 T_MIN, T_MAX = -10.0, 150.0
 
 #: ground-truth initiation sites: (name, target point in mm, surface tag, time in ms)
-TRUE_SITES = (
-    ("LV septum", (25.0, 0.0, -30.0), "lv_endo", 0.0),
-    ("LV anterior", (-12.0, 22.0, -35.0), "lv_endo", 2.0),
-    ("LV posterior", (-10.0, -22.0, -35.0), "lv_endo", 4.0),
-    ("LV apex", (0.0, 0.0, -55.0), "lv_endo", 8.0),
-    ("RV free wall", (55.0, -10.0, -25.0), "rv_endo", 5.0),
-)
+TRUE_SITES = tuple(
+    (name, *LANDMARKS[name], t)
+    for name, t in (("LV septum", 0.0), ("LV anterior", 2.0), ("LV posterior", 4.0), ("LV apex", 8.0),
+                    ("RV free wall", 5.0))
+)  # fmt: skip
 
 #: ECG sampling: 500 samples at 1 ms
 N_SAMPLES, DT = 500, 1.0

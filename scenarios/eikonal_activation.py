@@ -25,7 +25,7 @@ import numpy as np
 
 from physim.eikonal import conduction_tensor, solve
 from physim.eikonal.fibers import rule_based
-from physim.eikonal.heart import REGION_LV, REGION_RV, REGION_SEPTUM, load_biventricular
+from physim.eikonal.heart import LANDMARKS, REGION_LV, REGION_RV, REGION_SEPTUM, load_biventricular
 from physim.io import write_mesh
 from physim.scenario import ScenarioContext, scenario_main
 
@@ -33,9 +33,9 @@ V_FIBER, V_CROSS, V_ENDO = 0.6, 0.4, 1.5  # mm/ms
 
 #: (name, target point in mm, surface tag, initiation time in ms)
 SITES = (
-    ("LV septum", (25.0, 0.0, -30.0), "lv_endo", 0.0),
-    ("LV free wall", (-12.0, 22.0, -35.0), "lv_endo", 2.0),
-    ("RV free wall", (55.0, -10.0, -25.0), "rv_endo", 5.0),
+    ("LV septum", *LANDMARKS["LV septum"], 0.0),
+    ("LV free wall", *LANDMARKS["LV anterior"], 2.0),
+    ("RV free wall", *LANDMARKS["RV free wall"], 5.0),
 )
 
 

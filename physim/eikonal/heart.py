@@ -58,6 +58,7 @@ __all__ = [
     "REGION_RV",
     "SURFACE_TAGS",
     "SIZES",
+    "LANDMARKS",
     "biventricular_mesh",
     "boundary_faces",
     "classify_boundary",
@@ -75,6 +76,16 @@ SURFACE_TAGS = ("base", "lv_endo", "rv_endo", "epi")
 
 #: named sizes -> target edge length (mm); 9 336, 69 120 and 415 440 tetrahedra
 SIZES = {"10k": 5.3, "65k": 2.85, "large": 1.55}
+
+#: named endocardial landmarks of the default geometry: name -> (target point in mm, surface tag);
+#: ``BiventricularMesh.nearest_node(point, tag)`` gives the mesh node
+LANDMARKS = {
+    "LV septum": ((25.0, 0.0, -30.0), "lv_endo"),
+    "LV anterior": ((-12.0, 22.0, -35.0), "lv_endo"),
+    "LV posterior": ((-10.0, -22.0, -35.0), "lv_endo"),
+    "LV apex": ((0.0, 0.0, -55.0), "lv_endo"),
+    "RV free wall": ((55.0, -10.0, -25.0), "rv_endo"),
+}
 
 
 @dataclass(frozen=True)

@@ -29,17 +29,11 @@ from physim.eikonal import adjoint as eik_adjoint
 from physim.eikonal import conduction_tensor, solve
 from physim.eikonal import ecg as E
 from physim.eikonal.fibers import rule_based
-from physim.eikonal.heart import load_biventricular
+from physim.eikonal.heart import LANDMARKS, load_biventricular
 from physim.scenario import ScenarioContext, best_time, scenario_main
 
 N_SAMPLES, DT = 500, 1.0
-SITES = (
-    (25.0, 0.0, -30.0),
-    (-12.0, 22.0, -35.0),
-    (-10.0, -22.0, -35.0),
-    (0.0, 0.0, -55.0),
-    (55.0, -10.0, -25.0),
-)
+SITES = tuple(point for point, _ in LANDMARKS.values())
 
 
 _best = functools.partial(best_time, repeat=5, budget_s=4.0)

@@ -30,17 +30,11 @@ import numpy as np
 
 from physim.eikonal import adjoint, box_tet_mesh, conduction_tensor, solve, square_tri_mesh
 from physim.eikonal.fibers import rule_based
-from physim.eikonal.heart import load_biventricular
+from physim.eikonal.heart import LANDMARKS, load_biventricular
 from physim.scenario import ScenarioContext, best_time, scenario_main
 
 V_FIBER, V_CROSS = 0.6, 0.24
-SITES = (
-    (25.0, 0.0, -30.0),
-    (-12.0, 22.0, -35.0),
-    (-10.0, -22.0, -35.0),
-    (0.0, 0.0, -55.0),
-    (55.0, -10.0, -25.0),
-)
+SITES = tuple(point for point, _ in LANDMARKS.values())
 SITE_TIMES = np.array([0.0, 2.0, 4.0, 8.0, 5.0])
 
 
