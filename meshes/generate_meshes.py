@@ -6,7 +6,7 @@ Usage::
     python meshes/generate_meshes.py --size large    # bivent_large.vtu (~415k tets, git-ignored)
     python meshes/generate_meshes.py --size all
 
-The meshes come from :func:`physim.eikonal.heart.biventricular_mesh`, a
+The meshes come from :func:`physim.cardiac.heart.biventricular_mesh`, a
 deterministic structured construction (no external mesher); see that module
 for the geometry. Files are written next to this script as
 ``bivent_<size>.vtu`` with surface masks (``lv_endo``, ``rv_endo``, ``epi``,
@@ -21,7 +21,7 @@ import argparse
 import time
 from pathlib import Path
 
-from physim.eikonal.heart import biventricular_mesh, save_biventricular, tet_volumes
+from physim.cardiac.heart import biventricular_mesh, save_biventricular, tet_volumes
 
 HERE = Path(__file__).resolve().parent
 SHIPPED = ("10k", "65k")

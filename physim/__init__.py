@@ -3,7 +3,8 @@
 Subpackages
 -----------
 physim.lattice   spring networks and mechanical neural networks
-physim.eikonal   anisotropic eikonal activation on tetrahedral/triangle meshes (+ ECG)
+physim.eikonal   anisotropic eikonal activation on tetrahedral/triangle meshes
+physim.cardiac   heart meshes, fibres, pseudo-ECG and digital twins on physim.eikonal
 physim.ekf       EKF localisation with covariance backpropagation, active sensing
 physim.optim     minimize(), Adam, parameter transforms, gradient checks
 """
@@ -20,7 +21,7 @@ from .errors import (
 
 __version__ = "0.1.0"
 
-_SUBPACKAGES = ("lattice", "eikonal", "ekf", "optim", "io", "viz")
+_SUBPACKAGES = ("lattice", "eikonal", "cardiac", "ekf", "optim", "io", "viz")
 
 
 def __getattr__(name: str):

@@ -23,9 +23,9 @@ import time
 
 import numpy as np
 
+from physim.cardiac.fibers import rule_based
+from physim.cardiac.heart import LANDMARKS, REGION_LV, REGION_RV, REGION_SEPTUM, load_biventricular
 from physim.eikonal import conduction_tensor, solve
-from physim.eikonal.fibers import rule_based
-from physim.eikonal.heart import LANDMARKS, REGION_LV, REGION_RV, REGION_SEPTUM, load_biventricular
 from physim.io import write_mesh
 from physim.scenario import ScenarioContext, scenario_main
 

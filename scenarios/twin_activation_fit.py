@@ -24,9 +24,9 @@ from __future__ import annotations
 import time
 
 import numpy as np
-from _twin_common import Setup, add_arguments, fit, summarise, write_outputs
 
-from physim.eikonal import twin as T
+from physim.cardiac import twin as T
+from physim.cardiac.study import Setup, add_arguments, fit, summarise, write_outputs
 from physim.scenario import ScenarioContext, scenario_main
 
 NOISE_MS = 1.0

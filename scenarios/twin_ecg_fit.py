@@ -23,7 +23,7 @@ true parameters against the noisy target (``loss_at_true_parameters``, a
 diagnostic not used by the fit, drawn in ``loss.png``) is about 3x lower than
 the loss the fit reaches, yet L-BFGS from this start settles in a minimum with
 a slow fibre velocity and ~100 sites firing. A sparsity prior on the site
-times (:class:`physim.eikonal.twin.CandidateSites` ``sparsity``), with L-BFGS
+times (:class:`physim.cardiac.twin.CandidateSites` ``sparsity``), with L-BFGS
 or with Adam followed by L-BFGS, with or without re-activating dormant sites
 in between; adding the MSE loss; fewer active sites or earlier times at the
 start; and rescaling the velocity variables: none brought the mean
@@ -115,9 +115,9 @@ from __future__ import annotations
 import time
 
 import numpy as np
-from _twin_common import Setup, add_arguments, fit, summarise, write_outputs
 
-from physim.eikonal import twin as T
+from physim.cardiac import twin as T
+from physim.cardiac.study import Setup, add_arguments, fit, summarise, write_outputs
 from physim.scenario import ScenarioContext, scenario_main
 
 NOISE_FRACTION = 0.01

@@ -25,11 +25,11 @@ from pathlib import Path
 
 import numpy as np
 
+from physim.cardiac import ecg as E
+from physim.cardiac.fibers import rule_based
+from physim.cardiac.heart import LANDMARKS, load_biventricular
 from physim.eikonal import adjoint as eik_adjoint
 from physim.eikonal import conduction_tensor, solve
-from physim.eikonal import ecg as E
-from physim.eikonal.fibers import rule_based
-from physim.eikonal.heart import LANDMARKS, load_biventricular
 from physim.scenario import ScenarioContext, best_time, scenario_main
 
 N_SAMPLES, DT = 500, 1.0

@@ -28,9 +28,9 @@ import warnings
 
 import numpy as np
 
+from physim.cardiac.fibers import rule_based
+from physim.cardiac.heart import LANDMARKS, load_biventricular
 from physim.eikonal import adjoint, box_tet_mesh, conduction_tensor, solve, square_tri_mesh
-from physim.eikonal.fibers import rule_based
-from physim.eikonal.heart import LANDMARKS, load_biventricular
 from physim.scenario import ScenarioContext, best_time, scenario_main
 
 V_FIBER, V_CROSS = 0.6, 0.24

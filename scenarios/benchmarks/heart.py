@@ -13,8 +13,8 @@ import time
 
 import numpy as np
 
-from physim.eikonal.fibers import rule_based
-from physim.eikonal.heart import biventricular_mesh, tet_volumes
+from physim.cardiac.fibers import rule_based
+from physim.cardiac.heart import biventricular_mesh, tet_volumes
 from physim.scenario import ScenarioContext, scenario_main
 
 

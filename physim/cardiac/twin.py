@@ -426,7 +426,7 @@ class TwinModel:
         init_radius: float = 0.0,
         tol: float | None = None,
     ):
-        from .mesh import TetMesh
+        from physim.eikonal.mesh import TetMesh
 
         if not isinstance(mesh, TetMesh):
             mesh = mesh.tet_mesh() if hasattr(mesh, "tet_mesh") else mesh
@@ -471,7 +471,7 @@ class TwinModel:
 
     def conduction(self, x) -> np.ndarray:
         """Conduction tensors D (n_tets, 3, 3) for parameters ``x``."""
-        from .conduction import conduction_tensor
+        from physim.eikonal.conduction import conduction_tensor
 
         pv, _ = self.split(x)
         vf, vc = self.velocity.velocities(pv)
@@ -479,8 +479,8 @@ class TwinModel:
 
     def forward(self, x) -> TwinState:
         """Solve the eikonal equation for parameters ``x``."""
-        from .conduction import conduction_tensor
-        from .solve import solve
+        from physim.eikonal.conduction import conduction_tensor
+        from physim.eikonal.solve import solve
 
         x = as_float_array("x", x, shape=(self.n_params,), copy=True)
         pv, ps = x[: self.n_velocity], x[self.n_velocity :]
@@ -493,8 +493,8 @@ class TwinModel:
 
     def backward(self, state: TwinState, d_times) -> np.ndarray:
         """``dL/dx`` from ``dL/dphi`` (n_points,) through the eikonal adjoint."""
-        from .adjoint import adjoint
-        from .conduction import conduction_tensor_vjp
+        from physim.eikonal.adjoint import adjoint
+        from physim.eikonal.conduction import conduction_tensor_vjp
 
         g = adjoint(state.activation, d_times)
         pv, ps = state.x[: self.n_velocity], state.x[self.n_velocity :]
@@ -621,12 +621,12 @@ def ecg_objective(
     ----------
     model : TwinModel
     lead_field : LeadField
-        From :func:`physim.eikonal.ecg.lead_field` on the same mesh.
+        From :func:`physim.cardiac.ecg.lead_field` on the same mesh.
     target : ndarray, shape (n_leads, n_samples)
         Measured ECG (mV), finite, sampled every ``dt`` ms from ``t0``.
     loss : {"correlation", "mse"}
-        :func:`~physim.eikonal.ecg.correlation_loss` (amplitude-insensitive) or
-        :func:`~physim.eikonal.ecg.mse_loss` (normalised per lead).
+        :func:`~physim.cardiac.ecg.correlation_loss` (amplitude-insensitive) or
+        :func:`~physim.cardiac.ecg.mse_loss` (normalised per lead).
     action_potential : ActionPotential, optional
 
     Returns

@@ -8,7 +8,7 @@ import math
 import numpy as np
 import pytest
 
-from physim.eikonal import ecg as E
+from physim.cardiac import ecg as E
 from physim.errors import InvalidInputError, NonFiniteError, ShapeError
 
 
@@ -181,7 +181,7 @@ def test_simulate_matches_dense_reference(setup, repol):
 
 
 def test_ramp_is_smooth_step():
-    from physim.eikonal._ecg_kernels import dramp, ramp
+    from physim.cardiac._ecg_kernels import dramp, ramp
 
     u = np.linspace(-1.2, 1.2, 241)
     s = np.array([ramp(x) for x in u])

@@ -1,5 +1,5 @@
 """Shared set-up, fitting loop and pictures of the digital-twin scenarios
-(``twin_activation_fit`` and ``twin_ecg_fit``); not a scenario itself."""
+(``twin_activation_fit`` and ``twin_ecg_fit``): a synthetic study with a known ground truth."""
 
 from __future__ import annotations
 
@@ -7,10 +7,10 @@ import time
 
 import numpy as np
 
-from physim.eikonal import ecg as E
-from physim.eikonal import twin as T
-from physim.eikonal.fibers import rule_based
-from physim.eikonal.heart import LANDMARKS, load_biventricular
+from physim.cardiac import ecg as E
+from physim.cardiac import twin as T
+from physim.cardiac.fibers import rule_based
+from physim.cardiac.heart import LANDMARKS, load_biventricular
 from physim.io import write_mesh
 from physim.optim import minimize, transformed
 

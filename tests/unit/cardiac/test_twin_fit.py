@@ -7,9 +7,9 @@ import warnings
 import numpy as np
 import pytest
 
+from physim.cardiac import ecg as E
+from physim.cardiac import twin as T
 from physim.eikonal import box_tet_mesh
-from physim.eikonal import ecg as E
-from physim.eikonal import twin as T
 from physim.errors import InvalidInputError, ShapeError
 from physim.optim import check_gradient, minimize, transformed
 
@@ -195,7 +195,7 @@ def test_element_adjacency_matches_naive(setup):
 
 
 def test_heart_regions_and_region_model():
-    from physim.eikonal.heart import load_biventricular
+    from physim.cardiac.heart import load_biventricular
 
     heart = load_biventricular("10k")
     labels, names = T.heart_regions(heart, endo_layer=0.15)

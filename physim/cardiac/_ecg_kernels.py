@@ -1,4 +1,4 @@
-"""Numba kernels of the pseudo-ECG (see :mod:`physim.eikonal.ecg` for the model).
+"""Numba kernels of the pseudo-ECG (see :mod:`physim.cardiac.ecg` for the model).
 
 Kernels assume validated, contiguous float64/int64 input. Layouts:
 

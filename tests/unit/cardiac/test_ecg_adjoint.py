@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from test_ecg_forward import box_mesh, random_spd
 
-from physim.eikonal import ecg as E
+from physim.cardiac import ecg as E
 from physim.optim import check_gradient
 
 

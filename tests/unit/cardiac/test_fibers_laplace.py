@@ -3,8 +3,8 @@
 import numpy as np
 import pytest
 
-from physim.eikonal import fibers as fb
-from physim.eikonal.fibers import p1_gradients, solve_laplace, stiffness_matrix
+from physim.cardiac import fibers as fb
+from physim.cardiac.fibers import p1_gradients, solve_laplace, stiffness_matrix
 from physim.errors import InvalidInputError, MeshError, SingularSystemError
 
 

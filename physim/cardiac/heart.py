@@ -238,7 +238,7 @@ class BiventricularMesh:
 
     def tet_mesh(self):
         """The mesh as a :class:`physim.eikonal.TetMesh` (for the eikonal solver)."""
-        from .mesh import TetMesh
+        from physim.eikonal.mesh import TetMesh
 
         return TetMesh(self.points, self.tets)
 

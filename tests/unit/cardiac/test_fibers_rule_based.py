@@ -4,8 +4,8 @@ import numpy as np
 import pytest
 from scipy.stats import spearmanr
 
-from physim.eikonal.fibers import helix_angles, laplace_coordinates, rule_based
-from physim.eikonal.heart import REGION_LV, REGION_RV, REGION_SEPTUM, HeartGeometry, load_biventricular
+from physim.cardiac.fibers import helix_angles, laplace_coordinates, rule_based
+from physim.cardiac.heart import REGION_LV, REGION_RV, REGION_SEPTUM, HeartGeometry, load_biventricular
 from physim.errors import InvalidInputError, InvalidTypeError
 
 GEOM = HeartGeometry()

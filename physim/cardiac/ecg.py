@@ -277,7 +277,7 @@ def standard_12_lead(
     direction ``r`` (orthogonalised to ``u``); both are estimated by principal
     axes of the nodes when not given (sign: towards the extreme farther from the
     centroid, i.e. the apex, resp. the thin-walled RV side), or taken from the
-    surface tags of a :class:`~physim.eikonal.heart.BiventricularMesh` (base
+    surface tags of a :class:`~physim.cardiac.heart.BiventricularMesh` (base
     centroid to apex node; LV to RV endocardial centroids). The body frame puts
     the long axis 60° below the horizontal in the frontal plane (a normal
     electrical axis): left ``l = u/2 - (√3/2) r``, superior ``s = -(√3/2) u - r/2``,

@@ -5,8 +5,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from physim.eikonal import heart as hm
-from physim.eikonal.heart import (
+from physim.cardiac import heart as hm
+from physim.cardiac.heart import (
     REGION_LV,
     REGION_RV,
     REGION_SEPTUM,
