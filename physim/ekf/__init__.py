@@ -6,10 +6,15 @@ differentiates any cost of those covariances with respect to the controls,
 initial state and covariance, noise levels and beacon positions by one
 backward sweep; ``plan_active_sensing`` optimises a control sequence to
 minimise the localisation uncertainty; ``run_filter`` runs the actual EKF on
-simulated data. Units: m, s, rad.
+simulated data. Models and sensors are built in (``Unicycle``, ``Bicycle``,
+``Beacons``), written in numpy (``MotionModel``, ``MeasurementModel``) or
+as compiled functions (``CompiledMotionModel``, ``CompiledMeasurementModel``);
+``check_model`` tests their hand-written derivatives. Units: m, s, rad.
 """
 
 from .adjoint import Gradients, adjoint, trajectory_vjp
+from .checks import CheckItem, ModelCheck, check_model
+from .compiled import CompiledMeasurementModel, CompiledMotionModel
 from .costs import CovarianceCost, FinalLogDet, FinalTrace, HorizonSum, PositionTrace
 from .filter import FilterResult, Rollout, covariance_rollout, run_filter
 from .models import Bicycle, MotionModel, Unicycle
@@ -22,6 +27,11 @@ __all__ = [
     "Bicycle",
     "MeasurementModel",
     "Beacons",
+    "CompiledMotionModel",
+    "CompiledMeasurementModel",
+    "check_model",
+    "ModelCheck",
+    "CheckItem",
     "Rollout",
     "covariance_rollout",
     "FilterResult",

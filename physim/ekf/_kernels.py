@@ -86,6 +86,37 @@ def model_jac_vjp(kind, mp, x, u, Fb, Gb, xb, ub):
 
 
 @njit
+def model_param_vjp(kind, mp, x, u, lam, Fb, Gb, mpb):
+    """Accumulate ∂(⟨λ, f⟩ + ⟨F̄, F⟩ + ⟨Ḡ, G⟩)/∂(dt, wheelbase) at (x, u) into ``mpb`` (2,).
+
+    ``lam`` (3,) is the costate of the next state. Every term of f - x, F - I
+    and G is proportional to dt; the bicycle's heading terms are proportional
+    to 1/L.
+    """
+    dt = mp[0]
+    th = x[2]
+    v = u[0]
+    c = math.cos(th)
+    s = math.sin(th)
+    # ∂/∂dt of f: (v c, v s, θ-rate); of F02, F12: (-v s, v c); of G00, G10: (c, s)
+    acc = lam[0] * v * c + lam[1] * v * s
+    acc += Fb[0, 2] * (-v * s) + Fb[1, 2] * (v * c) + Gb[0, 0] * c + Gb[1, 0] * s
+    if kind == MODEL_UNICYCLE:
+        acc += lam[2] * u[1] + Gb[2, 1]
+    else:
+        L = mp[1]
+        t = math.tan(u[1])
+        sec2 = 1.0 + t * t
+        rate = v * t / L  # θ⁺ = θ + dt v tan(δ) / L
+        g20 = t / L
+        g21 = v * sec2 / L
+        acc += lam[2] * rate + Gb[2, 0] * g20 + Gb[2, 1] * g21
+        # every L-dependent term is ∝ 1/L: ∂/∂L = -(term)/L
+        mpb[1] -= dt * (lam[2] * rate + Gb[2, 0] * g20 + Gb[2, 1] * g21) / L
+    mpb[0] += acc
+
+
+@njit
 def model_rollout(kind, mp, x0, U, X, F, G):
     """Nominal trajectory X (N+1, 3) and Jacobians F (N, 3, 3), G (N, 3, 2)."""
     for i in range(x0.shape[0]):
@@ -95,12 +126,13 @@ def model_rollout(kind, mp, x0, U, X, F, G):
 
 
 @njit
-def model_adjoint(kind, mp, X, U, F, G, Fb, Gb, Xb, x0b, Ub):
+def model_adjoint(kind, mp, X, U, F, G, Fb, Gb, Xb, x0b, Ub, mpb):
     """Reverse sweep of the nominal trajectory.
 
     ``Xb`` (N+1, n) holds the direct cotangents of the states (measurement
     Jacobians, user terms); ``Fb``/``Gb`` those of the model Jacobians. Writes
-    ``x0b`` (n,) and ``Ub`` (N, n_u).
+    ``x0b`` (n,) and ``Ub`` (N, n_u) and accumulates the model-parameter
+    cotangents ``mpb`` (2,) = ∂J/∂(dt, wheelbase).
     """
     N = U.shape[0]
     n = X.shape[1]
@@ -121,6 +153,7 @@ def model_adjoint(kind, mp, X, U, F, G, Fb, Gb, Xb, x0b, Ub):
                 acc += G[k, i, j] * lam[i]
             Ub[k, j] = acc
         model_jac_vjp(kind, mp, X[k], U[k], Fb[k], Gb[k], xb, Ub[k])
+        model_param_vjp(kind, mp, X[k], U[k], lam, Fb[k], Gb[k], mpb)
         for j in range(n):
             lam[j] = xb[j] + Xb[k, j]
     for j in range(n):
@@ -818,21 +851,20 @@ def cov_adjoint_3x2(F, G, H, Kg, Pm, P, M, Pbar, Fb, Gb, Hb, Rb, P0b, Mb, Q0b):
 
 
 @njit
-def ekf_monte_carlo(kind, mp, B, sp, x0, P0, U, M, Q0, L0, Lm, Lq, e0, eu, eq, ez, joseph, Xt, Xh, Ph, Z):
-    """Simulate truth + measurements and run the EKF, for each of R runs.
+def ekf_segment(kind, mp, B, sp, xt0, xh0, Ph0, U, M, Q0, Lm, Lq, eu, eq, ez, joseph, Xt, Xh, Ph, Z):
+    """Simulate truth + measurements and run the EKF over the K = len(U) steps of one run.
 
-    Truth: x_t,0 = x0 + L0 e0, x_t,k+1 = f(x_t,k, u_k + Lm eu_k) + Lq eq_k,
+    Truth: x_t,0 = xt0, x_t,k+1 = f(x_t,k, u_k + Lm eu_k) + Lq eq_k,
     z_k+1 = h(x_t,k+1) + σ(x_t,k+1) ⊙ ez_k (bearings wrapped). Filter: starts
-    at (x0, P0), predicts with the commanded controls, updates with z using
+    at (xh0, Ph0), predicts with the commanded controls, updates with z using
     wrapped bearing innovations (Joseph form or standard). Writes Xt, Xh
-    (R, N+1, n), Ph (R, N+1, n, n), Z (R, N, m). Returns -1, or the flat index
-    r * N + k of the first step whose innovation covariance failed.
+    (K+1, n), Ph (K+1, n, n), Z (K, m). Returns -1, or the first step k whose
+    innovation covariance failed.
     """
-    R = e0.shape[0]
     N = U.shape[0]
-    n = x0.shape[0]
+    n = xt0.shape[0]
     nu = U.shape[1]
-    m = ez.shape[2]
+    m = ez.shape[1]
     use_r = sp[0] != 0.0
     use_b = sp[1] != 0.0
     per = int(use_r) + int(use_b)
@@ -853,54 +885,73 @@ def ekf_monte_carlo(kind, mp, B, sp, x0, P0, U, M, Q0, L0, Lm, Lq, e0, eu, eq, e
     PHt = np.empty((n, m))
     S = np.empty((m, m))
     A = np.empty((n, n))
+    for i in range(n):
+        Xt[0, i] = xt0[i]
+        Xh[0, i] = xh0[i]
+        for j in range(n):
+            Ph[0, i, j] = Ph0[i, j]
+    for k in range(N):
+        # truth
+        for i in range(nu):
+            acc = U[k, i]
+            for l in range(nu):
+                acc += Lm[i, l] * eu[k, l]
+            ut[i] = acc
+        model_step(kind, mp, Xt[k], ut, xn, Ft, Gt)
+        for i in range(n):
+            acc = xn[i]
+            for l in range(n):
+                acc += Lq[i, l] * eq[k, l]
+            Xt[k + 1, i] = acc
+        meas_eval(Xt[k + 1], B, sp, Z[k])
+        meas_noise_std(Xt[k + 1], B, sp, sd)
+        for a in range(m):
+            Z[k, a] += sd[a] * ez[k, a]
+        if use_b:
+            for j in range(B.shape[0]):
+                a = j * per + per - 1
+                Z[k, a] = wrap(Z[k, a])
+        # filter: predict
+        model_step(kind, mp, Xh[k], U[k], xn, F, G)
+        predict_cov(F, G, Ph[k], M, Q0, T, GM, Pm)
+        # update at the predicted state
+        meas_jac(xn, B, sp, H, Rd)
+        if not kalman_update(Pm, H, Rd, joseph, Ph[k + 1], Kg, PHt, S, A, T):
+            return k
+        meas_eval(xn, B, sp, zh)
+        for a in range(m):
+            zh[a] = Z[k, a] - zh[a]
+        if use_b:
+            for j in range(B.shape[0]):
+                a = j * per + per - 1
+                zh[a] = wrap(zh[a])
+        for i in range(n):
+            acc = xn[i]
+            for a in range(m):
+                acc += Kg[i, a] * zh[a]
+            Xh[k + 1, i] = acc
+    return -1
+
+
+@njit
+def ekf_monte_carlo(kind, mp, B, sp, x0, P0, U, M, Q0, L0, Lm, Lq, e0, eu, eq, ez, joseph, Xt, Xh, Ph, Z):
+    """:func:`ekf_segment` for R runs from the true initial states x0 + L0 e0[r] and the estimate (x0, P0).
+
+    Writes Xt, Xh (R, N+1, n), Ph (R, N+1, n, n), Z (R, N, m). Returns -1, or
+    the flat index r * N + k of the first step whose innovation covariance failed.
+    """
+    R = e0.shape[0]
+    N = U.shape[0]
+    n = x0.shape[0]
+    xt0 = np.empty(n)
     for r in range(R):
         for i in range(n):
             acc = x0[i]
             for l in range(n):
                 acc += L0[i, l] * e0[r, l]
-            Xt[r, 0, i] = acc
-            Xh[r, 0, i] = x0[i]
-        for i in range(n):
-            for j in range(n):
-                Ph[r, 0, i, j] = P0[i, j]
-        for k in range(N):
-            # truth
-            for i in range(nu):
-                acc = U[k, i]
-                for l in range(nu):
-                    acc += Lm[i, l] * eu[r, k, l]
-                ut[i] = acc
-            model_step(kind, mp, Xt[r, k], ut, xn, Ft, Gt)
-            for i in range(n):
-                acc = xn[i]
-                for l in range(n):
-                    acc += Lq[i, l] * eq[r, k, l]
-                Xt[r, k + 1, i] = acc
-            meas_eval(Xt[r, k + 1], B, sp, Z[r, k])
-            meas_noise_std(Xt[r, k + 1], B, sp, sd)
-            for a in range(m):
-                Z[r, k, a] += sd[a] * ez[r, k, a]
-            if use_b:
-                for j in range(B.shape[0]):
-                    a = j * per + per - 1
-                    Z[r, k, a] = wrap(Z[r, k, a])
-            # filter: predict
-            model_step(kind, mp, Xh[r, k], U[k], xn, F, G)
-            predict_cov(F, G, Ph[r, k], M, Q0, T, GM, Pm)
-            # update at the predicted state
-            meas_jac(xn, B, sp, H, Rd)
-            if not kalman_update(Pm, H, Rd, joseph, Ph[r, k + 1], Kg, PHt, S, A, T):
-                return r * N + k
-            meas_eval(xn, B, sp, zh)
-            for a in range(m):
-                zh[a] = Z[r, k, a] - zh[a]
-            if use_b:
-                for j in range(B.shape[0]):
-                    a = j * per + per - 1
-                    zh[a] = wrap(zh[a])
-            for i in range(n):
-                acc = xn[i]
-                for a in range(m):
-                    acc += Kg[i, a] * zh[a]
-                Xh[r, k + 1, i] = acc
+            xt0[i] = acc
+        fail = ekf_segment(kind, mp, B, sp, xt0, x0, P0, U, M, Q0, Lm, Lq, eu[r], eq[r], ez[r], joseph,
+                           Xt[r], Xh[r], Ph[r], Z[r])  # fmt: skip
+        if fail >= 0:
+            return r * N + fail
     return -1

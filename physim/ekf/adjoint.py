@@ -60,13 +60,14 @@ Units: gradients carry the units of J divided by those of the parameter.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 
 from .._validate import as_float_array
 from ..errors import InvalidTypeError, ShapeError
 from . import _kernels as K
+from .compiled import CompiledMotionModel
 from .costs import CovarianceCost
 from .filter import Rollout
 
@@ -95,6 +96,13 @@ class Gradients:
         ∂J/∂σ₀, ∂J/∂σ_bearing, ∂J/∂(range slope) (``None`` when not measured).
     sensor : dict
         All sensor parameter gradients as returned by the sensor.
+    dt : float or None
+        ∂J/∂dt (time step, s) for models with a ``dt`` parameter.
+    wheelbase : float or None
+        ∂J/∂L (m) for the :class:`~physim.ekf.Bicycle`.
+    model : dict
+        All motion-model parameter gradients by name (built-in models and
+        :class:`~physim.ekf.CompiledMotionModel`; empty for numpy user models).
     """
 
     value: float | None
@@ -108,6 +116,9 @@ class Gradients:
     bearing_std: float | None
     range_slope: float | None
     sensor: dict
+    dt: float | None = None
+    wheelbase: float | None = None
+    model: dict = field(default_factory=dict)
 
 
 def _cotangents(rollout: Rollout, cost):
@@ -170,17 +181,18 @@ def adjoint(rollout: Rollout, cost, *, d_cost_d_states=None) -> Gradients:
     Xb[1:] = Xb_meas
     if d_cost_d_states is not None:
         Xb += as_float_array("d_cost_d_states", d_cost_d_states, (N + 1, n))
-    x0b, Ub = _trajectory_adjoint(r.model, r.states, r.controls, r.F, r.G, Fb, Gb, Xb)
+    x0b, Ub, model_grads = _trajectory_adjoint(r.model, r.states, r.controls, r.F, r.G, Fb, Gb, Xb)
     return Gradients(
         value=value, controls=Ub, x0=x0b, P0=P0b, M=Mb, Q0=Q0b,
         beacons=sensor_grads.get("beacons"), range_std=sensor_grads.get("range_std"),
         bearing_std=sensor_grads.get("bearing_std"), range_slope=sensor_grads.get("range_slope"),
-        sensor=sensor_grads,
+        sensor=sensor_grads, dt=model_grads.get("dt"), wheelbase=model_grads.get("wheelbase"),
+        model=model_grads,
     )  # fmt: skip
 
 
 def _trajectory_adjoint(model, X, U, F, G, Fb, Gb, Xb):
-    """Costate recursion; returns (∂J/∂x0 (n,), ∂J/∂U (N, n_u)).
+    """Costate recursion; returns (∂J/∂x0 (n,), ∂J/∂U (N, n_u), model-parameter gradients by name).
 
     X (N+1, n), U (N, n_u), F, G: trajectory and model Jacobians; Fb, Gb their
     cotangents; Xb (N+1, n) the direct state cotangents.
@@ -189,15 +201,19 @@ def _trajectory_adjoint(model, X, U, F, G, Fb, Gb, Xb):
     x0b = np.empty(n)
     Ub = np.empty((N, nu))
     if model._kind is not None:
-        K.model_adjoint(model._kind, model._params(), X, U, F, G, Fb, Gb, Xb, x0b, Ub)
-        return x0b, Ub
+        mpb = np.zeros(2)
+        K.model_adjoint(model._kind, model._params(), X, U, F, G, Fb, Gb, Xb, x0b, Ub, mpb)
+        return x0b, Ub, dict(zip(model.param_names, mpb.tolist()))
+    if isinstance(model, CompiledMotionModel):
+        grads = model._adjoint_kernel(X, U, F, G, Fb, Gb, Xb, x0b, Ub)
+        return x0b, Ub, grads
     lam = Xb[N].copy()
     for k in range(N - 1, -1, -1):
         xb, ub = model.jacobians_vjp(X[k], U[k], Fb[k], Gb[k])
         Ub[k] = G[k].T @ lam + ub
         lam = F[k].T @ lam + xb + Xb[k]
     x0b[:] = lam
-    return x0b, Ub
+    return x0b, Ub, {}
 
 
 def trajectory_vjp(rollout: Rollout, d_cost_d_states) -> tuple[np.ndarray, np.ndarray]:
@@ -209,4 +225,4 @@ def trajectory_vjp(rollout: Rollout, d_cost_d_states) -> tuple[np.ndarray, np.nd
     N, n, nu = r.controls.shape[0], r.states.shape[1], r.controls.shape[1]
     Xb = as_float_array("d_cost_d_states", d_cost_d_states, (N + 1, n), copy=True)
     zF, zG = np.zeros((N, n, n)), np.zeros((N, n, nu))
-    return _trajectory_adjoint(r.model, r.states, r.controls, r.F, r.G, zF, zG, Xb)
+    return _trajectory_adjoint(r.model, r.states, r.controls, r.F, r.G, zF, zG, Xb)[:2]

@@ -29,8 +29,10 @@ from dataclasses import dataclass
 import numpy as np
 
 from .._validate import as_float_array, check_spd
-from ..errors import InvalidInputError, InvalidTypeError, ShapeError, SingularSystemError
+from ..errors import InvalidInputError, InvalidTypeError, NonFiniteError, ShapeError, SingularSystemError
 from . import _kernels as K
+from . import _user_kernels as UK
+from .compiled import CompiledMeasurementModel, CompiledMotionModel
 from .models import MotionModel
 from .sensors import Beacons, MeasurementModel
 
@@ -148,6 +150,9 @@ def _trajectory(model: MotionModel, x0, U):
     G = np.empty((N, n, nu))
     if model._kind is not None:
         K.model_rollout(model._kind, model._params(), x0, U, X, F, G)
+        return X, F, G
+    if isinstance(model, CompiledMotionModel):
+        model._rollout_kernel(x0, U, X, F, G)
         return X, F, G
     X[0] = x0
     for k in range(N):
@@ -387,7 +392,59 @@ def run_filter(
                     f"innovation covariance not positive definite in run {fail // N}, step {fail % N + 1}"
                 )
             return FilterResult(truth=Xt, estimates=Xh, covariances=Ph, measurements=Z)
+    fm, fs = _compiled_model(model), _compiled_sensor(beacons, n)
+    if fm is not None and fs is not None:
+        Xt = np.empty((n_runs, N + 1, n))
+        Xh = np.empty_like(Xt)
+        Ph = np.empty((n_runs, N + 1, n, n))
+        Z = np.empty((n_runs, N, m))
+        status, at = _user_kernel_call(
+            model, beacons, UK.user_ekf_monte_carlo, *fm, *fs, x0, P0, U, M, Q0, L0, Lm, Lq, e0, eu, eq, ez,
+            bool(joseph), Xt, Xh, Ph, Z,
+        )  # fmt: skip
+        _raise_status(model, beacons, status, f"run {at // N}, step {at % N + 1}")
+        return FilterResult(truth=Xt, estimates=Xh, covariances=Ph, measurements=Z)
     return _run_filter_python(model, beacons, x0, P0, U, M, Q0, L0, Lm, Lq, e0, eu, eq, ez, joseph)
+
+
+def _compiled_model(model):
+    """(f, p) of a built-in or compiled model for the function-argument kernels, else None."""
+    if model._kind is not None:
+        return UK.builtin_functions()["f"], np.array([*model._params(), float(model._kind)])
+    if isinstance(model, CompiledMotionModel):
+        return model._compiled()
+    return None
+
+
+def _compiled_sensor(sensor, n):
+    """(h, jac, q, angular) of the beacon sensor or a compiled sensor, else None."""
+    if type(sensor) is Beacons:
+        if sensor.bearing_std is not None and n < 3:
+            return None
+        q = np.concatenate([sensor._params(), sensor.positions.reshape(-1)])
+        fns = UK.builtin_functions()
+        return fns["h"], fns["jac"], q, np.ascontiguousarray(sensor.angular)
+    if isinstance(sensor, CompiledMeasurementModel):
+        return sensor._compiled()
+    return None
+
+
+def _user_kernel_call(model, sensor, kernel, *args):
+    from .compiled import _user_call
+
+    return _user_call(f"{type(model).__name__} / {type(sensor).__name__}", kernel, *args)
+
+
+def _raise_status(model, sensor, status, where):
+    if status == UK.OK:
+        return
+    if status == UK.BAD_INNOVATION:
+        raise SingularSystemError(f"innovation covariance not positive definite in {where}")
+    if status == UK.BAD_NOISE:
+        raise InvalidInputError(
+            f"{type(sensor).__name__}.jac returned a noise variance that is not finite and > 0 in {where}"
+        )
+    raise NonFiniteError(f"{type(model).__name__}.f returned a non-finite state in {where}")
 
 
 def _run_filter_python(model, sensor, x0, P0, U, M, Q0, L0, Lm, Lq, e0, eu, eq, ez, joseph):

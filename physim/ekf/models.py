@@ -21,9 +21,13 @@ Subclass :class:`MotionModel` and implement ``n_state``, ``n_control``,
 ``step(x, u)``, ``jacobians(x, u)`` and ``jacobians_vjp(x, u, F_bar, G_bar)``
 with numpy. The first two state components must be the planar position (m)
 and, when bearing measurements are used, the third the heading (rad): the
-beacon sensors read them. User models run through a Python loop for the
+beacon sensors read them. Such models run through a Python loop for the
 model part (the covariance recursion itself stays compiled), so they are
-slower than the built-in ones but produce exactly the same quantities.
+slower than the built-in ones but produce exactly the same quantities. To run
+at compiled speed, write the model as Numba-compilable functions instead
+(:class:`physim.ekf.CompiledMotionModel`). Either way,
+:func:`physim.ekf.check_model` compares the hand-written derivatives with
+finite differences and names any that is wrong.
 
 Built-in models (:class:`Unicycle`, :class:`Bicycle`) are also evaluated inside
 the compiled kernels, dispatched on an integer ``kind`` code with a parameter
@@ -56,6 +60,8 @@ class MotionModel(abc.ABC):
     #: integer code of a built-in model evaluated inside the compiled kernels
     #: (``None`` for user models, which run through the Python path).
     _kind: int | None = None
+    #: names of the model parameters with gradients (built-in and compiled models)
+    param_names: tuple[str, ...] = ()
 
     @property
     @abc.abstractmethod
@@ -134,6 +140,24 @@ class _PlanarModel(MotionModel):
         K.model_jac_vjp(self._kind, self._params(), x, u, F_bar, G_bar, xb, ub)
         return xb, ub
 
+    def parameter_vjp(self, x, u, lam, F_bar, G_bar) -> dict:
+        """∂(⟨λ, f⟩ + ⟨F̄, F⟩ + ⟨Ḡ, G⟩)/∂(parameters) at (x, u), by parameter name."""
+        x, u = self._xu(x, u)
+        lam = as_float_array("lam", lam, (3,))
+        F_bar = as_float_array("F_bar", F_bar, (3, 3))
+        G_bar = as_float_array("G_bar", G_bar, (3, 2))
+        pb = np.zeros(2)
+        K.model_param_vjp(self._kind, self._params(), x, u, lam, F_bar, G_bar, pb)
+        return dict(zip(self.param_names, pb.tolist()))
+
+    def param_dict(self) -> dict:
+        """Parameters by name."""
+        return {name: float(getattr(self, name)) for name in self.param_names}
+
+    def with_params(self, **changes):
+        """A copy with some parameters replaced."""
+        return type(self)(**{**self.param_dict(), **changes})
+
 
 class Unicycle(_PlanarModel):
     """Unicycle with explicit-Euler kinematics.
@@ -149,6 +173,8 @@ class Unicycle(_PlanarModel):
     """
 
     _kind = K.MODEL_UNICYCLE
+    #: names of the parameters whose gradients :func:`physim.ekf.adjoint` returns
+    param_names = ("dt",)
 
     def __init__(self, dt: float):
         self.dt = as_scalar("dt", dt, positive=True)
@@ -177,6 +203,8 @@ class Bicycle(_PlanarModel):
     """
 
     _kind = K.MODEL_BICYCLE
+    #: names of the parameters whose gradients :func:`physim.ekf.adjoint` returns
+    param_names = ("dt", "wheelbase")
 
     def __init__(self, dt: float, wheelbase: float = 1.0):
         self.dt = as_scalar("dt", dt, positive=True)

@@ -11,7 +11,9 @@ Writing your own sensor
 Subclass :class:`MeasurementModel` and implement ``n_meas``, ``angular``,
 ``measure``, ``jacobians`` and ``jacobians_vjp`` with numpy (the built-in
 :class:`Beacons` is the example). ``jacobians_vjp`` returns the state
-cotangents and a dict of parameter gradients (may be empty).
+cotangents and a dict of parameter gradients (may be empty). For compiled
+speed subclass :class:`physim.ekf.CompiledMeasurementModel` instead; check
+either with :func:`physim.ekf.check_model`.
 
 Units: positions in m, ranges in m, bearings in rad (wrapped to [-π, π)).
 """
@@ -79,7 +81,8 @@ class Beacons(MeasurementModel):
     positions : array_like, shape (n_b, 2)
         Beacon positions in m.
     range_std : float or None
-        Range noise standard deviation σ₀ in m (> 0); ``None`` = no ranges.
+        Range noise standard deviation σ₀ in m (> 0); ``None`` (default) = no
+        ranges, e.g. ``Beacons(pos, bearing_std=0.02)`` is bearing-only.
     bearing_std : float or None
         Bearing noise standard deviation in rad (> 0); ``None`` = no bearings.
     range_slope : float
@@ -87,7 +90,7 @@ class Beacons(MeasurementModel):
         ≥ 0; 0 = constant noise). Smooth in r, so everything stays differentiable.
     """
 
-    def __init__(self, positions, range_std, bearing_std=None, range_slope: float = 0.0):
+    def __init__(self, positions, range_std=None, bearing_std=None, range_slope: float = 0.0):
         pos = as_float_array("positions", positions, (None, 2), copy=True)
         if pos.shape[0] == 0:
             raise InvalidInputError("positions must hold at least one beacon, got shape (0, 2)")
@@ -98,6 +101,10 @@ class Beacons(MeasurementModel):
             None if bearing_std is None else as_scalar("bearing_std", bearing_std, positive=True)
         )
         self.range_slope = as_scalar("range_slope", range_slope, nonnegative=True)
+        if self.range_std is None and self.range_slope != 0.0:
+            raise InvalidInputError(
+                f"range_slope = {self.range_slope} needs range measurements (range_std), got range_std=None"
+            )
         pos.setflags(write=False)
         self.positions = pos
 
@@ -137,6 +144,21 @@ class Beacons(MeasurementModel):
     def with_positions(self, positions) -> Beacons:
         """Copy with other beacon positions (n_b, 2)."""
         return Beacons(positions, self.range_std, self.bearing_std, self.range_slope)
+
+    def param_dict(self) -> dict:
+        """Differentiable parameters by the names :func:`physim.ekf.adjoint` uses for their gradients."""
+        out = {"beacons": self.positions.copy()}
+        if self.range_std is not None:
+            out["range_std"] = self.range_std
+            out["range_slope"] = self.range_slope
+        if self.bearing_std is not None:
+            out["bearing_std"] = self.bearing_std
+        return out
+
+    def with_params(self, **changes) -> Beacons:
+        """A copy with some parameters (names of :meth:`param_dict`) replaced."""
+        p = {**self.param_dict(), **changes}
+        return Beacons(p["beacons"], p.get("range_std"), p.get("bearing_std"), p.get("range_slope", 0.0))
 
     def _states(self, X) -> np.ndarray:
         X = as_float_array("X", X, (None, None))

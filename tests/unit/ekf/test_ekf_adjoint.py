@@ -268,3 +268,52 @@ def test_read_only_inputs_reuse_the_compiled_kernels():
     assert np.isfinite(g.controls).all()
     for kernel in (K.cov_forward_3x2, K.cov_adjoint_3x2, K.nearest_beacon):
         assert len(kernel.signatures) == 1, kernel
+
+
+@pytest.mark.parametrize("kind", [UNICYCLE, BICYCLE])
+def test_model_parameter_gradients_match_complex_step(kind):
+    """∂J/∂dt (both models) and ∂J/∂wheelbase (bicycle) against the complex-step reference."""
+    rng = np.random.default_rng(40 + kind)
+    p = random_problem(rng, kind=kind, N=7)
+    W = np.array([_sym(rng.standard_normal((3, 3))) for _ in range(8)])
+    g = adjoint(_rollout(p), W)
+    cs = {name: np.imag(_ref_J(p, W, **{name: p[name] + 1j * CS_H})) / CS_H for name in ("dt", "L")}
+    assert g.model["dt"] == g.dt
+    assert abs(g.dt - cs["dt"]) <= CS_RTOL * abs(cs["dt"])
+    if kind == BICYCLE:
+        assert g.model["wheelbase"] == g.wheelbase
+        assert abs(g.wheelbase - cs["L"]) <= CS_RTOL * abs(cs["L"])
+    else:
+        assert g.wheelbase is None and set(g.model) == {"dt"}
+        assert cs["L"] == 0.0
+
+
+@pytest.mark.parametrize("kind", [UNICYCLE, BICYCLE])
+def test_model_parameter_gradients_taylor(kind):
+    rng = np.random.default_rng(50 + kind)
+    p = random_problem(rng, kind=kind, N=9)
+    names = ["dt"] if kind == UNICYCLE else ["dt", "L"]
+    fields = ["dt"] if kind == UNICYCLE else ["dt", "wheelbase"]
+    cost = HorizonSum(FinalLogDet())
+
+    def fun(v):
+        g = adjoint(_rollout(p, **dict(zip(names, v))), cost)
+        return g.value, np.array([getattr(g, f) for f in fields])
+
+    chk = check_gradient(fun, np.array([p[n] for n in names]), seed=2)
+    assert chk.ok, str(chk)
+
+
+def test_dt_gradient_through_a_goal_term():
+    """The state cotangent (goal penalty) also reaches dt through the trajectory."""
+    rng = np.random.default_rng(60)
+    p = random_problem(rng, N=6)
+    c = rng.standard_normal((7, 3))
+
+    def fun(v):
+        r = _rollout(p, dt=v[0])
+        g = adjoint(r, FinalTrace(), d_cost_d_states=c)
+        return g.value + np.sum(c * r.states), np.array([g.dt])
+
+    chk = check_gradient(fun, np.array([p["dt"]]), seed=4)
+    assert chk.ok, str(chk)

@@ -214,3 +214,15 @@ def test_random_covariances_rejected_unless_spd(diag, off):
     else:
         with pytest.raises(InvalidInputError, match="P0"):
             covariance_rollout(**kw)
+
+
+def test_bearing_only_beacons_need_no_range_std():
+    b = Beacons([[1.0, 2.0], [3.0, -1.0]], bearing_std=0.02)
+    assert b.range_std is None and b.n_meas == 2 and b.angular.all()
+    r = covariance_rollout(Unicycle(0.1), b, np.zeros(3), np.eye(3) * 0.1, np.tile([1.0, 0.1], (10, 1)),
+                           np.diag([0.05**2, 0.02**2]), 1e-6 * np.eye(3))  # fmt: skip
+    assert np.isfinite(r.P).all()
+    with pytest.raises(InvalidInputError, match="range_slope .* needs range measurements"):
+        Beacons([[1.0, 2.0]], bearing_std=0.02, range_slope=0.1)
+    with pytest.raises(InvalidInputError, match="neither"):
+        Beacons([[1.0, 2.0]])
