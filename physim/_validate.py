@@ -11,7 +11,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from .errors import InvalidInputError, InvalidTypeError, NonFiniteError, ShapeError
+from .errors import InvalidInputError, InvalidTypeError, NonFiniteError, ResourceLimitError, ShapeError
 
 __all__ = [
     "as_float_array",
@@ -21,7 +21,15 @@ __all__ = [
     "check_positive",
     "check_spd",
     "as_scalar",
+    "as_int",
+    "as_bool",
+    "check_memory",
+    "available_memory",
+    "MAX_INT",
 ]
+
+#: largest integer accepted for counts and sizes (fits an int64 with room for arithmetic)
+MAX_INT = 2**62
 
 Shape = Sequence["int | None"]
 
@@ -105,7 +113,11 @@ def as_index_array(
     if a.dtype.kind == "f":
         if not np.all(np.isfinite(a)) or np.any(a != np.round(a)):
             raise InvalidTypeError(f"{name} must contain integer indices, got non-integer floats")
+        if a.size and np.max(np.abs(a)) > MAX_INT:
+            raise InvalidInputError(f"{name} has index {np.max(np.abs(a)):g}, outside the valid range")
         a = a.astype(np.int64)
+    elif a.dtype.kind == "u" and a.size and int(a.max()) > MAX_INT:
+        raise InvalidInputError(f"{name} has index {int(a.max())}, outside the valid range")
     elif a.dtype.kind == "b":
         raise InvalidTypeError(f"{name} must contain integer indices, got a boolean array")
     elif a.dtype.kind not in "iu":
@@ -124,19 +136,120 @@ def as_index_array(
     return a
 
 
-def as_scalar(name: str, x, *, positive: bool = False, nonnegative: bool = False) -> float:
-    """Validate a finite real scalar."""
+def _short(x) -> str:
+    r = repr(x)
+    return r if len(r) <= 80 else r[:77] + "..."
+
+
+def as_scalar(
+    name: str,
+    x,
+    *,
+    positive: bool = False,
+    nonnegative: bool = False,
+    lower: float | None = None,
+    upper: float | None = None,
+) -> float:
+    """Validate a finite real scalar (a Python or numpy number, not a bool, string or array).
+
+    ``positive``/``nonnegative`` require ``x > 0`` / ``x >= 0``; ``lower``/``upper``
+    are inclusive bounds. Raises :class:`InvalidTypeError` for non-numbers,
+    :class:`NonFiniteError` for NaN/inf and :class:`InvalidInputError` out of range,
+    each naming the argument and the value.
+    """
+    if isinstance(x, (bool, np.bool_, str, bytes)) or np.ndim(x) != 0:
+        raise InvalidTypeError(f"{name} must be a real number, got {_short(x)}")
+    if isinstance(x, (complex, np.complexfloating)):
+        raise InvalidTypeError(f"{name} must be a real number, got {_short(x)}")
     try:
         v = float(x)
-    except (TypeError, ValueError):
-        raise InvalidTypeError(f"{name} must be a real number, got {x!r}") from None
+    except (TypeError, ValueError, OverflowError):
+        raise InvalidTypeError(f"{name} must be a real number, got {_short(x)}") from None
     if not np.isfinite(v):
         raise NonFiniteError(f"{name} must be finite, got {v}")
     if positive and v <= 0:
         raise InvalidInputError(f"{name} must be > 0, got {v}")
     if nonnegative and v < 0:
         raise InvalidInputError(f"{name} must be >= 0, got {v}")
+    if lower is not None and v < lower:
+        raise InvalidInputError(f"{name} must be >= {lower}, got {v}")
+    if upper is not None and v > upper:
+        raise InvalidInputError(f"{name} must be <= {upper}, got {v}")
     return v
+
+
+def as_int(name: str, x, *, lower: int | None = None, upper: int | None = MAX_INT) -> int:
+    """Validate an integer count or size in ``[lower, upper]`` (inclusive).
+
+    Python and numpy integers are accepted, and floats with an integer value
+    (``1e3``); NaN, inf, fractions, bools, strings, arrays and ``None`` are not.
+    The default ``upper`` (:data:`MAX_INT`) keeps the value inside int64.
+    """
+    if isinstance(x, (bool, np.bool_)) or x is None or np.ndim(x) != 0:
+        raise InvalidTypeError(f"{name} must be an integer, got {_short(x)}")
+    if isinstance(x, (int, np.integer)):
+        v = int(x)
+    elif isinstance(x, (float, np.floating)):
+        if not np.isfinite(x):
+            raise NonFiniteError(f"{name} must be a finite integer, got {x}")
+        if float(x) != np.floor(x):
+            raise InvalidTypeError(f"{name} must be an integer, got {x}")
+        v = int(x)
+    else:
+        raise InvalidTypeError(f"{name} must be an integer, got {_short(x)}")
+    if lower is not None and v < lower:
+        raise InvalidInputError(f"{name} must be >= {lower}, got {v}")
+    if upper is not None and v > upper:
+        raise InvalidInputError(f"{name} must be <= {upper}, got {v}")
+    return v
+
+
+def as_bool(name: str, x) -> bool:
+    """Validate a flag: ``True``/``False`` (or numpy bools and the integers 0 and 1)."""
+    if isinstance(x, (bool, np.bool_)):
+        return bool(x)
+    if isinstance(x, (int, np.integer)) and int(x) in (0, 1):
+        return bool(x)
+    raise InvalidTypeError(f"{name} must be True or False, got {_short(x)}")
+
+
+def available_memory() -> int:
+    """Bytes of memory available to new allocations (``MemAvailable`` on Linux)."""
+    try:
+        with open("/proc/meminfo") as fh:
+            for line in fh:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except (OSError, ValueError, IndexError):
+        pass
+    try:
+        import os
+
+        return int(os.sysconf("SC_AVPHYS_PAGES")) * int(os.sysconf("SC_PAGE_SIZE"))
+    except (ValueError, OSError, AttributeError):
+        return 2**62
+
+
+def _fmt_bytes(n: float) -> str:
+    for unit in ("B", "KiB", "MiB", "GiB", "TiB", "PiB"):
+        if abs(n) < 1024 or unit == "PiB":
+            return f"{n:.3g} {unit}"
+        n /= 1024
+    return f"{n:.3g} PiB"  # pragma: no cover
+
+
+def check_memory(what: str, nbytes: float) -> None:
+    """Refuse work whose arrays would need more than the available memory.
+
+    ``what`` names the arguments that size the work (e.g. ``"n_samples=10**9
+    with 9 electrodes"``); raises :class:`~physim.errors.ResourceLimitError`.
+    """
+    need = float(nbytes)
+    if not need <= 0.9 * available_memory():
+        raise ResourceLimitError(
+            f"{what} would need {_fmt_bytes(need)} of memory, more than the "
+            f"{_fmt_bytes(available_memory())} available"
+        )
 
 
 def check_positive(name: str, a: np.ndarray, *, strict: bool = True) -> None:

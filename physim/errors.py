@@ -20,6 +20,10 @@ __all__ = [
     "ConvergenceError",
     "MeshError",
     "ScenarioError",
+    "CheckpointError",
+    "FileError",
+    "MissingFileError",
+    "ResourceLimitError",
 ]
 
 
@@ -57,3 +61,23 @@ class ConvergenceError(PhysimError, RuntimeError):
 
 class ScenarioError(PhysimError, LookupError):
     """An unknown scenario name was requested, or a scenario script is broken."""
+
+
+class CheckpointError(InvalidInputError):
+    """A checkpoint cannot be resumed from: truncated, empty, foreign or malformed
+    file, or one written by a different problem (method, size, starting point).
+    The message names the file and what is wrong."""
+
+
+class FileError(PhysimError, OSError):
+    """A file could not be written or read (permissions, name too long, disk full, ...);
+    the message names the path."""
+
+
+class MissingFileError(FileError, FileNotFoundError):
+    """A file that was asked for does not exist; the message names the path."""
+
+
+class ResourceLimitError(PhysimError, MemoryError):
+    """The requested work would need more memory than the machine has available;
+    the message names the argument that sizes it and the memory it would need."""

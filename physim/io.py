@@ -14,8 +14,9 @@ from pathlib import Path
 import meshio
 import numpy as np
 
+from ._atomic import atomic_write
 from ._validate import as_float_array, as_index_array
-from .errors import InvalidInputError, MeshError, ShapeError
+from .errors import FileError, InvalidInputError, InvalidTypeError, MeshError, MissingFileError, ShapeError
 
 __all__ = ["read_mesh", "write_mesh", "CELL_TYPES"]
 
@@ -28,19 +29,39 @@ def read_mesh(path: str | os.PathLike) -> meshio.Mesh:
 
     Raises
     ------
-    FileNotFoundError
-        If ``path`` does not exist.
+    MissingFileError
+        If ``path`` does not exist (a ``FileNotFoundError``).
     MeshError
         If meshio cannot parse it.
     """
-    path = Path(path)
+    path = _as_path(path)
     if not path.exists():
-        raise FileNotFoundError(f"mesh file not found: {path}")
+        raise MissingFileError(f"mesh file not found: {path}")
+    if path.is_dir():
+        raise MeshError(f"could not read mesh {path}: it is a directory")
     try:
         return meshio.read(path)
     except (Exception, SystemExit) as exc:  # meshio raises many types, and exits on some formats
         detail = str(exc) if not isinstance(exc, SystemExit) else "unreadable or unknown format"
         raise MeshError(f"could not read mesh {path}: {detail}") from None
+
+
+def _as_path(path) -> Path:
+    if not isinstance(path, (str, os.PathLike)):
+        raise InvalidTypeError(f"path must be a str or os.PathLike, got {type(path).__name__}")
+    p = Path(path)
+    if "\x00" in str(p):
+        raise InvalidInputError(f"path {str(p)!r} contains a NUL character")
+    return p
+
+
+def _field(kind: str, name, value, rows: int) -> np.ndarray:
+    a = np.asarray(value)
+    if a.dtype == object or a.dtype.kind not in "biuf":
+        raise InvalidTypeError(f"{kind}[{name!r}] must be a real numeric array, got dtype {a.dtype}")
+    if a.shape[:1] != (rows,):
+        raise ShapeError(f"{kind}[{name!r}] must have {rows} rows, got shape {a.shape}")
+    return np.ascontiguousarray(a)
 
 
 def write_mesh(
@@ -71,12 +92,37 @@ def write_mesh(
     Returns
     -------
     pathlib.Path
-        The written path. The file is written to a temporary name and renamed,
-        so an interrupted write never leaves a truncated mesh.
+        The written path. The file is written to a unique temporary name in the
+        same directory and renamed, so an interrupted write never leaves a
+        truncated mesh and concurrent writes of one path never collide; it gets
+        the permissions of any new file under the user's umask.
+
+    Raises
+    ------
+    MeshError
+        Unknown format (suffix or ``file_format``) or a failure inside meshio;
+        the message names the path.
+    FileError
+        The file cannot be created (permissions, name too long, ...); names the path.
     """
-    path = Path(path)
+    path = _as_path(path)
     if path.suffix == "" and file_format is None:
         path = path.with_suffix(".vtu")
+    if file_format is not None:
+        if file_format not in meshio._helpers._writer_map:
+            raise MeshError(
+                f"cannot write mesh {path}: unknown file_format {file_format!r}; "
+                f"known: {sorted(meshio._helpers._writer_map)}"
+            )
+        fmt = file_format
+    else:
+        try:
+            fmt = meshio._helpers._filetypes_from_path(path)[0]
+        except Exception:
+            raise MeshError(
+                f"cannot write mesh {path}: unknown mesh format for suffix {path.suffix!r} "
+                "(give a known suffix such as .vtu, or file_format=)"
+            ) from None
     pts = as_float_array("points", points)
     if pts.ndim != 2 or pts.shape[1] not in (2, 3):
         raise ShapeError(f"points must have shape (n, 2) or (n, 3), got {pts.shape}")
@@ -96,31 +142,28 @@ def write_mesh(
         n_cells += c.shape[0]
     pdata = {}
     for k, v in (point_data or {}).items():
-        a = np.asarray(v)
-        if a.shape[:1] != (n,):
-            raise ShapeError(f"point_data[{k!r}] must have {n} rows, got shape {a.shape}")
-        pdata[k] = a
+        pdata[k] = _field("point_data", k, v, n)
     cdata = {}
     for k, v in (cell_data or {}).items():
-        a = np.asarray(v)
-        if a.shape[:1] != (n_cells,):
-            raise ShapeError(f"cell_data[{k!r}] must have {n_cells} rows, got shape {a.shape}")
+        a = _field("cell_data", k, v, n_cells)
         splits, off = [], 0
         for b in cell_blocks:
             splits.append(a[off : off + len(b.data)])
             off += len(b.data)
         cdata[k] = splits
     mesh = meshio.Mesh(pts, cell_blocks, point_data=pdata, cell_data=cdata)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.stem}.tmp{os.getpid()}{path.suffix}")
-    fmt = file_format or meshio._helpers._filetypes_from_path(path)[0]
-    try:
-        meshio.write(tmp, mesh, file_format=fmt)
-        os.replace(tmp, path)
-    except Exception as exc:
-        if tmp.exists():
-            tmp.unlink()
-        if isinstance(exc, InvalidInputError):
+
+    def write(tmp: Path) -> None:
+        try:
+            meshio.write(tmp, mesh, file_format=fmt)
+        except (InvalidInputError, OSError):
             raise
-        raise MeshError(f"could not write mesh {path}: {exc}") from exc
-    return path
+        except Exception as exc:  # meshio raises many types
+            raise MeshError(f"could not write mesh {path}: {exc}") from exc
+
+    try:
+        return atomic_write(path, write)
+    except FileError:
+        raise
+    except OSError as exc:  # pragma: no cover - atomic_write converts OSErrors
+        raise FileError(f"could not write mesh {path}: {exc}") from exc

@@ -5,12 +5,15 @@ transforms with exact derivatives, and ``check_gradient`` (Taylor test).
 """
 
 from .gradcheck import RATE_TOL, REL_TOL, GradientCheck, check_gradient
-from .minimize import METHODS, minimize
+from .minimize import GTOL_REL, METHODS, STOP_REASONS, MinimizeResult, minimize
 from .transforms import Bounded, Identity, Positive, Stack, Transform, transformed
 
 __all__ = [
     "minimize",
     "METHODS",
+    "MinimizeResult",
+    "STOP_REASONS",
+    "GTOL_REL",
     "Transform",
     "Identity",
     "Bounded",

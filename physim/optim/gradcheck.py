@@ -16,8 +16,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .._validate import as_float_array
-from ..errors import ShapeError
+from .._result import Result
+from .._validate import as_float_array, as_int, as_scalar
+from ..errors import InvalidInputError, InvalidTypeError, NonFiniteError, ShapeError
 
 __all__ = ["GradientCheck", "check_gradient", "RATE_TOL", "REL_TOL"]
 
@@ -27,7 +28,7 @@ REL_TOL = 1e-4
 
 
 @dataclass(frozen=True)
-class GradientCheck:
+class GradientCheck(Result):
     """Outcome of :func:`check_gradient`.
 
     Attributes
@@ -77,10 +78,23 @@ class GradientCheck:
 
 
 def _value(fun, x, args):
-    out = fun(x, *args)
+    out = fun(x.copy(), *args)
+    g = None
     if isinstance(out, tuple):
-        return float(out[0]), np.asarray(out[1], dtype=float)
-    return float(out), None
+        if len(out) != 2:
+            raise InvalidInputError(
+                f"fun must return a value or a (value, gradient) pair, got {len(out)} items"
+            )
+        out, g = out
+        if g is not None:
+            g = as_float_array("the gradient returned by fun", g, finite=False)
+    try:
+        f = float(np.asarray(out, dtype=float).reshape(-1)[0]) if np.size(out) == 1 else None
+    except (TypeError, ValueError):
+        f = None
+    if f is None:
+        raise InvalidInputError(f"fun must return a real scalar value, got {out!r:.80}")
+    return f, g
 
 
 def check_gradient(
@@ -104,29 +118,50 @@ def check_gradient(
     x : array_like, shape (n,) or any shape
         Point of the test; the gradient has the same shape.
     direction : array_like, optional
-        Perturbation direction (same shape as ``x``); default a random unit
-        vector scaled to ``x``'s magnitude.
+        Perturbation direction (same shape as ``x``; finite and not zero,
+        otherwise the test would pass for any gradient); default a random
+        unit vector.
     grad : array_like, optional
         Gradient to test, if ``fun`` returns only values.
     h0 : float, optional
-        Largest step; default ``1e-2`` relative to |x| (at least 1e-2).
+        Largest step (> 0); default ``1e-2`` relative to |x| (at least 1e-2).
     n_steps : int
-        Number of halvings.
+        Number of halvings (>= 3).
     seed : int
-        Seed for the random direction.
+        Seed (>= 0) for the random direction.
 
     Returns
     -------
     GradientCheck
+
+    Raises
+    ------
+    InvalidInputError, NonFiniteError, ShapeError, InvalidTypeError
+        A zero or non-finite direction, non-finite ``x``, value or gradient,
+        mismatched shapes, or bad ``h0``/``n_steps``/``seed``.
     """
+    if not callable(fun):
+        raise InvalidTypeError(f"fun must be callable, got {type(fun).__name__}")
+    if not isinstance(args, tuple):
+        raise InvalidTypeError(f"args must be a tuple, got {type(args).__name__}")
     x = as_float_array("x", x, copy=True)
+    if x.size == 0:
+        raise ShapeError("x must have at least one entry")
+    n_steps = as_int("n_steps", n_steps, lower=3, upper=60)
+    seed = as_int("seed", seed, lower=0)
+    if h0 is not None:
+        h0 = as_scalar("h0", h0, positive=True)
     f0, g = _value(fun, x, args)
+    if not np.isfinite(f0):
+        raise NonFiniteError(f"fun(x) is not finite: {f0}")
     if grad is not None:
         g = as_float_array("grad", grad)
     if g is None:
         raise ShapeError("check_gradient needs fun to return (value, grad) or grad=...")
     if g.shape != x.shape:
         raise ShapeError(f"gradient shape {g.shape} differs from x shape {x.shape}")
+    if not np.all(np.isfinite(g)):
+        raise NonFiniteError(f"the gradient at x is not finite ({int((~np.isfinite(g)).sum())} entries)")
     rng = np.random.default_rng(seed)
     if direction is None:
         d = rng.standard_normal(x.shape)
@@ -135,6 +170,8 @@ def check_gradient(
         d = as_float_array("direction", direction)
         if d.shape != x.shape:
             raise ShapeError(f"direction shape {d.shape} differs from x shape {x.shape}")
+        if not np.any(d != 0):
+            raise InvalidInputError("direction is zero: a Taylor test along it passes for any gradient")
     if h0 is None:
         scale = float(np.max(np.abs(x))) if x.size else 1.0
         h0 = 1e-2 * max(scale, 1.0) / max(float(np.max(np.abs(d))), 1e-300)

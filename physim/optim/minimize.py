@@ -1,9 +1,10 @@
 """One minimisation interface for every physim inverse problem.
 
 ``minimize(fun, x0, method=...)`` with ``fun(x) -> (value, grad)`` (scipy's
-``jac=True`` convention) returns a :class:`scipy.optimize.OptimizeResult`
-with ``x, fun, jac, nit, nfev, success, message`` and a per-iteration
-``history``. Methods:
+``jac=True`` convention) returns a :class:`MinimizeResult` (a
+:class:`scipy.optimize.OptimizeResult` with a short repr) with ``x, fun, jac,
+nit, nfev, success, message``, the criterion that stopped the run
+(``stop_reason``) and a per-iteration ``history``. Methods:
 
 ``"lbfgs"``
     scipy's L-BFGS-B (bounds).
@@ -16,6 +17,22 @@ with ``x, fun, jac, nit, nfev, success, message`` and a per-iteration
     and ``batch_size`` are given; batches are reshuffled every epoch from
     ``seed`` and the epoch number, so runs are reproducible and resumable).
 
+Stopping
+--------
+With the default ``tol=None`` the scipy methods stop on criteria relative to
+the starting point, so that the units of the problem do not matter (an SI
+lattice fit whose gradients are 1e-9 runs as long as the same fit in
+millimetres): the objective is divided by ``|f(x0)|`` for the optimiser, so
+L-BFGS-B stops when the projected-gradient max-norm falls below
+:data:`GTOL_REL` times that of ``g(x0)``, or when an iteration reduces the
+objective by less than scipy's ``ftol`` (2.2e-9) relative to
+``max(|f|, |f(x0)|)``; SLSQP's ``ftol`` is likewise relative to ``|f(x0)|``.
+An explicit ``tol`` is passed to scipy as its absolute ``ftol``/``gtol``.
+Adam runs ``maxiter`` steps (epochs) unless ``tol`` is given (full batch:
+stop when the gradient max-norm is at most ``tol``). Every result says what
+stopped it: ``stop_reason`` is one of :data:`STOP_REASONS` and ``message``
+spells it out with the thresholds.
+
 Robustness
 ----------
 * A non-finite value or gradient stops the run with ``success=False`` and a
@@ -23,38 +40,79 @@ Robustness
   iterate is returned.
 * Ctrl-C (``KeyboardInterrupt``) returns the best iterate with
   ``message="interrupted"``.
+* An exception raised by ``fun``, the callback or an SLSQP constraint (e.g. a
+  :class:`~physim.errors.ConvergenceError` of a solver at an extreme
+  parameter) stops the run the same way: the best iterate, ``success=False``,
+  the error in ``message`` and the exception itself in ``exception``. Only an
+  exception before anything was evaluated (nothing to keep) propagates.
 * A ``callback(intermediate_result)`` raising ``StopIteration`` stops the run.
 * ``checkpoint=path`` writes the state atomically (temporary file + rename)
-  every ``checkpoint_every`` iterations; ``resume=path`` continues from it and
-  produces exactly the iterates of an uninterrupted run. For Adam the
-  checkpoint holds the moment estimates; for the scipy methods, whose internal
-  state is not exposed, it holds the log of evaluations, which is replayed
-  (without calling ``fun``) to rebuild the optimiser's state exactly.
-  That log holds one value and one gradient per evaluation, so such a
-  checkpoint grows as ``nfev * n`` floats.
+  every ``checkpoint_every`` iterations and whenever the run stops;
+  ``resume=path`` continues from it and produces exactly the iterates of an
+  uninterrupted run, wherever the run was interrupted (Ctrl-C in the middle
+  of a minibatch epoch included; after ``kill -9``, from the last
+  checkpoint). For Adam the checkpoint holds the moment estimates and the
+  position inside the epoch; for the scipy methods, whose internal state is
+  not exposed, it holds the log of evaluations, which is replayed (without
+  calling ``fun``) to rebuild the optimiser's state exactly. That log holds
+  one value and one gradient per evaluation, so such a checkpoint grows as
+  ``nfev * n`` floats. A malformed or foreign checkpoint raises
+  :class:`~physim.errors.CheckpointError` naming the file.
 """
 
 from __future__ import annotations
 
-import hashlib
-import json
 import os
-import tempfile
 import time
+from collections import OrderedDict
 from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import NamedTuple
 
 import numpy as np
 import scipy.optimize as so
 
-from .._validate import as_float_array, as_scalar
-from ..errors import InvalidInputError, ShapeError
+from .._result import short_repr
+from .._validate import as_bool, as_float_array, as_int, as_scalar, check_memory
+from ..errors import CheckpointError, InvalidInputError, InvalidTypeError, NonFiniteError, ShapeError
+from ._checkpoint import VERSION, digest, read_checkpoint, write_checkpoint
 
-__all__ = ["minimize", "METHODS"]
+__all__ = ["minimize", "METHODS", "MinimizeResult", "GTOL_REL", "STOP_REASONS"]
 
 METHODS = ("lbfgs", "slsqp", "adam")
 
-_CHECKPOINT_VERSION = 1
+#: default (``tol=None``) L-BFGS-B gradient criterion, relative to the max-norm of g(x0)
+GTOL_REL = 1e-5
+
+#: what ``MinimizeResult.stop_reason`` can say
+STOP_REASONS = {
+    "gtol": "the (projected) gradient became small enough",
+    "ftol": "the objective stopped decreasing (relative reduction below ftol)",
+    "maxiter": "the iteration limit was reached",
+    "maxfun": "the evaluation limit was reached",
+    "line_search": "the line search could not make progress (scipy: ABNORMAL)",
+    "failed": "the scipy method reported another failure (see message)",
+    "callback": "the callback raised StopIteration",
+    "interrupted": "Ctrl-C (KeyboardInterrupt)",
+    "nonfinite": "the objective returned a non-finite value or gradient",
+    "exception": "the objective, callback or a constraint raised an exception",
+}
+
+
+class MinimizeResult(so.OptimizeResult):
+    """:class:`scipy.optimize.OptimizeResult` of :func:`minimize`, with a short repr.
+
+    Keys: ``x, fun, jac, nit, nfev, success, message, stop_reason, history,
+    best_x, best_fun, wall_time, exception`` (see :func:`minimize`).
+    """
+
+    _FIRST = ("success", "stop_reason", "message", "fun", "x", "nit", "nfev", "best_fun", "exception")
+
+    def __repr__(self) -> str:
+        keys = [k for k in self._FIRST if k in self] + sorted(k for k in self if k not in self._FIRST)
+        return short_repr(type(self).__name__, [(k, self[k]) for k in keys])
+
+    __str__ = __repr__
 
 
 class _NonFinite(Exception):
@@ -65,13 +123,44 @@ class _Stop(Exception):
     pass
 
 
-def _digest(x: np.ndarray) -> str:
-    return hashlib.sha1(np.ascontiguousarray(x, dtype=np.float64).tobytes()).hexdigest()
+class _UserError(Exception):
+    """An exception raised by user code (``where``), carried out of scipy."""
+
+    def __init__(self, where: str, exc: BaseException):
+        super().__init__(where)
+        self.where = where
+        self.exc = exc
+
+
+def _value_and_grad(out, n: int) -> tuple[float, np.ndarray]:
+    if not (isinstance(out, (tuple, list)) and len(out) == 2):
+        raise InvalidInputError(
+            "fun must return a pair (value, gradient) (scipy's jac=True convention), "
+            f"got {type(out).__name__}"
+        )
+    f, g = out
+    fa = np.asarray(f) if not isinstance(f, (str, bytes)) else np.asarray(None)
+    if fa.dtype.kind not in "biuf" or fa.size != 1:
+        raise InvalidInputError(f"fun returned a non-scalar or non-real value {f!r:.80}")
+    f = float(fa.reshape(-1)[0])
+    try:
+        ga = np.asarray(g)
+    except Exception:
+        raise InvalidInputError("fun returned a gradient that is not an array") from None
+    if ga.dtype.kind not in "biuf":
+        raise InvalidInputError(f"fun returned a gradient of dtype {ga.dtype}, not a real array")
+    if ga.size != n:
+        raise ShapeError(f"fun returned a gradient of shape {ga.shape}, expected ({n},)")
+    return f, ga.astype(np.float64).reshape(-1)
 
 
 class _Objective:
     """Wraps ``fun``: validates outputs, counts evaluations, tracks the best
-    iterate, and logs or replays evaluations for exact checkpoint/resume."""
+    iterate, and logs or replays evaluations for exact checkpoint/resume.
+
+    State that a checkpoint reads (``best``, ``log``) is replaced or appended
+    in one step, so an interrupt at any point leaves it consistent.
+    """
 
     def __init__(self, fun, n, args, log_evals: bool, track_best: bool = True):
         self.fun = fun
@@ -79,49 +168,39 @@ class _Objective:
         self.n = n
         self.args = args
         self.nfev = 0
-        self.best_f = np.inf
-        self.best_x = None
-        self.best_g = None
+        self.best: tuple[float, np.ndarray, np.ndarray] | None = None
         self.log_evals = log_evals
-        self.log_f: list[float] = []
-        self.log_g: list[np.ndarray] = []
-        self.log_h: list[str] = []
-        self.replay: tuple[np.ndarray, np.ndarray, list[str]] | None = None
+        self.log: list[tuple[float, np.ndarray, str]] = []
+        self.replay: list[tuple[float, np.ndarray, str]] | None = None
         self.replayed = 0
-        self.last: dict[str, tuple[float, np.ndarray]] = {}
+        self.recent: OrderedDict[str, tuple[float, np.ndarray]] = OrderedDict()
+
+    @property
+    def best_f(self) -> float:
+        return np.inf if self.best is None else self.best[0]
 
     @property
     def replaying(self) -> bool:
-        return self.replay is not None and self.replayed < len(self.replay[2])
+        return self.replay is not None and self.replayed < len(self.replay)
 
     def __call__(self, x, *extra):
         x = np.array(x, dtype=np.float64, copy=True)
-        h = _digest(x) if (self.log_evals or self.replay is not None) else None
+        h = digest(x) if (self.log_evals or self.replay is not None) else None
         if self.replaying:
-            fs, gs, hs = self.replay
-            i = self.replayed
-            if hs[i] == h:
+            f, g, hr = self.replay[self.replayed]
+            if hr == h:
                 self.replayed += 1
                 self.nfev += 1
-                f, g = float(fs[i]), np.array(gs[i])
-                self._record(x, f, g, h)
-                return f, g
+                g = np.array(g, dtype=np.float64)
+                self._record(x, float(f), g, h)
+                return float(f), g.copy()
             # the optimiser diverged from the recorded path: evaluate live from here on
             self.replay = None
-        out = self.fun(x, *extra, *self.args)
-        if not (isinstance(out, tuple) and len(out) == 2):
-            raise InvalidInputError(
-                "fun must return a pair (value, gradient) (scipy's jac=True convention), "
-                f"got {type(out).__name__}"
-            )
-        f, g = out
         try:
-            f = float(f)
-        except (TypeError, ValueError):
-            raise InvalidInputError(f"fun returned a non-scalar value {f!r}") from None
-        g = np.asarray(g, dtype=np.float64).reshape(-1) if np.size(g) == self.n else np.asarray(g)
-        if g.shape != (self.n,):
-            raise ShapeError(f"fun returned a gradient of shape {np.shape(g)}, expected ({self.n},)")
+            out = self.fun(x.copy(), *extra, *self.args)
+        except Exception as exc:
+            raise _UserError("the objective", exc) from exc
+        f, g = _value_and_grad(out, self.n)
         self.nfev += 1
         if not np.isfinite(f):
             raise _NonFinite(f"non-finite objective value {f} at evaluation {self.nfev}")
@@ -137,41 +216,16 @@ class _Objective:
 
     def _record(self, x, f, g, h):
         if self.log_evals:
-            self.log_f.append(f)
-            self.log_g.append(g.copy())
-            self.log_h.append(h)
-        if self.track_best and f < self.best_f:
-            self.best_f, self.best_x, self.best_g = f, x.copy(), g.copy()
-        self.last = {(h or _digest(x)): (f, g)}
+            self.log.append((f, g.copy(), h))
+        if self.track_best and (self.best is None or f < self.best[0]):
+            self.best = (f, x.copy(), g.copy())
+        self.recent[h or digest(x)] = (f, g)
+        while len(self.recent) > 8:
+            self.recent.popitem(last=False)
 
     def lookup(self, x):
-        return self.last.get(_digest(np.asarray(x, dtype=np.float64)))
-
-
-def _write_checkpoint(path: Path, state: dict, arrays: dict[str, np.ndarray]) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=path.name + ".", suffix=".tmp", dir=path.parent)
-    os.close(fd)
-    try:
-        with open(tmp, "wb") as fh:
-            np.savez(fh, _state=np.array(json.dumps(state)), **arrays)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
-
-
-def _read_checkpoint(path: Path) -> tuple[dict, dict[str, np.ndarray]]:
-    path = Path(path)
-    if not path.exists():
-        raise FileNotFoundError(f"checkpoint to resume from not found: {path}")
-    with np.load(path, allow_pickle=False) as z:
-        state = json.loads(str(z["_state"]))
-        arrays = {k: z[k] for k in z.files if k != "_state"}
-    if state.get("version") != _CHECKPOINT_VERSION:
-        raise InvalidInputError(f"{path} is not a physim checkpoint (version {state.get('version')})")
-    return state, arrays
+        hit = self.recent.get(digest(np.asarray(x, dtype=np.float64)))
+        return None if hit is None else (hit[0], hit[1].copy())
 
 
 def _progress_bar(progress, total, desc):
@@ -182,26 +236,107 @@ def _progress_bar(progress, total, desc):
     return tqdm(total=total, desc=desc, unit="it", leave=True)
 
 
+def _bound_value(v, name: str, fill: float) -> float:
+    if v is None:
+        return fill
+    if isinstance(v, (bool, np.bool_, str, bytes)) or np.ndim(v) != 0:
+        raise InvalidTypeError(f"{name} must be a number or None, got {v!r:.60}")
+    try:
+        x = float(v)
+    except (TypeError, ValueError):
+        raise InvalidTypeError(f"{name} must be a number or None, got {v!r:.60}") from None
+    if np.isnan(x):
+        raise NonFiniteError(f"{name} is NaN; use None or ±inf for an unbounded side")
+    return x
+
+
 def _normalise_bounds(bounds, n):
+    """``(lower, upper)`` float arrays (n,) from scipy Bounds or (lower, upper) pairs, validated."""
     if bounds is None:
         return None
     if isinstance(bounds, so.Bounds):
-        lo = np.broadcast_to(np.asarray(bounds.lb, dtype=float), (n,)).copy()
-        hi = np.broadcast_to(np.asarray(bounds.ub, dtype=float), (n,)).copy()
+        sides = []
+        for name, b, fill in (("bounds.lb", bounds.lb, -np.inf), ("bounds.ub", bounds.ub, np.inf)):
+            a = np.asarray(b)
+            if a.dtype == object:
+                a = np.array([fill if v is None else v for v in a.ravel()]).reshape(a.shape)
+            a = as_float_array(name, a, finite=False)
+            try:
+                a = np.broadcast_to(a, (n,)).copy()
+            except ValueError:
+                raise ShapeError(f"{name} has shape {a.shape}, not broadcastable to ({n},)") from None
+            if np.isnan(a).any():
+                i = int(np.argmax(np.isnan(a)))
+                raise NonFiniteError(f"{name}[{i}] is NaN; use ±inf for an unbounded side")
+            sides.append(a)
+        lo, hi = sides
     else:
-        b = np.asarray(bounds, dtype=object)
+        try:
+            b = np.asarray(bounds, dtype=object)
+        except Exception:
+            raise InvalidTypeError(
+                "bounds must be a sequence of (lower, upper) pairs or scipy Bounds"
+            ) from None
         if b.shape == (2,) and n != 2 and np.ndim(bounds[0]) == 0:
-            b = np.array([bounds] * n, dtype=object)
+            b = np.array([list(bounds)] * n, dtype=object)
         if b.shape != (n, 2):
             raise ShapeError(
                 f"bounds must be a sequence of {n} (lower, upper) pairs or scipy Bounds, got shape {b.shape}"
             )
-        lo = np.array([-np.inf if v is None else float(v) for v in b[:, 0]])
-        hi = np.array([np.inf if v is None else float(v) for v in b[:, 1]])
+        lo = np.array([_bound_value(v, f"bounds[{i}] lower", -np.inf) for i, v in enumerate(b[:, 0])])
+        hi = np.array([_bound_value(v, f"bounds[{i}] upper", np.inf) for i, v in enumerate(b[:, 1])])
     if np.any(lo > hi):
         i = int(np.argmax(lo > hi))
         raise InvalidInputError(f"bounds[{i}] has lower {lo[i]} > upper {hi[i]}")
+    empty = (lo == np.inf) | (hi == -np.inf)
+    if empty.any():
+        i = int(np.argmax(empty))
+        raise InvalidInputError(f"bounds[{i}] = ({lo[i]}, {hi[i]}) admits no finite value")
     return lo, hi
+
+
+def _check_constraints(constraints, method):
+    if isinstance(constraints, dict):
+        constraints = (constraints,)
+    try:
+        constraints = tuple(constraints)
+    except TypeError:
+        raise InvalidTypeError("constraints must be a dict or a sequence of dicts") from None
+    if constraints and method != "slsqp":
+        raise InvalidInputError(f"constraints are supported by method='slsqp' only, not {method!r}")
+    for i, c in enumerate(constraints):
+        if not isinstance(c, dict):
+            raise InvalidTypeError(f"constraints[{i}] must be a dict, got {type(c).__name__}")
+        if c.get("type") not in ("eq", "ineq"):
+            raise InvalidInputError(f"constraints[{i}]['type'] must be 'eq' or 'ineq', got {c.get('type')!r}")
+        for key in ("fun", "jac"):
+            if key in c and not callable(c[key]):
+                raise InvalidTypeError(f"constraints[{i}][{key!r}] must be callable")
+        if "fun" not in c:
+            raise InvalidInputError(f"constraints[{i}] has no 'fun'")
+    return constraints
+
+
+def _guard_constraints(constraints):
+    """The constraint dicts with ``fun``/``jac`` whose exceptions stop the run like the objective's."""
+
+    def guard(f, where):
+        def g(x, *a):
+            try:
+                return f(x, *a)
+            except Exception as exc:
+                raise _UserError(where, exc) from exc
+
+        return g
+
+    out = []
+    for i, c in enumerate(constraints):
+        c = dict(c)
+        for key in ("fun", "jac"):
+            if key in c:
+                c[key] = guard(c[key], f"constraints[{i}][{key!r}]")
+        out.append(c)
+    return tuple(out)
 
 
 def minimize(
@@ -227,7 +362,7 @@ def minimize(
     batch_size: int | None = None,
     seed: int = 0,
     options: dict | None = None,
-) -> so.OptimizeResult:
+) -> MinimizeResult:
     """Minimise ``fun`` from ``x0``.
 
     Parameters
@@ -237,18 +372,20 @@ def minimize(
         float and ``grad`` (n,). With Adam minibatches: ``fun(x, batch, *args)``
         where ``batch`` is an int64 array of sample indices.
     x0 : array_like, shape (n,)
-        Starting point (flattened).
+        Starting point (flattened), finite; clipped into ``bounds``.
     method : {"lbfgs", "slsqp", "adam"}
     bounds : sequence of (lower, upper) or scipy.optimize.Bounds, optional
-        Box constraints (``None`` = unbounded side). Adam projects onto them.
+        Box constraints (``None`` or ±inf = unbounded side; NaN is an error).
+        Adam projects onto them.
     constraints : dict or sequence of dict
         SLSQP only: scipy dicts ``{"type": "eq"|"ineq", "fun": c, "jac": dc}``.
     maxiter : int
-        Maximum iterations (Adam: steps in full-batch mode, epochs in minibatch
-        mode unless ``epochs`` is given).
+        Maximum iterations, >= 0 (Adam: steps in full-batch mode, epochs in
+        minibatch mode unless ``epochs`` is given).
     tol : float, optional
-        Stopping tolerance (scipy ``ftol``/``gtol``; Adam stops when the
-        gradient's max-norm falls below it in full-batch mode).
+        ``None`` (default): scale-invariant criteria relative to ``x0`` (see
+        the module docstring). A number: scipy's absolute ``ftol``/``gtol``;
+        Adam (full batch) stops when the gradient's max-norm is at most ``tol``.
     callback : callable, optional
         ``callback(intermediate_result)`` with an ``OptimizeResult`` holding
         ``x, fun, jac, nit``; raise ``StopIteration`` to stop.
@@ -256,55 +393,77 @@ def minimize(
         Show a progress bar (iterations, current and best value).
     checkpoint : path, optional
         Write a checkpoint (``.npz``) atomically every ``checkpoint_every``
-        iterations and at the end.
+        iterations and when the run stops.
+    checkpoint_every : int
+        Iterations between checkpoints, >= 1.
     resume : path, optional
         Continue from a checkpoint written by the same call (same ``fun``,
         ``x0``, method and options); the iterates equal those of an
         uninterrupted run.
     args : tuple
         Extra positional arguments for ``fun``.
-    lr, betas, eps : Adam hyper-parameters.
-    epochs, n_samples, batch_size : Adam minibatching.
+    lr, betas, eps : Adam hyper-parameters
+        Step size (> 0), moment decay rates (a pair in [0, 1)) and the
+        denominator guard (> 0).
+    epochs, n_samples, batch_size : int, optional
+        Adam minibatching (each >= 1).
     seed : int
-        Seed of the Adam batch shuffling.
+        Seed (>= 0) of the Adam batch shuffling.
     options : dict, optional
         Extra scipy options.
 
     Returns
     -------
-    scipy.optimize.OptimizeResult
-        ``x, fun, jac, nit, nfev, success, message``, plus ``history`` (list
-        of dicts with ``nit, fun, gnorm, time`` per iteration — per epoch for
-        minibatch Adam, where ``fun`` is the mean batch loss), ``best_x`` and
-        ``best_fun`` (best finite evaluation seen).
+    MinimizeResult
+        ``x, fun, jac, nit, nfev, success, message``, ``stop_reason`` (a key
+        of :data:`STOP_REASONS`), ``history`` (list of dicts with ``nit, fun,
+        gnorm, time`` per iteration — per epoch for minibatch Adam, where
+        ``fun`` is the mean batch loss), ``best_x`` and ``best_fun`` (best
+        finite evaluation seen), ``wall_time`` (s) and ``exception`` (the
+        exception that stopped the run, else None).
+
+    Raises
+    ------
+    InvalidInputError, InvalidTypeError, ShapeError, NonFiniteError
+        Bad arguments (named in the message), or ``fun`` returning something
+        other than a (value, gradient) pair of the right shape.
+    CheckpointError
+        ``resume`` names an unusable checkpoint or one of another problem.
     """
-    if method not in METHODS:
+    if not callable(fun):
+        raise InvalidTypeError(f"fun must be callable, got {type(fun).__name__}")
+    if not isinstance(method, str) or method not in METHODS:
         raise InvalidInputError(f"method must be one of {METHODS}, got {method!r}")
     x0 = as_float_array("x0", x0).ravel().copy()
     n = x0.size
     if n == 0:
         raise ShapeError("x0 must have at least one entry")
-    maxiter = int(maxiter)
-    if maxiter < 0:
-        raise InvalidInputError(f"maxiter must be >= 0, got {maxiter}")
-    checkpoint_every = max(1, int(checkpoint_every))
-    if isinstance(constraints, dict):
-        constraints = (constraints,)
-    constraints = tuple(constraints)
-    if constraints and method != "slsqp":
-        raise InvalidInputError(f"constraints are supported by method='slsqp' only, not {method!r}")
+    maxiter = as_int("maxiter", maxiter, lower=0)
+    checkpoint_every = as_int("checkpoint_every", checkpoint_every, lower=1)
+    tol = None if tol is None else as_scalar("tol", tol, nonnegative=True)
+    if callback is not None and not callable(callback):
+        raise InvalidTypeError(f"callback must be callable, got {type(callback).__name__}")
+    progress = as_bool("progress", progress)
+    if not isinstance(args, tuple):
+        raise InvalidTypeError(f"args must be a tuple, got {type(args).__name__}")
+    if options is not None and not isinstance(options, dict):
+        raise InvalidTypeError(f"options must be a dict, got {type(options).__name__}")
+    constraints = _check_constraints(constraints, method)
     bnds = _normalise_bounds(bounds, n)
+    for name, p in (("checkpoint", checkpoint), ("resume", resume)):
+        if p is not None and not isinstance(p, (str, os.PathLike)):
+            raise InvalidTypeError(f"{name} must be a path, got {type(p).__name__}")
     ckpt = Path(checkpoint) if checkpoint is not None else None
-    state, arrays = _read_checkpoint(Path(resume)) if resume is not None else (None, None)
-    if state is not None:
-        if state["method"] != method or int(state["n"]) != n:
-            raise InvalidInputError(
-                f"checkpoint {resume} is for method={state['method']!r} with n={state['n']}, "
-                f"not method={method!r} with n={n}"
-            )
+    state = arrays = None
+    if resume is not None:
+        state, arrays = read_checkpoint(resume, method=method, n=n, x0=x0)
+    x0_digest = digest(x0)
+    if bnds is not None:
+        x0 = np.clip(x0, bnds[0], bnds[1])
     run = _Run(
         fun=fun,
         x0=x0,
+        x0_digest=x0_digest,
         method=method,
         bounds=bnds,
         maxiter=maxiter,
@@ -317,8 +476,6 @@ def minimize(
         arrays=arrays,
         args=args,
     )
-    if state is not None and _digest(x0) != state["x0_digest"]:
-        raise InvalidInputError("resume: x0 differs from the x0 of the checkpointed run")
     if method == "adam":
         return _adam(run, lr, betas, eps, epochs, n_samples, batch_size, seed)
     return _scipy(run, constraints, options)
@@ -333,6 +490,7 @@ class _Run:
         *,
         fun,
         x0,
+        x0_digest,
         method,
         bounds,
         maxiter,
@@ -345,7 +503,7 @@ class _Run:
         arrays,
         args,
     ):
-        self.fun, self.x0, self.method, self.bounds = fun, x0, method, bounds
+        self.fun, self.x0, self.x0_digest, self.method, self.bounds = fun, x0, x0_digest, method, bounds
         self.maxiter, self.tol, self.callback = maxiter, tol, callback
         self.progress, self.checkpoint, self.every = progress, checkpoint, every
         self.state, self.arrays, self.args = state, arrays, args
@@ -365,22 +523,30 @@ class _Run:
 
     def checkpoint_state(self, **extra) -> dict:
         return {
-            "version": _CHECKPOINT_VERSION,
+            "version": VERSION,
             "method": self.method,
             "n": self.x0.size,
-            "x0_digest": _digest(self.x0),
-            "history": self.history,
+            "x0_digest": self.x0_digest,
+            "history": list(self.history),
             **extra,
         }
 
-    def iteration(self, k: int, x, f: float, g, gnorm: float, best: float) -> None:
-        """Record iteration ``k``; raises ``_Stop`` when the callback asks to stop."""
+    def record(self, k: int, f: float, gnorm: float, best: float) -> None:
+        """Append the history entry of iteration ``k`` (once) and update the progress bar."""
+        if len(self.history) >= k:  # already recorded before an interruption
+            return
         self.history.append(
             {"nit": k, "fun": float(f), "gnorm": float(gnorm), "time": time.perf_counter() - self.t0}
         )
         if self.bar is not None:
             self.bar.update(1)
             self.bar.set_postfix(f=f"{f:.6g}", best=f"{best:.6g}")
+
+    def after(self, k: int, x, f: float, g) -> None:
+        """Checkpoint (every ``every`` iterations) and call the callback after iteration ``k``.
+
+        Raises ``_Stop`` when the callback asks to stop, ``_UserError`` when it fails.
+        """
         if self.checkpoint is not None and k % self.every == 0:
             self.save()
         if self.callback is not None:
@@ -388,56 +554,107 @@ class _Run:
                 self.callback(so.OptimizeResult(x=np.array(x), fun=float(f), jac=np.array(g), nit=k))
             except StopIteration:
                 raise _Stop from None
+            except Exception as exc:
+                raise _UserError("the callback", exc) from exc
 
-    def result(self, obj: _Objective, x, f, g, nit, success, message):
-        return so.OptimizeResult(
-            x=np.asarray(x, dtype=float),
+    def iteration(self, k: int, x, f: float, g, gnorm: float, best: float) -> None:
+        self.record(k, f, gnorm, best)
+        self.after(k, x, f, g)
+
+    def result(self, obj: _Objective, x, f, g, nit, success, message, reason, exception=None):
+        best = obj.best
+        return MinimizeResult(
+            x=np.asarray(x, dtype=float).copy(),
             fun=float(f),
-            jac=None if g is None else np.asarray(g, dtype=float),
+            jac=None if g is None else np.asarray(g, dtype=float).copy(),
             nit=int(nit),
             nfev=int(obj.nfev),
             success=bool(success),
             message=str(message),
-            history=self.history,
-            best_x=None if obj.best_x is None else obj.best_x.copy(),
+            stop_reason=reason,
+            history=list(self.history[: int(nit)]),
+            best_x=None if best is None else best[1].copy(),
             best_fun=float(obj.best_f),
             wall_time=time.perf_counter() - self.t0,
+            exception=exception,
         )
 
-    def stopped(self, obj: _Objective, nit: int, message: str):
-        """Result for a run that stopped early: the best finite iterate (or x0)."""
+    def stopped(self, obj: _Objective, nit: int, message: str, reason: str, exception=None):
+        """Result for a run that stopped early: the best finite iterate (or x0); checkpointed."""
         self.save()
-        if obj.best_x is not None:
-            return self.result(obj, obj.best_x, obj.best_f, obj.best_g, nit, False, message)
-        return self.result(obj, self.x0, np.nan, None, nit, False, message)
+        best = obj.best
+        if best is not None:
+            return self.result(obj, best[1], best[0], best[2], nit, False, message, reason, exception)
+        return self.result(obj, self.x0, np.nan, None, nit, False, message, reason, exception)
+
+    def failed(self, obj: _Objective, nit: int, err: _UserError):
+        """Result for a run stopped by an exception of user code; re-raises it if there is
+        nothing to keep (call outside the ``except`` block, so the traceback stays the user's)."""
+        exc = err.exc
+        if obj.best is None and obj.nfev == 0 and self.state is None:
+            raise exc
+        msg = f"stopped: {err.where} raised {type(exc).__name__}: {exc}; returning the best finite iterate"
+        return self.stopped(obj, nit, msg, "exception", exc)
 
 
 def _nonfinite_message(exc: Exception) -> str:
     return f"stopped: {exc}; returning the best finite iterate"
 
 
+def _scipy_reason(method: str, r, crit: dict) -> tuple[str, str]:
+    """``(stop_reason, message)`` from a scipy result and the thresholds used."""
+    msg = str(r.message)
+    up = msg.upper()
+    if method == "lbfgs":
+        if "PROJECTED GRADIENT" in up:
+            reason = "gtol"
+        elif "REDUCTION OF F" in up:
+            reason = "ftol"
+        elif "ITERATIONS" in up:
+            reason = "maxiter"
+        elif "EVALUATIONS" in up:
+            reason = "maxfun"
+        elif "ABNORMAL" in up:
+            reason = "line_search"
+        else:
+            reason = "failed"
+    else:
+        reason = {0: "ftol", 9: "maxiter"}.get(int(getattr(r, "status", -1)), "failed")
+    detail = crit.get(reason)
+    return reason, (f"{detail} ({msg})" if detail else msg)
+
+
 def _scipy(run: _Run, constraints, options):
     n = run.x0.size
     obj = _Objective(run.fun, n, run.args, log_evals=run.checkpoint is not None)
     if run.state is not None:
-        obj.replay = (run.arrays["log_f"], run.arrays["log_g"], list(run.state["log_h"]))
+        lf, lg, lh = run.arrays["log_f"], run.arrays["log_g"], run.state["log_h"]
+        obj.replay = [(float(lf[i]), lg[i], lh[i]) for i in range(len(lh))]
     done_iters = len(run.history)
     it = {"nit": 0}
+    scale = {"f": 1.0}
 
     def save():
-        st = run.checkpoint_state(log_h=obj.log_h, nit=it["nit"])
-        _write_checkpoint(
+        log = list(obj.log)
+        best = obj.best
+        st = run.checkpoint_state(log_h=[h for _, _, h in log], nit=it["nit"])
+        write_checkpoint(
             run.checkpoint,
             st,
             {
-                "log_f": np.asarray(obj.log_f, dtype=float),
-                "log_g": np.asarray(obj.log_g, dtype=float).reshape(len(obj.log_g), n),
-                "x": obj.best_x if obj.best_x is not None else run.x0,
+                "log_f": np.array([f for f, _, _ in log], dtype=float),
+                "log_g": np.array([g for _, g, _ in log], dtype=float).reshape(len(log), n),
+                "x": best[1] if best is not None else run.x0,
             },
         )
 
     if run.checkpoint is not None:
         run.save = save
+
+    def sfun(x):
+        hit = obj.lookup(x)
+        f, g = hit if hit is not None else obj(x)
+        return f / scale["f"], g / scale["f"]
 
     def cb(xk, *_):
         it["nit"] += 1
@@ -449,14 +666,17 @@ def _scipy(run: _Run, constraints, options):
         run.iteration(k, xk, f, g, float(np.linalg.norm(g)), obj.best_f)
 
     opts = {"maxiter": run.maxiter}
-    if run.method == "lbfgs":
-        smethod = "L-BFGS-B"
-        if run.tol is not None:
-            opts.update(ftol=run.tol, gtol=run.tol)
-    else:
-        smethod = "SLSQP"
-        if run.tol is not None:
-            opts["ftol"] = run.tol
+    crit = {
+        "maxiter": f"stopped: iteration limit maxiter={run.maxiter} reached",
+        "maxfun": "stopped: evaluation limit reached",
+    }
+    smethod = "L-BFGS-B" if run.method == "lbfgs" else "SLSQP"
+    if run.tol is not None:
+        opts["ftol"] = run.tol
+        if run.method == "lbfgs":
+            opts["gtol"] = run.tol
+        crit["gtol"] = f"converged: projected-gradient max-norm <= tol={run.tol:.3g}"
+        crit["ftol"] = f"converged: objective change below tol={run.tol:.3g}"
     opts.update(options or {})
     sb = None
     if run.bounds is not None:
@@ -466,118 +686,205 @@ def _scipy(run: _Run, constraints, options):
             sb = [(a if np.isfinite(a) else None, b if np.isfinite(b) else None) for a, b in zip(lo, hi)]
         else:
             sb = so.Bounds(lo, hi)
-    kw = {"constraints": constraints} if run.method == "slsqp" else {}
+    kw = {"constraints": _guard_constraints(constraints)} if run.method == "slsqp" else {}
     run.open_bar(run.maxiter)
+    user_error = None
     try:
-        r = so.minimize(obj, run.x0, jac=True, method=smethod, bounds=sb, callback=cb, options=opts, **kw)
-        x, f, g = r.x, r.fun, getattr(r, "jac", None)
+        if run.tol is None:
+            # scale-invariant defaults: the optimiser sees f / |f(x0)|
+            f0, g0 = obj(run.x0)
+            sf = abs(f0) if f0 != 0.0 else 1.0
+            scale["f"] = sf
+            g0n = float(np.max(np.abs(g0)))
+            ftol = float(
+                (options or {}).get("ftol", 2.220446049250313e-09 if run.method == "lbfgs" else 1e-6)
+            )
+            if run.method == "lbfgs":
+                opts.setdefault("gtol", GTOL_REL * g0n / sf)
+                crit["gtol"] = (
+                    f"converged: projected-gradient max-norm <= {opts['gtol'] * sf:.3g} "
+                    f"= {GTOL_REL:g} x the initial max-norm {g0n:.3g}"
+                )
+                crit["ftol"] = (
+                    f"converged: objective reduction below {ftol:.3g} x max(|f|, |f(x0)| = {sf:.3g}) "
+                    "in one iteration"
+                )
+            else:
+                crit["ftol"] = f"converged: objective change below {ftol:.3g} x |f(x0)| = {ftol * sf:.3g}"
+        r = so.minimize(sfun, run.x0, jac=True, method=smethod, bounds=sb, callback=cb, options=opts, **kw)
+        x = r.x
         found = obj.lookup(x)
         if found is not None:
             f, g = found
-        result = run.result(obj, x, f, g, it["nit"], r.success, r.message)
+        else:
+            f = float(r.fun) * scale["f"]
+            jac = getattr(r, "jac", None)
+            g = None if jac is None else np.asarray(jac, dtype=float) * scale["f"]
+        reason, message = _scipy_reason(run.method, r, crit)
+        result = run.result(obj, x, f, g, it["nit"], r.success, message, reason)
     except _NonFinite as exc:
-        result = run.stopped(obj, it["nit"], _nonfinite_message(exc))
+        result = run.stopped(obj, it["nit"], _nonfinite_message(exc), "nonfinite")
     except KeyboardInterrupt:
-        result = run.stopped(obj, it["nit"], "interrupted")
+        result = run.stopped(obj, it["nit"], "interrupted", "interrupted")
     except _Stop:
-        result = run.stopped(obj, it["nit"], "stopped by callback")
+        result = run.stopped(obj, it["nit"], "stopped by callback", "callback")
+    except _UserError as err:
+        user_error = err
     finally:
         run.close_bar()
+    if user_error is not None:
+        return run.failed(obj, it["nit"], user_error)
     run.save()
     return result
 
 
+class _AdamState(NamedTuple):
+    """Everything an Adam run needs to continue exactly; replaced as a whole after each batch."""
+
+    x: np.ndarray
+    m: np.ndarray
+    v: np.ndarray
+    step: int  # Adam steps taken
+    done: int  # epochs (full-batch: steps) completed
+    pos: int  # batches completed in the current epoch
+    losses: tuple  # their losses
+    gnorm: float  # largest batch-gradient norm of the current epoch
+    g: np.ndarray | None  # last gradient
+
+
+def _adam_params(lr, betas, eps):
+    lr = as_scalar("lr", lr, positive=True)
+    if isinstance(betas, (str, bytes)) or np.ndim(betas) != 1 or len(betas) != 2:
+        raise InvalidInputError(f"betas must be a pair (beta1, beta2), got {betas!r:.60}")
+    b1, b2 = as_scalar("betas[0]", betas[0]), as_scalar("betas[1]", betas[1])
+    if not (0 <= b1 < 1 and 0 <= b2 < 1):
+        raise InvalidInputError(f"betas must lie in [0, 1), got {tuple(betas)}")
+    eps = as_scalar("eps", eps, positive=True)
+    return lr, b1, b2, eps
+
+
 def _adam(run: _Run, lr, betas, eps, epochs, n_samples, batch_size, seed):
     n = run.x0.size
-    lr = as_scalar("lr", lr, positive=True)
-    b1, b2 = (as_scalar("betas[0]", betas[0]), as_scalar("betas[1]", betas[1]))
-    if not (0 <= b1 < 1 and 0 <= b2 < 1):
-        raise InvalidInputError(f"betas must lie in [0, 1), got {betas}")
-    eps = as_scalar("eps", eps, positive=True)
+    lr, b1, b2, eps = _adam_params(lr, betas, eps)
+    seed = as_int("seed", seed, lower=0)
     minibatch = n_samples is not None or batch_size is not None
     if minibatch:
         if n_samples is None or batch_size is None:
             raise InvalidInputError("Adam minibatches need both n_samples and batch_size")
-        n_samples, batch_size = int(n_samples), int(batch_size)
-        if n_samples < 1 or batch_size < 1:
-            raise InvalidInputError(f"n_samples and batch_size must be >= 1, got {n_samples}, {batch_size}")
-    total = int(epochs) if (minibatch and epochs is not None) else run.maxiter
+        n_samples = as_int("n_samples", n_samples, lower=1)
+        batch_size = as_int("batch_size", batch_size, lower=1)
+        check_memory(f"n_samples={n_samples}", 16.0 * n_samples)
+    if epochs is not None:
+        epochs = as_int("epochs", epochs, lower=0)
+    total = epochs if (minibatch and epochs is not None) else run.maxiter
+    n_batches = -(-n_samples // batch_size) if minibatch else 1
     obj = _Objective(run.fun, n, run.args, log_evals=False, track_best=not minibatch)
-    x, m, v, step, done = run.x0.copy(), np.zeros(n), np.zeros(n), 0, 0
+    S = _AdamState(run.x0.copy(), np.zeros(n), np.zeros(n), 0, 0, 0, (), 0.0, None)
     if run.state is not None:
         a, st = run.arrays, run.state
-        x, m, v = a["x"].copy(), a["m"].copy(), a["v"].copy()
-        step, done = int(st["step"]), int(st["done"])
+        S = _AdamState(
+            a["x"].copy(), a["m"].copy(), a["v"].copy(), int(st["step"]), int(st["done"]),
+            int(st["pos"]), tuple(float(v) for v in st["losses"]), float(st["gnorm"]),
+            None if "best_g" not in a else a["best_g"].copy(),
+        )  # fmt: skip
+        if S.pos > n_batches:
+            raise CheckpointError(
+                f"cannot resume: the checkpoint is {S.pos} batches into an epoch, but this run has "
+                f"{n_batches} batches per epoch (n_samples or batch_size differ)"
+            )
         if "best_x" in a:
-            obj.best_x, obj.best_f, obj.best_g = a["best_x"].copy(), float(st["best_f"]), a["best_g"].copy()
+            obj.best = (float(st["best_f"]), a["best_x"].copy(), a["best_g"].copy())
+        obj.nfev = int(st.get("nfev", 0))
+        del run.history[S.done :]  # an entry recorded just before an interruption is redone
     lo, hi = run.bounds if run.bounds is not None else (None, None)
+    cur = {"S": S}
 
     def save():
-        arr = {"x": x, "m": m, "v": v}
-        if obj.best_x is not None:
-            arr.update(best_x=obj.best_x, best_g=obj.best_g)
-        _write_checkpoint(
-            run.checkpoint, run.checkpoint_state(step=step, done=done, best_f=float(obj.best_f)), arr
-        )
+        s = cur["S"]
+        best = obj.best
+        arr = {"x": s.x, "m": s.m, "v": s.v}
+        if best is not None:
+            arr.update(best_x=best[1], best_g=best[2])
+        st = run.checkpoint_state(
+            step=s.step, done=s.done, pos=s.pos, losses=list(s.losses), gnorm=s.gnorm,
+            best_f=float(obj.best_f), nfev=obj.nfev,
+        )  # fmt: skip
+        st["history"] = st["history"][: s.done]
+        write_checkpoint(run.checkpoint, st, arr)
 
     if run.checkpoint is not None:
         run.save = save
 
-    def update(g):
-        nonlocal x, m, v, step
-        step += 1
-        m = b1 * m + (1 - b1) * g
-        v = b2 * v + (1 - b2) * g * g
+    def advance(s: _AdamState, f: float, g: np.ndarray) -> _AdamState:
+        step = s.step + 1
+        m = b1 * s.m + (1 - b1) * g
+        v = b2 * s.v + (1 - b2) * g * g
         mhat = m / (1 - b1**step)
         vhat = v / (1 - b2**step)
-        x = x - lr * mhat / (np.sqrt(vhat) + eps)
+        x = s.x - lr * mhat / (np.sqrt(vhat) + eps)
         if lo is not None:
             x = np.clip(x, lo, hi)
+        gn = max(s.gnorm, float(np.linalg.norm(g)))
+        return _AdamState(x, m, v, step, s.done, s.pos + 1, s.losses + (f,), gn, g)
 
     f = g = None
-    success, message = True, "maximum number of iterations reached"
+    success, message, reason = True, "maximum number of iterations reached", "maxiter"
+    user_error = None
     run.open_bar(total)
     try:
-        while done < total:
+        while cur["S"].done < total:
+            s = cur["S"]
             if minibatch:
-                rng = np.random.default_rng([seed, done])
-                perm = rng.permutation(n_samples).astype(np.int64)
-                fs, gnorm = [], 0.0
-                for s in range(0, n_samples, batch_size):
-                    f, g = obj(x, perm[s : s + batch_size])
-                    fs.append(f)
-                    gnorm = max(gnorm, float(np.linalg.norm(g)))
-                    update(g)
-                f = float(np.mean(fs))
+                perm = np.random.default_rng([seed, s.done]).permutation(n_samples).astype(np.int64)
+            converged = False
+            while cur["S"].pos < n_batches:
+                s = cur["S"]
+                if minibatch:
+                    lo_b = s.pos * batch_size
+                    f, g = obj(s.x, perm[lo_b : lo_b + batch_size])
+                else:
+                    f, g = obj(s.x)
+                    if run.tol is not None and float(np.max(np.abs(g))) <= run.tol:
+                        message = f"converged: gradient max-norm {np.max(np.abs(g)):.3g} <= tol={run.tol:.3g}"
+                        reason = "gtol"
+                        converged = True
+                        break
+                cur["S"] = advance(s, f, g)
+            if converged:
+                break
+            s = cur["S"]
+            f = float(np.mean(s.losses)) if minibatch else float(s.losses[0])
+            g = s.g
+            if minibatch and (obj.best is None or f <= obj.best[0]):
                 # the epoch's result is the end-of-epoch iterate, ranked by its mean batch loss
-                if f <= obj.best_f:
-                    obj.best_f, obj.best_x, obj.best_g = f, x.copy(), g.copy()
-            else:
-                f, g = obj(x)
-                gnorm = float(np.linalg.norm(g))
-                if run.tol is not None and float(np.max(np.abs(g))) <= run.tol:
-                    message = f"gradient max-norm {np.max(np.abs(g)):.3g} <= tol {run.tol}"
-                    break
-                update(g)
-            done += 1
-            run.iteration(done, x, f, g, gnorm, obj.best_f)
-        if not minibatch and step > 0:
+                obj.best = (f, s.x.copy(), g.copy())
+            run.record(s.done + 1, f, s.gnorm, obj.best_f)
+            cur["S"] = s._replace(done=s.done + 1, pos=0, losses=(), gnorm=0.0)
+            run.after(s.done + 1, cur["S"].x, f, g)
+        s = cur["S"]
+        if not minibatch and s.step > 0 and reason != "gtol":
             # report value and gradient at the returned iterate, not at the one before the last step
-            f, g = obj(x)
+            f, g = obj(s.x)
     except _NonFinite as exc:
-        return run.stopped(obj, done, _nonfinite_message(exc))
+        return run.stopped(obj, cur["S"].done, _nonfinite_message(exc), "nonfinite")
     except KeyboardInterrupt:
-        return run.stopped(obj, done, "interrupted")
+        return run.stopped(obj, cur["S"].done, "interrupted", "interrupted")
+    except _UserError as err:
+        user_error = err
     except _Stop:
-        success, message = False, "stopped by callback"
+        success, message, reason = False, "stopped by callback", "callback"
         if not minibatch:
             try:
-                f, g = obj(x)  # value and gradient at the returned iterate
+                f, g = obj(cur["S"].x)  # value and gradient at the returned iterate
             except _NonFinite as exc:
-                return run.stopped(obj, done, _nonfinite_message(exc))
+                return run.stopped(obj, cur["S"].done, _nonfinite_message(exc), "nonfinite")
+            except _UserError as err:
+                user_error = err
     finally:
         run.close_bar()
+    if user_error is not None:
+        return run.failed(obj, cur["S"].done, user_error)
     run.save()
     if f is None:
         f = np.nan
-    return run.result(obj, x, f, g, done, success, message)
+    return run.result(obj, cur["S"].x, f, g, cur["S"].done, success, message, reason)

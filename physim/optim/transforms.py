@@ -19,8 +19,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .._validate import as_float_array, as_scalar
-from ..errors import InvalidInputError, ShapeError
+from .._result import readonly
+from .._validate import as_float_array, as_int, as_scalar
+from ..errors import InvalidInputError, InvalidTypeError, ShapeError
 
 __all__ = ["Transform", "Identity", "Bounded", "Positive", "Stack", "transformed"]
 
@@ -51,17 +52,32 @@ class Transform:
         return self.forward(z)
 
 
+def _arg(name: str, a, like=None) -> np.ndarray:
+    """A finite float64 copy of a transform argument, checked to broadcast against ``like``."""
+    a = as_float_array(name, a, copy=True)
+    if like is not None:
+        try:
+            np.broadcast_shapes(a.shape, like.shape)
+        except ValueError:
+            raise ShapeError(f"{name} of shape {a.shape} does not match shape {like.shape}") from None
+    return a
+
+
 class Identity(Transform):
     """x = z."""
 
     def forward(self, z):
-        return np.asarray(z, dtype=float).copy()
+        return _arg("z", z)
 
     def inverse(self, x):
-        return np.asarray(x, dtype=float).copy()
+        return _arg("x", x)
 
     def vjp(self, z, dx):
-        return np.asarray(dx, dtype=float).copy()
+        z = _arg("z", z)
+        return _arg("dx", dx, z)
+
+    def __repr__(self) -> str:
+        return "Identity()"
 
 
 @dataclass(frozen=True, eq=False)
@@ -83,24 +99,38 @@ class Bounded(Transform):
     def __post_init__(self):
         lo = as_float_array("lower", self.lower)
         hi = as_float_array("upper", self.upper)
-        if np.any(lo >= hi):
-            i = int(np.argmax(np.broadcast_to(lo >= hi, np.broadcast(lo, hi).shape).ravel()))
+        try:
+            shape = np.broadcast_shapes(lo.shape, hi.shape)
+        except ValueError:
+            raise ShapeError(
+                f"lower {lo.shape} and upper {hi.shape} must have broadcastable shapes"
+            ) from None
+        lo_b, hi_b = np.broadcast_to(lo, shape).ravel(), np.broadcast_to(hi, shape).ravel()
+        if np.any(lo_b >= hi_b):
+            i = int(np.argmax(lo_b >= hi_b))
             raise InvalidInputError(
-                f"Bounded needs lower < upper; entry {i} has lower={np.broadcast_to(lo, np.broadcast(lo, hi).shape).ravel()[i]}"
-                f" and upper={np.broadcast_to(hi, np.broadcast(lo, hi).shape).ravel()[i]}"
+                f"Bounded needs lower < upper; entry {i} has lower={lo_b[i]} and upper={hi_b[i]}"
             )
-        object.__setattr__(self, "lower", lo)
-        object.__setattr__(self, "upper", hi)
+        if not np.all(np.isfinite(hi_b - lo_b)):
+            raise InvalidInputError("Bounded needs upper - lower to be finite (the range overflows float64)")
+        object.__setattr__(self, "lower", readonly(lo))
+        object.__setattr__(self, "upper", readonly(hi))
         object.__setattr__(self, "beta", as_scalar("beta", self.beta, positive=True))
 
+    def __repr__(self) -> str:
+        def side(a):
+            return f"{float(a):.6g}" if a.ndim == 0 else f"array{a.shape}"
+
+        return f"Bounded(lower={side(self.lower)}, upper={side(self.upper)}, beta={self.beta:.6g})"
+
     def forward(self, z):
-        z = np.asarray(z, dtype=float)
+        z = _arg("z", z, self.lower)
         return self.lower + (self.upper - self.lower) * _sigmoid(np.atleast_1d(self.beta * z)).reshape(
             z.shape
         )
 
     def inverse(self, x):
-        x = np.asarray(x, dtype=float)
+        x = _arg("x", x, self.lower)
         s = (x - self.lower) / (self.upper - self.lower)
         if np.any((s <= 0) | (s >= 1)) or not np.all(np.isfinite(s)):
             bad = int(np.argmax(((s <= 0) | (s >= 1) | ~np.isfinite(s)).ravel()))
@@ -111,19 +141,20 @@ class Bounded(Transform):
         return (np.log(s) - np.log1p(-s)) / self.beta
 
     def vjp(self, z, dx):
-        z = np.asarray(z, dtype=float)
+        z = _arg("z", z, self.lower)
+        dx = _arg("dx", dx, z)
         s = _sigmoid(np.atleast_1d(self.beta * z)).reshape(z.shape)
-        return np.asarray(dx, dtype=float) * (self.upper - self.lower) * self.beta * s * (1.0 - s)
+        return dx * (self.upper - self.lower) * self.beta * s * (1.0 - s)
 
 
 class Positive(Transform):
     """Softplus: ``x = log(1 + exp(z))`` (x > 0)."""
 
     def forward(self, z):
-        return np.logaddexp(0.0, np.asarray(z, dtype=float))
+        return np.logaddexp(0.0, _arg("z", z))
 
     def inverse(self, x):
-        x = np.asarray(x, dtype=float)
+        x = _arg("x", x)
         if np.any(~(x > 0)):
             bad = int(np.argmax(~(np.ravel(x) > 0)))
             raise InvalidInputError(f"Positive.inverse: x must be > 0; entry {bad} is {np.ravel(x)[bad]}")
@@ -131,8 +162,12 @@ class Positive(Transform):
         return x + np.log(-np.expm1(-x))
 
     def vjp(self, z, dx):
-        z = np.atleast_1d(np.asarray(z, dtype=float))
-        return (np.asarray(dx, dtype=float) * _sigmoid(z)).reshape(np.shape(dx))
+        z = _arg("z", z)
+        dx = _arg("dx", dx, z)
+        return dx * _sigmoid(np.atleast_1d(z)).reshape(z.shape)
+
+    def __repr__(self) -> str:
+        return "Positive()"
 
 
 class Stack(Transform):
@@ -149,13 +184,22 @@ class Stack(Transform):
     """
 
     def __init__(self, blocks: Sequence[tuple[Transform, int]]):
-        self.blocks = [(t, int(n)) for t, n in blocks]
-        if any(n < 0 for _, n in self.blocks):
-            raise InvalidInputError("Stack block sizes must be >= 0")
+        out = []
+        for i, b in enumerate(blocks):
+            if not (isinstance(b, (tuple, list)) and len(b) == 2):
+                raise InvalidTypeError(f"Stack blocks[{i}] must be a (Transform, size) pair, got {b!r:.60}")
+            t, n = b
+            if not isinstance(t, Transform):
+                raise InvalidTypeError(f"Stack blocks[{i}][0] must be a Transform, got {type(t).__name__}")
+            out.append((t, as_int(f"Stack blocks[{i}] size", n, lower=0)))
+        self.blocks = out
         self.size = sum(n for _, n in self.blocks)
 
+    def __repr__(self) -> str:
+        return f"Stack({', '.join(f'({t!r}, {n})' for t, n in self.blocks)})"
+
     def _apply(self, name, v, *others):
-        v = np.asarray(v, dtype=float)
+        v = _arg("z" if name != "inverse" else "x", v)
         if v.shape != (self.size,):
             raise ShapeError(f"Stack.{name} expects a vector of shape ({self.size},), got {v.shape}")
         out = np.empty(self.size)
@@ -182,6 +226,11 @@ def transformed(fun: Callable, transform: Transform) -> Callable:
     Returns ``fz(z, *args) -> (f(forward(z)), vjp(z, df/dx))``, an objective of
     the unconstrained variables ``z`` with its exact gradient.
     """
+
+    if not callable(fun):
+        raise InvalidTypeError(f"fun must be callable, got {type(fun).__name__}")
+    if not isinstance(transform, Transform):
+        raise InvalidTypeError(f"transform must be a Transform, got {type(transform).__name__}")
 
     def fz(z, *args):
         x = transform.forward(z)
