@@ -7,6 +7,7 @@ physim.eikonal   anisotropic eikonal activation on tetrahedral/triangle meshes
 physim.cardiac   heart meshes, fibres, pseudo-ECG and digital twins on physim.eikonal
 physim.ekf       EKF localisation with covariance backpropagation, active sensing
 physim.optim     minimize(), Adam, parameter transforms, gradient checks
+physim.distributed  run_sweep(): independent runs (ensembles, sweeps, Monte-Carlo) on Dask
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ from .errors import (
 
 __version__ = "0.1.0"
 
-_SUBPACKAGES = ("lattice", "eikonal", "cardiac", "ekf", "optim", "io", "viz")
+_SUBPACKAGES = ("lattice", "eikonal", "cardiac", "ekf", "optim", "io", "viz", "distributed")
 
 
 def __getattr__(name: str):

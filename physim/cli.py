@@ -1,7 +1,7 @@
 """The ``physim`` command.
 
 ``physim list``                      scenarios and their one-line summaries
-``physim run NAME [--quick] [--out DIR] [--no-plots] [--seed N]``
+``physim run NAME [--quick] [--out DIR] [--no-plots] [--seed N] [--workers N] [--scheduler ADDRESS]``
 ``physim demo [--out DIR] [--full]``  every scenario (quick mode by default)
 ``physim info``                      versions, Numba threads, cache directory
 
@@ -93,6 +93,10 @@ def _forward_flags(args) -> list[str]:
         out.append("--no-plots")
     if getattr(args, "seed", None) is not None:
         out += ["--seed", str(args.seed)]
+    if getattr(args, "workers", None) is not None:
+        out += ["--workers", str(args.workers)]
+    if getattr(args, "scheduler", None) is not None:
+        out += ["--scheduler", args.scheduler]
     return out
 
 
@@ -177,6 +181,10 @@ def _parser() -> argparse.ArgumentParser:
     pr.add_argument("--out", type=Path, default=None, help="output directory (default ./physim-out/NAME/)")
     pr.add_argument("--no-plots", action="store_true", help="do not render pictures")
     pr.add_argument("--seed", type=int, default=None)
+    pr.add_argument("--workers", type=int, default=None, help="worker processes for independent runs")
+    pr.add_argument(
+        "--scheduler", default=None, help="Dask scheduler address or scheduler file for independent runs"
+    )
     pr.add_argument("extra", nargs=argparse.REMAINDER, help="further options passed to the script")
     pr.set_defaults(func=_cmd_run)
     pd = sub.add_parser("demo", help="run every scenario in quick mode, writing under ./physim-out/")

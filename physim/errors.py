@@ -24,6 +24,7 @@ __all__ = [
     "FileError",
     "MissingFileError",
     "ResourceLimitError",
+    "ClusterError",
 ]
 
 
@@ -81,3 +82,8 @@ class MissingFileError(FileError, FileNotFoundError):
 class ResourceLimitError(PhysimError, MemoryError):
     """The requested work would need more memory than the machine has available;
     the message names the argument that sizes it and the memory it would need."""
+
+
+class ClusterError(PhysimError, RuntimeError):
+    """A Dask cluster cannot run physim work: the scheduler is unreachable, no worker
+    joined in time, or a worker runs another physim version than the client."""

@@ -13,7 +13,12 @@ A scenario is a standalone script::
         scenario_main(run, __doc__)
 
 It accepts ``--quick`` (seconds; used by the test suite), ``--out DIR``
-(default ``./physim-out/<scenario>/``), ``--no-plots`` and ``--seed``.
+(default ``./physim-out/<scenario>/``), ``--no-plots``, ``--seed``, and for
+scenarios that fan out independent runs, ``--workers N`` and
+``--scheduler ADDRESS`` (``tcp://host:8786``, a scheduler file, or ``serial``),
+which they pass on to :func:`physim.distributed.run_sweep`::
+
+    res = run_sweep(one_run, tasks, scheduler=ctx.scheduler, workers=ctx.workers)
 """
 
 from __future__ import annotations
@@ -51,6 +56,12 @@ class ScenarioContext:
         Random seed for data generation / noise.
     extra : dict
         Scenario-specific options parsed by ``add_arguments``.
+    workers : int or None
+        ``--workers N``: worker processes for :func:`physim.distributed.run_sweep`
+        (None: its default, one per core).
+    scheduler : str or None
+        ``--scheduler ADDRESS``: Dask scheduler address or scheduler file, or
+        ``"serial"`` (None: ``$PHYSIM_SCHEDULER``, else an embedded cluster).
     """
 
     name: str
@@ -59,6 +70,8 @@ class ScenarioContext:
     plots: bool = True
     seed: int = 0
     extra: dict = field(default_factory=dict)
+    workers: int | None = None
+    scheduler: str | None = None
 
     def path(self, filename: str) -> Path:
         """Path of an output file inside :attr:`out`."""
@@ -117,6 +130,16 @@ def best_time(f: Callable[[], object], repeat: int = 3, budget_s: float = 5.0) -
     return min(times), out
 
 
+def _positive_int(text: str) -> int:
+    try:
+        n = int(text)
+    except ValueError:
+        n = 0
+    if n < 1:
+        raise argparse.ArgumentTypeError(f"must be a positive integer, got {text!r}")
+    return n
+
+
 def _parser(name: str, doc: str | None) -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog=name, description=(doc or "").strip(), formatter_class=argparse.RawDescriptionHelpFormatter
@@ -125,6 +148,20 @@ def _parser(name: str, doc: str | None) -> argparse.ArgumentParser:
     p.add_argument("--out", type=Path, default=None, help=f"output directory (default ./physim-out/{name}/)")
     p.add_argument("--no-plots", action="store_true", help="do not render pictures")
     p.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
+    p.add_argument(
+        "--workers",
+        type=_positive_int,
+        default=None,
+        metavar="N",
+        help="worker processes for independent runs (default: one per core)",
+    )
+    p.add_argument(
+        "--scheduler",
+        default=None,
+        metavar="ADDRESS",
+        help="Dask scheduler for independent runs: tcp://host:8786, a scheduler file, or 'serial' "
+        "(default: $PHYSIM_SCHEDULER, else an embedded cluster)",
+    )
     return p
 
 
@@ -149,7 +186,7 @@ def scenario_main(
     if add_arguments is not None:
         add_arguments(parser)
     args = parser.parse_args(argv)
-    std = {"quick", "out", "no_plots", "seed"}
+    std = {"quick", "out", "no_plots", "seed", "workers", "scheduler"}
     extra = {k: v for k, v in vars(args).items() if k not in std}
     out = args.out if args.out is not None else Path("physim-out") / name
     out.mkdir(parents=True, exist_ok=True)
@@ -158,7 +195,14 @@ def scenario_main(
 
         viz.ensure_offscreen()
     ctx = ScenarioContext(
-        name=name, quick=args.quick, out=out, plots=not args.no_plots, seed=args.seed, extra=extra
+        name=name,
+        quick=args.quick,
+        out=out,
+        plots=not args.no_plots,
+        seed=args.seed,
+        extra=extra,
+        workers=args.workers,
+        scheduler=args.scheduler,
     )
     t0 = time.perf_counter()
     results = run(ctx) or {}
