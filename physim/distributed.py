@@ -54,12 +54,13 @@ What a cluster needs
 
 Stores
 ------
-``store=DIR`` holds one pickle file per finished task, ``<key>.pkl``, where
+``store=DIR`` holds one pickle file per finished task, ``<key[:2]>/<key>.pkl``
+(256 subdirectories keep directories small in large studies), where
 ``key = task_key(task)`` is a stable hash of the task's content (dicts are
 hashed independently of their key order; arrays by dtype, shape and bytes),
 plus ``index.json`` (every task of the last call: index, key, status, a short
-repr). Each file is written to a temporary name and renamed, so a file is
-either complete or absent. A task that raised leaves ``<key>.failed.txt``
+repr). Each file is written to a temporary name and renamed
+(:func:`physim._atomic.atomic_write`), so a file is either complete or absent. A task that raised leaves ``<key>.failed.txt``
 with its traceback and runs again on the next call. A store belongs to one
 function (its name is recorded and checked): tasks must carry every parameter
 that changes the result.
@@ -88,7 +89,6 @@ import logging
 import os
 import pickle
 import re
-import tempfile
 import threading
 import time
 import traceback
@@ -101,6 +101,7 @@ from pathlib import Path, PurePath
 import numpy as np
 
 from . import __version__
+from ._atomic import atomic_write
 from .errors import ClusterError, InvalidInputError, InvalidTypeError
 
 __all__ = ["run_sweep", "SweepResult", "task_key", "SERIAL", "ENV_SCHEDULER"]
@@ -329,21 +330,11 @@ def _fn_name(fn) -> str:
 
 
 def _atomic_write(path: Path, data: bytes) -> None:
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(data)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
-        raise
+    atomic_write(path, lambda tmp: tmp.write_bytes(data))
 
 
 class _Store:
-    """One pickle file per finished task (``<key>.pkl``) plus ``index.json``."""
+    """One pickle file per finished task (``<key[:2]>/<key>.pkl``) plus ``index.json``."""
 
     def __init__(self, path, function: str):
         self.path = Path(path)
@@ -365,7 +356,6 @@ class _Store:
                     f"physim {__version__}: its results are reused as they are",
                     stacklevel=3,
                 )
-        self._clean_tmp()
 
     def _read_index(self) -> dict | None:
         p = self.path / _INDEX
@@ -376,18 +366,11 @@ class _Store:
         except (OSError, ValueError):
             return None
 
-    def _clean_tmp(self, older_than_s: float = 3600.0) -> None:
-        now = time.time()
-        for p in self.path.glob(".*.tmp"):
-            with contextlib.suppress(OSError):
-                if now - p.stat().st_mtime > older_than_s:
-                    p.unlink()
-
     def result_path(self, key: str) -> Path:
-        return self.path / f"{key}.pkl"
+        return self.path / key[:2] / f"{key}.pkl"
 
     def failure_path(self, key: str) -> Path:
-        return self.path / f"{key}.failed.txt"
+        return self.path / key[:2] / f"{key}.failed.txt"
 
     def load(self, key: str):
         """``(True, result)`` if the store holds the task, else ``(False, None)``."""
@@ -835,7 +818,8 @@ def run_sweep(
         Ignored by ``"serial"``.
     store : str or os.PathLike, optional
         Directory where each finished task's result is written atomically as it
-        arrives (``<task_key(task)>.pkl`` plus ``index.json``). Tasks already in
+        arrives (``<key[:2]>/<key>.pkl`` with ``key = task_key(task)``, plus
+        ``index.json``). Tasks already in
         the store are not run again; they count in ``from_store``.
     progress : bool
         Show a tqdm progress bar (completed tasks, rate, ETA).

@@ -162,7 +162,7 @@ def test_worker_killed_mid_sweep_every_task_completes_once(tmp_path):
     def kill_when_busy():
         # both workers have run tasks and some results are stored: kill -9 the second worker
         _wait_until(
-            lambda: victim.pid in T.call_pids(calls) and len(list(store.glob("*.pkl"))) >= 3,
+            lambda: victim.pid in T.call_pids(calls) and len(list(store.glob("*/*.pkl"))) >= 3,
             what="the second worker to be busy",
         )
         killed["calls_before"] = len(T.calls(calls))
@@ -179,7 +179,7 @@ def test_worker_killed_mid_sweep_every_task_completes_once(tmp_path):
         assert res.n_done == 16 and not res.failed
         assert [r["square"] for r in res.results] == [i * i for i in range(16)]
         # no task duplicated in the store: one file per task, one index entry per task
-        assert sorted(p.name for p in store.glob("*.pkl")) == sorted(f"{task_key(t)}.pkl" for t in tasks)
+        assert sorted(p.name for p in store.glob("*/*.pkl")) == sorted(f"{task_key(t)}.pkl" for t in tasks)
         index = json.loads((store / "index.json").read_text())
         assert sorted(e["index"] for e in index["tasks"]) == list(range(16))
         assert {e["status"] for e in index["tasks"]} == {"done"}
@@ -232,11 +232,11 @@ def _reap_workers(calls, timeout=30.0):
 def test_client_killed_mid_sweep_rerun_runs_only_missing_tasks(tmp_path, cli_cluster):
     proc, calls, store = _start_client(tmp_path)
     try:
-        _wait_until(lambda: len(list(store.glob("*.pkl"))) >= 4, timeout=120, what="4 stored results")
+        _wait_until(lambda: len(list(store.glob("*/*.pkl"))) >= 4, timeout=120, what="4 stored results")
     finally:
         os.kill(proc.pid, signal.SIGKILL)
         proc.communicate(timeout=30)
-    stored = {p.name for p in store.glob("*.pkl")}
+    stored = {p.name for p in store.glob("*/*.pkl")}
     assert 4 <= len(stored) < 16, len(stored)
     assert not _reap_workers(calls), "worker processes outlived their killed client"
     before = {p.name for p in T.calls(calls)}
@@ -253,7 +253,7 @@ def test_client_killed_mid_sweep_rerun_runs_only_missing_tasks(tmp_path, cli_clu
 def test_ctrl_c_returns_finished_tasks_and_closes_the_cluster(tmp_path):
     proc, calls, store = _start_client(tmp_path)
     try:
-        _wait_until(lambda: len(list(store.glob("*.pkl"))) >= 3, timeout=120, what="3 stored results")
+        _wait_until(lambda: len(list(store.glob("*/*.pkl"))) >= 3, timeout=120, what="3 stored results")
         os.kill(proc.pid, signal.SIGINT)
         out, err = proc.communicate(timeout=60)
     finally:
@@ -262,5 +262,5 @@ def test_ctrl_c_returns_finished_tasks_and_closes_the_cluster(tmp_path):
     summary = json.loads(out.strip().splitlines()[-1])
     assert summary["interrupted"] is True and 3 <= summary["n_done"] < 16
     assert "sweep interrupted" in err
-    assert summary["n_done"] == len(list(store.glob("*.pkl")))
+    assert summary["n_done"] == len(list(store.glob("*/*.pkl")))
     assert not _reap_workers(calls, timeout=20), "the embedded cluster was not closed"

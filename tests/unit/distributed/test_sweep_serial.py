@@ -100,7 +100,7 @@ def test_serial_interrupt_returns_finished_tasks(tmp_path):
         res = run_sweep(T.interrupt_at, range(6), scheduler="serial", store=tmp_path / "s")
     assert res.interrupted and res.results[:3] == (0, 10, 20) and res.n_done == 3
     assert res.missing == (3, 4, 5) and not res.failed
-    assert len(list((tmp_path / "s").glob("*.pkl"))) == 3
+    assert len(list((tmp_path / "s").glob("*/*.pkl"))) == 3
     with pytest.raises(RuntimeError, match="interrupted: 3 of 6"):
         res.check()
 
@@ -129,34 +129,37 @@ def test_store_resume_runs_only_missing_tasks(tmp_path):
     third = run_sweep(T.record, tasks, scheduler="serial", store=store)
     assert third.from_store == 10 and len(T.calls(calls)) == 10 and third.n_workers == 0
     # one file per task named by its key, plus the index
-    files = sorted(p.name for p in store.glob("*.pkl"))
+    files = sorted(p.name for p in store.glob("*/*.pkl"))
     assert files == sorted(f"{task_key(t)}.pkl" for t in tasks)
     index = json.loads((store / "index.json").read_text())
     assert index["function"] == "record" and index["n_tasks"] == 10
     assert [e["index"] for e in index["tasks"]] == list(range(10))
     assert {e["status"] for e in index["tasks"]} == {"done"} and index["counts"]["done"] == 10
     assert [e["key"] for e in index["tasks"]] == [task_key(t) for t in tasks]
-    with open(store / f"{task_key(tasks[4])}.pkl", "rb") as fh:
+    with open(store / task_key(tasks[4])[:2] / f"{task_key(tasks[4])}.pkl", "rb") as fh:
         payload = pickle.load(fh)
     assert payload["key"] == task_key(tasks[4]) and pickle.loads(payload["result"]) == {"i": 4, "square": 16}
-    assert not list(store.glob(".*.tmp"))
+    assert not list(store.rglob(".*.tmp"))
 
 
 def test_store_failed_task_runs_again(tmp_path):
     store = tmp_path / "s"
     tasks = [{"i": i, "dir": str(tmp_path)} for i in range(3)]
     first = run_sweep(T.flaky, tasks, scheduler="serial", retries=0, store=store)
-    assert set(first.failed) == {0, 1, 2} and len(list(store.glob("*.failed.txt"))) == 3
-    assert "transient failure" in (store / f"{task_key(tasks[0])}.failed.txt").read_text()
+    assert set(first.failed) == {0, 1, 2} and len(list(store.glob("*/*.failed.txt"))) == 3
+    assert (
+        "transient failure"
+        in (store / task_key(tasks[0])[:2] / f"{task_key(tasks[0])}.failed.txt").read_text()
+    )
     second = run_sweep(T.flaky, tasks, scheduler="serial", retries=0, store=store)
     assert second.results == (0, 1, 2) and second.from_store == 0
-    assert not list(store.glob("*.failed.txt"))
+    assert not list(store.glob("*/*.failed.txt"))
 
 
 def test_store_unreadable_entry_runs_again(tmp_path):
     store = tmp_path / "s"
     run_sweep(T.square, [1, 2], scheduler="serial", store=store)
-    (store / f"{task_key(2)}.pkl").write_bytes(b"not a pickle")
+    (store / task_key(2)[:2] / f"{task_key(2)}.pkl").write_bytes(b"not a pickle")
     with pytest.warns(UserWarning, match="cannot be read"):
         res = run_sweep(T.square, [1, 2], scheduler="serial", store=store)
     assert res.results == (1, 4) and res.from_store == 1
