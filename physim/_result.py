@@ -35,6 +35,8 @@ def _safe(a: np.ndarray) -> bool:
     read-only and so is the array that owns its memory."""
     if a.flags.writeable:
         return False
+    if a.base is None:
+        return True
     root = a
     while isinstance(root.base, np.ndarray):
         root = root.base
@@ -164,9 +166,19 @@ class Result:
         return short_repr(type(self).__name__, items)
 
 
+_FIELD_NAMES: dict[type, tuple[str, ...]] = {}
+_CONTAINERS = (np.ndarray, dict, list, tuple)
+
+
 def _own_fields(obj) -> None:
-    for f in dataclasses.fields(obj):
-        v = obj.__dict__.get(f.name)
-        nv = owned(v)
-        if nv is not v:
-            object.__setattr__(obj, f.name, nv)
+    cls = type(obj)
+    names = _FIELD_NAMES.get(cls)
+    if names is None:
+        names = _FIELD_NAMES[cls] = tuple(f.name for f in dataclasses.fields(obj))
+    d = obj.__dict__
+    for name in names:
+        v = d.get(name)
+        if isinstance(v, _CONTAINERS):
+            nv = owned(v)
+            if nv is not v:
+                object.__setattr__(obj, name, nv)

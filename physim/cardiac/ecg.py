@@ -57,7 +57,8 @@ from dataclasses import dataclass, field
 import numba
 import numpy as np
 
-from physim._validate import as_float_array, as_index_array, as_scalar, check_shape
+from physim._result import Result
+from physim._validate import as_bool, as_float_array, as_index_array, as_scalar, check_shape
 from physim.errors import InvalidInputError, ShapeError
 
 from . import _ecg_kernels as K
@@ -98,7 +99,7 @@ STANDARD_LEADS = ("I", "II", "III", "aVR", "aVL", "aVF", "V1", "V2", "V3", "V4",
 
 
 @dataclass(frozen=True)
-class ActionPotential:
+class ActionPotential(Result):
     """Shape of the transmembrane potential as a function of activation time.
 
     Parameters
@@ -132,11 +133,16 @@ class ActionPotential:
             raise InvalidInputError(f"v_peak ({vp}) must be greater than v_rest ({vr})")
         as_scalar("upstroke_ms", self.upstroke_ms, positive=True)
         as_scalar("repolarization_ms", self.repolarization_ms, positive=True)
-        apd = np.asarray(self.apd_ms, dtype=float)
+        apd = as_float_array("apd_ms", self.apd_ms, finite=False)
+        if np.ndim(self.apd_ms) == 0:
+            apd = apd.reshape(())
         if apd.ndim > 1:
             raise ShapeError(f"apd_ms must be a scalar or shape (n_points,), got {apd.shape}")
         if not np.all(np.isfinite(apd)) or np.any(apd <= 0):
             raise InvalidInputError("apd_ms must be finite and > 0")
+        object.__setattr__(self, "apd_ms", float(apd) if apd.ndim == 0 else apd)
+        object.__setattr__(self, "repolarization", as_bool("repolarization", self.repolarization))
+        super().__post_init__()
 
     @property
     def amplitude(self) -> float:
@@ -171,7 +177,7 @@ class ActionPotential:
 
 
 @dataclass(frozen=True, eq=False)
-class LeadSystem:
+class LeadSystem(Result):
     """Electrode positions and the leads formed from them.
 
     Parameters
@@ -444,7 +450,7 @@ def _conductivity_array(conductivity, n_tets: int) -> np.ndarray:
 
 
 @dataclass(frozen=True, eq=False)
-class LeadField:
+class LeadField(Result):
     """Precomputed pseudo-ECG weights.
 
     Attributes
@@ -586,7 +592,7 @@ def lead_field(
 
 
 @dataclass(frozen=True, eq=False)
-class ECG:
+class ECG(Result):
     """A simulated ECG and what its adjoint needs.
 
     Attributes
@@ -624,7 +630,7 @@ class ECG:
 
 
 @dataclass(frozen=True)
-class ECGGradient:
+class ECGGradient(Result):
     """Gradients of a loss through :func:`simulate_ecg`.
 
     Attributes

@@ -52,6 +52,7 @@ import scipy.sparse as sp
 import scipy.sparse.linalg as spla
 from scipy.sparse.csgraph import connected_components
 
+from .._result import Result
 from .._validate import as_float_array, as_index_array, as_scalar
 from ..errors import ConvergenceError, InvalidInputError, InvalidTypeError, MeshError, SingularSystemError
 
@@ -71,7 +72,7 @@ DIRECT_LIMIT = 5_000
 
 
 @dataclass(frozen=True)
-class LaplaceCoordinates:
+class LaplaceCoordinates(Result):
     """Nodal harmonic coordinates, each float64 of shape (n_points,) and dimensionless.
 
     Attributes
@@ -95,7 +96,7 @@ class LaplaceCoordinates:
 
 
 @dataclass(frozen=True)
-class FiberField:
+class FiberField(Result):
     """Per-element fibre frame from :func:`rule_based`.
 
     Attributes

@@ -47,7 +47,8 @@ from pathlib import Path
 
 import numpy as np
 
-from .._validate import as_float_array, as_index_array
+from .._result import Result
+from .._validate import as_float_array, as_index_array, as_scalar
 from ..errors import InvalidInputError, MeshError
 
 __all__ = [
@@ -89,7 +90,7 @@ LANDMARKS = {
 
 
 @dataclass(frozen=True)
-class HeartGeometry:
+class HeartGeometry(Result):
     """Shape parameters of the idealised biventricular heart (all lengths in mm).
 
     Attributes
@@ -136,9 +137,12 @@ class HeartGeometry:
             "rv_tip",
             "junction",
         ):
-            v = getattr(self, name)
-            if not (np.isfinite(v) and v > 0):
+            v = as_scalar(f"HeartGeometry.{name}", getattr(self, name))
+            if not v > 0:
                 raise InvalidInputError(f"HeartGeometry.{name} must be a finite number > 0, got {v!r}")
+            object.__setattr__(self, name, v)
+        for name in ("rv_span", "rv_extent"):
+            object.__setattr__(self, name, as_scalar(f"HeartGeometry.{name}", getattr(self, name)))
         if not 0 < self.rv_span < 330:
             raise InvalidInputError(f"HeartGeometry.rv_span must be in (0, 330) degrees, got {self.rv_span}")
         if not 0 < self.rv_extent < 0.9:
@@ -147,10 +151,11 @@ class HeartGeometry:
             raise InvalidInputError(
                 f"HeartGeometry.rv_tip ({self.rv_tip}) must not exceed rv_cavity ({self.rv_cavity})"
             )
+        super().__post_init__()
 
 
 @dataclass(frozen=True)
-class BiventricularMesh:
+class BiventricularMesh(Result):
     """A tagged tetrahedral mesh of the biventricular heart.
 
     Attributes

@@ -28,6 +28,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from physim._result import Result, readonly
 from physim._validate import as_float_array, as_index_array, as_scalar
 from physim.errors import InvalidInputError, ShapeError
 
@@ -89,7 +90,7 @@ def _bounds(n, lo, hi):
     hi = as_scalar("v_max", hi, positive=True)
     if hi <= lo:
         raise InvalidInputError(f"v_max ({hi}) must exceed v_min ({lo})")
-    return np.full(n, lo), np.full(n, hi)
+    return readonly(np.full(n, lo)), readonly(np.full(n, hi))
 
 
 class GlobalVelocities(VelocityModel):
@@ -140,8 +141,8 @@ class AnisotropicVelocities(VelocityModel):
         rh = as_scalar("r_max", r_max, positive=True)
         if rh <= rl:
             raise InvalidInputError(f"r_max ({rh}) must exceed r_min ({rl})")
-        self.lower = np.array([lo[0], rl])
-        self.upper = np.array([hi[0], rh])
+        self.lower = readonly(np.array([lo[0], rl]))
+        self.upper = readonly(np.array([hi[0], rh]))
         self.names = ("v_fiber", "cross_to_fiber_ratio")
 
     def velocities(self, p):
@@ -168,7 +169,7 @@ class RegionVelocities(VelocityModel):
         lab = np.asarray(labels)
         if lab.ndim != 1 or lab.size == 0:
             raise ShapeError(f"labels must have shape (n_tets,), got {lab.shape}")
-        self.labels = as_index_array("labels", lab, upper=int(lab.max()) + 1)
+        self.labels = readonly(as_index_array("labels", lab, upper=int(lab.max()) + 1))
         if self.labels.min() < 0:
             raise InvalidInputError("labels must be >= 0")
         self.n_regions = int(self.labels.max()) + 1
@@ -290,7 +291,7 @@ def _time_bounds(n, t_min, t_max):
     hi = as_scalar("t_max", t_max)
     if hi <= lo:
         raise InvalidInputError(f"t_max ({hi}) must exceed t_min ({lo})")
-    return np.full(n, lo), np.full(n, hi)
+    return readonly(np.full(n, lo)), readonly(np.full(n, hi))
 
 
 class CandidateSites(SiteModel):
@@ -314,7 +315,7 @@ class CandidateSites(SiteModel):
     """
 
     def __init__(self, nodes, t_min: float = 0.0, t_max: float = 150.0, *, sparsity: float = 0.0):
-        self.nodes = as_index_array("nodes", nodes, shape=(None,))
+        self.nodes = readonly(as_index_array("nodes", nodes, shape=(None,)))
         if self.nodes.size == 0:
             raise ShapeError("nodes must contain at least one candidate site")
         if np.unique(self.nodes).size != self.nodes.size:
@@ -362,8 +363,8 @@ class PointSites(SiteModel):
             raise InvalidInputError(f"box_upper {hi.tolist()} must exceed box_lower {lo.tolist()}")
         tl, th = _time_bounds(self.n_sites, t_min, t_max)
         self.n_params = 4 * self.n_sites
-        self.lower = np.concatenate([np.tile(lo, self.n_sites), tl])
-        self.upper = np.concatenate([np.tile(hi, self.n_sites), th])
+        self.lower = readonly(np.concatenate([np.tile(lo, self.n_sites), tl]))
+        self.upper = readonly(np.concatenate([np.tile(hi, self.n_sites), th]))
         self.names = tuple(f"{c}_site[{i}]" for i in range(self.n_sites) for c in "xyz") + tuple(
             f"t_site[{i}]" for i in range(self.n_sites)
         )
@@ -380,7 +381,7 @@ class PointSites(SiteModel):
 
 
 @dataclass(frozen=True, eq=False)
-class TwinState:
+class TwinState(Result):
     """Forward state of :meth:`TwinModel.forward` (everything the backward pass needs).
 
     Attributes
@@ -431,7 +432,7 @@ class TwinModel:
         if not isinstance(mesh, TetMesh):
             mesh = mesh.tet_mesh() if hasattr(mesh, "tet_mesh") else mesh
         self.mesh = mesh
-        self.fibers = as_float_array("fibers", fibers)
+        self.fibers = readonly(as_float_array("fibers", fibers))
         if self.fibers.shape[0] != mesh.n_cells:
             raise ShapeError(
                 f"fibers must have {mesh.n_cells} rows (one per element), got {self.fibers.shape}"
@@ -539,9 +540,9 @@ class _Objective:
 class _ActivationObjective(_Objective):
     def __init__(self, model, nodes, times, weights):
         super().__init__(model)
-        self.nodes = nodes
-        self.times = times
-        self.weights = weights
+        self.nodes = readonly(nodes)
+        self.times = readonly(times)
+        self.weights = readonly(weights)
 
     def _data_term(self, state):
         phi = state.times[self.nodes]
@@ -588,7 +589,7 @@ class _ECGObjective(_Objective):
     def __init__(self, model, lf, target, loss, ap, n_samples, dt, t0):
         super().__init__(model)
         self.lf = lf
-        self.target = target
+        self.target = readonly(target)
         self.loss = loss
         self.ap = ap
         self.n_samples = n_samples

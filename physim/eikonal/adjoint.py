@@ -70,6 +70,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from .._result import Result
 from .._validate import as_float_array
 from ..errors import InvalidTypeError, NonFiniteError
 from . import _kernels as K
@@ -79,7 +80,7 @@ __all__ = ["EikonalGradient", "adjoint"]
 
 
 @dataclass(frozen=True, eq=False)
-class EikonalGradient:
+class EikonalGradient(Result):
     """Gradients of a loss L(times) returned by :func:`adjoint`.
 
     Attributes

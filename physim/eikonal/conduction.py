@@ -20,6 +20,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from .._result import Result
 from .._validate import as_float_array, check_positive
 from ..errors import InvalidInputError, ShapeError
 
@@ -27,7 +28,7 @@ __all__ = ["conduction_tensor", "conduction_tensor_vjp", "ConductionGradient"]
 
 
 @dataclass(frozen=True, eq=False)
-class ConductionGradient:
+class ConductionGradient(Result):
     """Vector-Jacobian product of :func:`conduction_tensor`.
 
     Attributes

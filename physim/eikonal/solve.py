@@ -31,6 +31,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from .._result import Result
 from .._validate import as_float_array, as_index_array, as_scalar, check_spd
 from ..errors import ConvergenceError, InvalidInputError, InvalidTypeError, ShapeError
 from . import _kernels as K
@@ -44,7 +45,7 @@ class UnreachedPointsWarning(RuntimeWarning):
 
 
 @dataclass(frozen=True, eq=False)
-class Activation:
+class Activation(Result):
     """Result of :func:`solve` (read-only arrays).
 
     Attributes

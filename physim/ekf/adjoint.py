@@ -64,6 +64,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from .._result import Result
 from .._validate import as_float_array
 from ..errors import InvalidTypeError, ShapeError
 from . import _kernels as K
@@ -75,7 +76,7 @@ __all__ = ["Gradients", "adjoint"]
 
 
 @dataclass(frozen=True, eq=False)
-class Gradients:
+class Gradients(Result):
     """Gradients of a covariance cost J.
 
     Attributes

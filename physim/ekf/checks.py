@@ -23,6 +23,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from .._result import Result
 from .._validate import as_float_array
 from ..errors import InvalidInputError, InvalidTypeError, PhysimError
 from .models import MotionModel
@@ -32,7 +33,7 @@ __all__ = ["check_model", "ModelCheck", "CheckItem"]
 
 
 @dataclass(frozen=True)
-class CheckItem:
+class CheckItem(Result):
     """One derivative compared with finite differences.
 
     Attributes
@@ -58,7 +59,7 @@ class CheckItem:
 
 
 @dataclass(frozen=True)
-class ModelCheck:
+class ModelCheck(Result):
     """Report of :func:`check_model`.
 
     Attributes

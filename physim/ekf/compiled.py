@@ -186,6 +186,8 @@ def _unpack(layout: dict, flat: np.ndarray) -> dict:
 def _user_call(what: str, fn, *args):
     """Call a kernel that runs user code; raise what the user code reported as a physim error."""
     _install_hook()
+    # the user functions' signatures take writable arrays: read-only inputs (result fields) are copied
+    args = tuple(np.array(a) if isinstance(a, np.ndarray) and not a.flags.writeable else a for a in args)
     outer = _captured.active
     _captured.active = caught = []
     try:

@@ -14,6 +14,7 @@ from __future__ import annotations
 import numpy as np
 import scipy.linalg as sl
 
+from .._result import readonly
 from .._validate import as_float_array
 from ..errors import InvalidInputError, ShapeError, SingularSystemError
 
@@ -80,7 +81,7 @@ class FinalTrace(CovarianceCost):
                 raise ShapeError(f"weight must have shape (n,) or (n, n), got {w.shape}")
             if not np.allclose(w, w.T):
                 raise InvalidInputError("weight must be symmetric")
-            self.weight = w
+            self.weight = readonly(w)
 
     def _w(self, n: int) -> np.ndarray:
         if self.weight is None:

@@ -28,6 +28,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from .._result import Result, freeze
 from .._validate import as_float_array, check_spd
 from ..errors import InvalidInputError, InvalidTypeError, NonFiniteError, ShapeError, SingularSystemError
 from . import _kernels as K
@@ -40,7 +41,7 @@ __all__ = ["Rollout", "covariance_rollout", "FilterResult", "run_filter"]
 
 
 @dataclass(frozen=True, eq=False)
-class Rollout:
+class Rollout(Result):
     """Nominal trajectory and EKF covariances, with what the adjoint needs.
 
     Attributes
@@ -210,6 +211,9 @@ def _rollout(model, sensor, x0, P0, U, M, Q0, joseph=True, check=True) -> Rollou
     fail = _cov_forward(F, G, H, Rd, P0, M, Q0, bool(joseph), P, Pm, Kg)
     if fail >= 0:
         raise SingularSystemError(f"innovation covariance is not positive definite at step {fail + 1}")
+    freeze(X, F, G, P, Pm, Kg)  # created here: the Rollout owns them without a copy
+    if type(sensor) is Beacons or isinstance(sensor, CompiledMeasurementModel):
+        freeze(H, Rd)  # physim's sensors return new arrays (a user sensor's are copied by the Rollout)
     return Rollout(
         model=model, sensor=sensor, x0=x0, P0=P0, controls=U, M=M, Q0=Q0, joseph=bool(joseph),
         states=X, P=P, P_prior=Pm, gains=Kg, F=F, G=G, H=H, R=Rd,
@@ -270,7 +274,7 @@ def _sqrt_psd(A: np.ndarray) -> np.ndarray:
 
 
 @dataclass(frozen=True, eq=False)
-class FilterResult:
+class FilterResult(Result):
     """Monte-Carlo runs of the EKF on simulated data.
 
     Attributes
@@ -391,6 +395,7 @@ def run_filter(
                 raise SingularSystemError(
                     f"innovation covariance not positive definite in run {fail // N}, step {fail % N + 1}"
                 )
+            freeze(Xt, Xh, Ph, Z)
             return FilterResult(truth=Xt, estimates=Xh, covariances=Ph, measurements=Z)
     fm, fs = _compiled_model(model), _compiled_sensor(beacons, n)
     if fm is not None and fs is not None:
@@ -403,6 +408,7 @@ def run_filter(
             bool(joseph), Xt, Xh, Ph, Z,
         )  # fmt: skip
         _raise_status(model, beacons, status, f"run {at // N}, step {at % N + 1}")
+        freeze(Xt, Xh, Ph, Z)
         return FilterResult(truth=Xt, estimates=Xh, covariances=Ph, measurements=Z)
     return _run_filter_python(model, beacons, x0, P0, U, M, Q0, L0, Lm, Lq, e0, eu, eq, ez, joseph)
 
@@ -487,4 +493,5 @@ def _run_filter_python(model, sensor, x0, P0, U, M, Q0, L0, Lm, Lq, e0, eu, eq, 
             A = I - Kg @ H
             P = A @ Pm @ A.T + Kg @ np.diag(Rd) @ Kg.T if joseph else A @ Pm
             Ph[r, k + 1] = 0.5 * (P + P.T)
+    freeze(Xt, Xh, Ph, Z)
     return FilterResult(truth=Xt, estimates=Xh, covariances=Ph, measurements=Z)

@@ -20,6 +20,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from .._result import Result
 from .._validate import as_float_array, as_scalar
 from ..errors import InvalidInputError, ShapeError
 from .adjoint import _trajectory_adjoint, adjoint
@@ -31,7 +32,7 @@ __all__ = ["Plan", "plan_active_sensing"]
 
 
 @dataclass(frozen=True, eq=False)
-class Plan:
+class Plan(Result):
     """Result of :func:`plan_active_sensing`.
 
     Attributes

@@ -47,6 +47,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from .._result import Result
 from .._validate import as_float_array
 from ..errors import InvalidTypeError, ShapeError
 from . import _kernels
@@ -56,7 +57,7 @@ __all__ = ["LatticeGradient", "adjoint"]
 
 
 @dataclass(frozen=True)
-class LatticeGradient:
+class LatticeGradient(Result):
     """Gradient of a loss with respect to the network parameters.
 
     Attributes

@@ -17,6 +17,7 @@ from collections.abc import Callable
 
 import numpy as np
 
+from .._result import readonly
 from .._validate import as_float_array, as_index_array, as_scalar
 from ..errors import InvalidInputError, InvalidTypeError, ShapeError
 from ..optim import Bounded, Identity, Transform, minimize
@@ -160,12 +161,18 @@ class LatticeObjective:
             raise ShapeError(f"forces must have shape (N, {network.n_nodes}, {network.dim}), got {f.shape}")
         if not callable(loss):
             raise InvalidTypeError("loss must be callable: loss(u, idx) -> (value, d_value_d_u)")
+        if transform is not None and not isinstance(transform, Transform):
+            raise InvalidTypeError(
+                f"transform must be a physim.optim.Transform, got {type(transform).__name__}"
+            )
         self.network = network
-        self.forces = f
+        self.forces = readonly(f)
         self.loss = loss
         self.transform = transform if transform is not None else Identity()
         self.nonlinear = bool(nonlinear)
-        self.rest_length = rest_length
+        self.rest_length = (
+            None if rest_length is None else readonly(as_float_array("rest_length", rest_length))
+        )
         self.last: Equilibrium | None = None
         self.n_calls = 0
 

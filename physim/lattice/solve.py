@@ -36,6 +36,7 @@ import numpy as np
 import scipy.sparse as sp
 from scipy.sparse.linalg import splu
 
+from .._result import Result
 from .._validate import as_float_array, as_scalar, check_positive
 from ..errors import ConvergenceError, InvalidTypeError, ShapeError, SingularSystemError
 from . import _kernels
@@ -148,7 +149,7 @@ def _relative_pivots(f: _Factor, K: sp.csc_matrix) -> np.ndarray:
 # floppy modes
 # ---------------------------------------------------------------------------
 @dataclass(frozen=True)
-class FloppyModes:
+class FloppyModes(Result):
     """Zero-energy modes of a network (the null space of ``C`` on free dofs).
 
     Attributes
@@ -266,7 +267,7 @@ def _linear_factor(network: SpringNetwork, k: np.ndarray, check: bool):
 # result
 # ---------------------------------------------------------------------------
 @dataclass(frozen=True)
-class Equilibrium:
+class Equilibrium(Result):
     """Equilibrium state of a spring network, with what the adjoint needs.
 
     Attributes
