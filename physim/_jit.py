@@ -11,9 +11,16 @@ Public wrappers convert their inputs to contiguous ``float64``/``int64`` arrays
 
 from __future__ import annotations
 
-import numba
+import logging
+import threading
+import time
 
-__all__ = ["FASTMATH", "njit", "prange"]
+import numba
+from numba.core import event as _event
+
+__all__ = ["FASTMATH", "njit", "prange", "compile_stats"]
+
+logger = logging.getLogger(__name__)
 
 #: fastmath flags: everything that keeps inf/NaN semantics (never ``nnan``/``ninf``).
 FASTMATH = frozenset({"nsz", "arcp", "contract", "afn", "reassoc"})
@@ -42,3 +49,52 @@ def njit(func=None, *, parallel: bool = False, fastmath: bool = True, **options)
     if func is not None:
         return wrap(func)
     return wrap
+
+
+class _CompileWatch(_event.Listener):
+    """Times Numba compilations (cache loads excluded) and says once that compilation started.
+
+    A top-level ``numba:compile`` event that runs compiler passes is a real
+    compilation; one that does not was a load from the cache.
+    """
+
+    def __init__(self):
+        self.lock = threading.Lock()
+        self.depth = 0
+        self.real = False
+        self.t0 = 0.0
+        self.seconds = 0.0
+        self.functions = 0
+        self.announced = False
+
+    def on_start(self, event):
+        if event.kind == "numba:compile":
+            with self.lock:
+                if self.depth == 0:
+                    self.t0, self.real = time.perf_counter(), False
+                self.depth += 1
+        elif event.kind == "numba:run_pass" and not self.real:
+            self.real = True
+            if not self.announced:
+                self.announced = True
+                logger.info(
+                    "compiling Numba kernels (first run only; the machine code is cached for later runs) ..."
+                )
+
+    def on_end(self, event):
+        if event.kind == "numba:compile":
+            with self.lock:
+                self.depth -= 1
+                if self.depth == 0 and self.real:
+                    self.seconds += time.perf_counter() - self.t0
+                    self.functions += 1
+
+
+_watch = _CompileWatch()
+_event.register("numba:compile", _watch)
+_event.register("numba:run_pass", _watch)
+
+
+def compile_stats() -> tuple[float, int]:
+    """Seconds spent compiling Numba functions in this process and how many (cache loads excluded)."""
+    return _watch.seconds, _watch.functions

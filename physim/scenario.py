@@ -13,20 +13,31 @@ A scenario is a standalone script::
         scenario_main(run, __doc__)
 
 It accepts ``--quick`` (seconds; used by the test suite), ``--out DIR``
-(default ``./physim-out/<scenario>/``), ``--no-plots``, ``--seed``, and for
-scenarios that fan out independent runs, ``--workers N`` and
+(default ``./physim-out/<scenario>/``), ``--no-plots``, ``--seed``, ``-q`` /
+``-v``, and for scenarios that fan out independent runs, ``--workers N`` and
 ``--scheduler ADDRESS`` (``tcp://host:8786``, a scheduler file, or ``serial``),
 which they pass on to :func:`physim.distributed.run_sweep`::
 
     res = run_sweep(one_run, tasks, scheduler=ctx.scheduler, workers=ctx.workers)
+
+``--help`` shows the first paragraph of the docstring and the options;
+``physim describe NAME`` prints the whole docstring.
+
+Progress lines (:meth:`ScenarioContext.log`) go through :mod:`logging` to
+standard error, and every fit shows a progress bar. Ctrl-C (or SIGTERM) stops
+the scenario cleanly: a fit in progress returns its best iterate, the scenario
+writes what it has, ``results.json`` gets ``"interrupted": true`` and the
+process exits with status 130 without a traceback.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import logging
 import math
 import os
+import signal
 import sys
 import time
 from collections.abc import Callable, Sequence
@@ -34,6 +45,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
+
+from . import _log, _progress
 
 __all__ = ["ScenarioContext", "scenario_main", "write_json_atomic", "to_jsonable", "best_time"]
 
@@ -78,8 +91,17 @@ class ScenarioContext:
         return self.out / filename
 
     def log(self, msg: str) -> None:
-        """Print a progress line (scenarios are scripts, printing is their job)."""
-        print(f"[{self.name}] {msg}", flush=True)
+        """Report a progress line (logged at INFO to standard error as ``[name] msg``)."""
+        logging.getLogger("physim.scenario").info("[%s] %s", self.name, msg)
+
+    @property
+    def progress(self) -> bool:
+        """Whether loops and fits should show a progress bar (False with ``-q``)."""
+        return _progress.enabled(True)
+
+    def progress_bar(self, total: int | None = None, desc: str = "", **kwargs):
+        """A progress bar for a loop of the scenario (disabled with ``-q``); see :func:`physim._progress.progress_bar`."""
+        return _progress.progress_bar(total, desc or self.name, disable=not self.progress, **kwargs)
 
 
 def to_jsonable(obj):
@@ -140,9 +162,18 @@ def _positive_int(text: str) -> int:
     return n
 
 
+def _summary_paragraph(doc: str | None) -> str:
+    """The first paragraph of a docstring (what ``--help`` shows)."""
+    text = (doc or "").strip()
+    return text.split("\n\n", 1)[0].strip()
+
+
 def _parser(name: str, doc: str | None) -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
-        prog=name, description=(doc or "").strip(), formatter_class=argparse.RawDescriptionHelpFormatter
+        prog=name,
+        description=_summary_paragraph(doc),
+        epilog=f"The full notes (set-up, what was measured): physim describe {name}",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     p.add_argument("--quick", action="store_true", help="reduced problem that runs in seconds")
     p.add_argument("--out", type=Path, default=None, help=f"output directory (default ./physim-out/{name}/)")
@@ -162,7 +193,60 @@ def _parser(name: str, doc: str | None) -> argparse.ArgumentParser:
         help="Dask scheduler for independent runs: tcp://host:8786, a scheduler file, or 'serial' "
         "(default: $PHYSIM_SCHEDULER, else an embedded cluster)",
     )
+    g = p.add_mutually_exclusive_group()
+    g.add_argument(
+        "-q", "--quiet", dest="level", action="store_const", const=logging.WARNING, default=None,
+        help="only warnings and errors, no progress bars",
+    )  # fmt: skip
+    g.add_argument(
+        "-v", "--verbose", dest="level", action="store_const", const=logging.DEBUG, default=None,
+        help="also debug messages",
+    )  # fmt: skip
     return p
+
+
+def _prepare_out(name: str, out: Path) -> None:
+    """Create the output directory; an unusable one ends the script with one line and status 2."""
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryFile(dir=out):
+            pass
+    except OSError as exc:
+        print(f"{name}: cannot write to the output directory {out}: {exc.strerror or exc}", file=sys.stderr)
+        raise SystemExit(2) from None
+
+
+class _Interrupts:
+    """SIGINT and SIGTERM raise KeyboardInterrupt (so fits return their best) and are remembered."""
+
+    def __init__(self):
+        self.seen = False
+        self._old = {}
+
+    def _handler(self, signum, frame):
+        self.seen = True
+        raise KeyboardInterrupt
+
+    def _ignore(self, signum, frame):
+        self.seen = True
+
+    def install(self, handler=None):
+        handler = handler or self._handler
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            try:
+                old = signal.signal(sig, handler)
+            except ValueError:  # not the main thread: leave signals alone
+                return
+            self._old.setdefault(sig, old)
+
+    def restore(self):
+        for sig, old in self._old.items():
+            signal.signal(sig, old)
+        self._old.clear()
+
+
+#: exit status of an interrupted scenario (128 + SIGINT, as shells report it)
+EXIT_INTERRUPTED = 130
 
 
 def scenario_main(
@@ -176,6 +260,9 @@ def scenario_main(
     """Parse the standard scenario arguments, run ``run(ctx)`` and write ``results.json``.
 
     Returns the results dictionary (with ``wall_time_s`` added if absent).
+    Interrupted by Ctrl-C or SIGTERM, it writes what ``run`` returned (or
+    ``{"interrupted": true}`` if it had returned nothing yet) and exits with
+    status 130.
     """
     if name is None:
         name = Path(sys.argv[0]).stem if argv is None else "scenario"
@@ -186,10 +273,12 @@ def scenario_main(
     if add_arguments is not None:
         add_arguments(parser)
     args = parser.parse_args(argv)
-    std = {"quick", "out", "no_plots", "seed", "workers", "scheduler"}
+    _log.configure(args.level)
+    _progress.set_default(True)  # every fit of a scenario shows a progress bar (unless -q)
+    std = {"quick", "out", "no_plots", "seed", "workers", "scheduler", "level"}
     extra = {k: v for k, v in vars(args).items() if k not in std}
     out = args.out if args.out is not None else Path("physim-out") / name
-    out.mkdir(parents=True, exist_ok=True)
+    _prepare_out(name, out)
     if not args.no_plots:
         from . import viz
 
@@ -204,10 +293,30 @@ def scenario_main(
         workers=args.workers,
         scheduler=args.scheduler,
     )
+    from ._jit import compile_stats
+
+    interrupts = _Interrupts()
+    interrupts.install()
     t0 = time.perf_counter()
-    results = run(ctx) or {}
-    results.setdefault("wall_time_s", time.perf_counter() - t0)
-    results.setdefault("quick", bool(args.quick))
-    path = write_json_atomic(out / "results.json", results)
-    ctx.log(f"wrote {path}")
+    try:
+        try:
+            results = run(ctx) or {}
+        except KeyboardInterrupt:
+            interrupts.seen = True
+            results = {}
+        interrupts.install(interrupts._ignore)  # let the results be written
+        results.setdefault("wall_time_s", time.perf_counter() - t0)
+        results.setdefault("quick", bool(args.quick))
+        if interrupts.seen:
+            results["interrupted"] = True
+        path = write_json_atomic(out / "results.json", results)
+        seconds, n = compile_stats()
+        if n:
+            ctx.log(f"Numba compilation took {seconds:.1f} s ({n} functions; cached for the next runs)")
+        ctx.log(f"wrote {path}")
+    finally:
+        interrupts.restore()
+    if interrupts.seen:
+        ctx.log(f"interrupted: partial results in {out}/")
+        raise SystemExit(EXIT_INTERRUPTED)
     return results

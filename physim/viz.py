@@ -56,6 +56,9 @@ __all__ = [
     "as_grid",
     "scalar_fields",
     "write_view_html",
+    "read_view_meshes",
+    "InteractiveView",
+    "show_interactive",
 ]
 
 PathLike = str | os.PathLike
@@ -395,7 +398,9 @@ def _render_panel(p: Panel, size: tuple[int, int]):
     import pyvista as pv
 
     grid = as_grid(p.mesh)
-    name, vals, is_point = _panel_values(grid, p.scalars)
+    lines = None if p.lines is None else p.lines.copy()
+    # with lines, the scalars colour the lines; otherwise the mesh
+    name, vals, is_point = _panel_values(lines if lines is not None else grid, p.scalars)
     surf = _surface(grid)
     info = None
     pl = plotter(window_size=size)
@@ -403,14 +408,14 @@ def _render_panel(p: Panel, size: tuple[int, int]):
     if name is not None:
         lo, hi = p.clim if p.clim is not None else nice_limits(*_finite_range(vals))[:2]
         info = {"clim": (float(lo), float(hi)), "cmap": p.cmap, "label": p.label}
-    if p.lines is not None:
+    if lines is not None:
         pl.add_mesh(surf, color=p.color, smooth_shading=True, show_edges=p.show_edges)
         if name is not None:
             pl.add_mesh(
-                p.lines, scalars=name, cmap=p.cmap, clim=info["clim"], line_width=2, show_scalar_bar=False
+                lines, scalars=name, cmap=p.cmap, clim=info["clim"], line_width=3, show_scalar_bar=False
             )
         else:
-            pl.add_mesh(p.lines, color="black", line_width=2)
+            pl.add_mesh(lines, color="black", line_width=3)
     elif name is None:
         pl.add_mesh(surf, color=p.color, smooth_shading=True, show_edges=p.show_edges)
     else:
@@ -426,7 +431,7 @@ def _render_panel(p: Panel, size: tuple[int, int]):
             show_scalar_bar=False,
             nan_color="lightgrey",
         )
-    levels = _iso_levels(p, vals if is_point else None, info)
+    levels = _iso_levels(p, vals if (is_point and lines is None) else None, info)
     if levels is not None and len(levels):
         iso = surf.contour(isosurfaces=list(levels), scalars=name)
         if iso.n_points:
@@ -932,6 +937,58 @@ def _colormap_css(cmap: str, n: int = 11) -> list[str]:
     return out
 
 
+def _field_table(grid, fields) -> dict[str, tuple[np.ndarray, bool]]:
+    """name -> (values, is_point) of the fields of ``grid`` chosen by ``fields`` (see write_view_html)."""
+    available = scalar_fields(grid)
+    if fields is None:
+        return available
+    chosen: dict[str, tuple[np.ndarray, bool]] = {}
+    if isinstance(fields, Mapping):
+        for name, values in fields.items():
+            vals = np.asarray(values, dtype=float).ravel()
+            if vals.size == grid.n_points:
+                chosen[str(name)] = (vals, True)
+            elif vals.size == grid.n_cells:
+                chosen[str(name)] = (vals, False)
+            else:
+                raise ValueError(
+                    f"field {name!r} has {vals.size} values; the mesh has {grid.n_points} points "
+                    f"and {grid.n_cells} cells"
+                )
+        return chosen
+    for name in fields:
+        if name in available:
+            chosen[name] = available[name]
+    return chosen
+
+
+def _view_layers(meshes, fields):
+    """[(mesh label, surface with fields f0, f1, ..., {field name: (key, values, is_point)})]."""
+    import pyvista as pv
+
+    if isinstance(meshes, Mapping):
+        items = list(meshes.items())
+    else:
+        items = [("", meshes)]
+    layers = []
+    for label, mesh in items:
+        grid = as_grid(mesh)
+        table = _field_table(grid, fields)
+        base = grid.copy() if isinstance(grid, pv.PolyData) else pv.UnstructuredGrid(grid).copy()
+        base.clear_data()
+        keyed = {}
+        for k, (name, (vals, is_point)) in enumerate(table.items()):
+            (base.point_data if is_point else base.cell_data)[f"f{k}"] = vals
+            keyed[name] = (f"f{k}", vals, is_point)
+        layers.append((str(label), _surface(base), keyed))
+    if not isinstance(fields, Mapping) and fields is not None:
+        missing = [f for f in fields if not any(f in keyed for _, _, keyed in layers)]
+        if missing:
+            have = sorted({n for _, _, keyed in layers for n in keyed})
+            raise KeyError(f"no scalar field {', '.join(map(repr, missing))}; the mesh has {have}")
+    return layers
+
+
 def write_view_html(
     path: PathLike,
     mesh: Any,
@@ -942,6 +999,7 @@ def write_view_html(
     clims: Mapping[str, tuple[float, float]] | None = None,
     labels: Mapping[str, str] | None = None,
     cmap: str = "viridis",
+    camera: Any = "iso",
 ) -> Path:
     """Write a standalone interactive 3D view of a mesh and its fields as one HTML file.
 
@@ -953,83 +1011,64 @@ def write_view_html(
     Parameters
     ----------
     path : path of the HTML file
-    mesh : pyvista dataset, meshio.Mesh or physim mesh
-        Its outer surface is shown.
+    mesh : pyvista dataset, meshio.Mesh, physim mesh, or mapping label -> mesh
+        Their outer surfaces are shown; with several meshes the fields are
+        listed as ``"label: field"``.
     fields : mapping name -> values, or sequence of field names, optional
         Values per point or per cell of ``mesh``; names refer to fields of
-        ``mesh``. Default: every scalar field of ``mesh`` (:func:`scalar_fields`).
+        ``mesh``. Default: every scalar field (:func:`scalar_fields`).
     title : str
         Shown at the top of the page.
     cmaps, clims, labels : mapping field name -> colormap / (lo, hi) / legend text, optional
     cmap : str
         Colormap of the fields not in ``cmaps``.
+    camera : pyvista camera position
+        Initial view (default ``"iso"``).
 
     Returns
     -------
     pathlib.Path
     """
-    grid = as_grid(mesh)
-    available = scalar_fields(grid)
-    chosen: dict[str, tuple[np.ndarray, bool]] = {}
-    if fields is None:
-        chosen = available
-    elif isinstance(fields, Mapping):
-        for name, values in fields.items():
-            vals = np.asarray(values, dtype=float).ravel()
-            if vals.size == grid.n_points:
-                chosen[str(name)] = (vals, True)
-            elif vals.size == grid.n_cells:
-                chosen[str(name)] = (vals, False)
-            else:
-                raise ValueError(
-                    f"field {name!r} has {vals.size} values; the mesh has {grid.n_points} points, {grid.n_cells} cells"
-                )
-    else:
-        for name in fields:
-            if name not in available:
-                raise KeyError(f"mesh has no scalar field {name!r}; it has {sorted(available)}")
-            chosen[name] = available[name]
-    ensure_offscreen()
-    import pyvista as pv
-
-    base = pv.UnstructuredGrid(grid) if not isinstance(grid, pv.PolyData) else grid
-    base = base.copy()
-    base.clear_data()
-    for k, (vals, is_point) in enumerate(chosen.values()):
-        (base.point_data if is_point else base.cell_data)[f"f{k}"] = vals
-    surf = _surface(base)
+    layers = _view_layers(mesh, fields)
+    several = len(layers) > 1
     pl = plotter(window_size=(900, 700))
     meta = []
-    if not chosen:
-        pl.add_mesh(surf, color="lightgrey", smooth_shading=True)
-    for k, (name, (vals, is_point)) in enumerate(chosen.items()):
-        lo, hi = (clims or {}).get(name) or nice_limits(*_finite_range(vals))[:2]
-        cm = (cmaps or {}).get(name, cmap)
-        piece = surf.copy()
-        piece.set_active_scalars(f"f{k}", preference="point" if is_point else "cell")
-        pl.add_mesh(
-            piece,
-            scalars=f"f{k}",
-            preference="point" if is_point else "cell",
-            cmap=cm,
-            clim=(lo, hi),
-            show_scalar_bar=False,
-            nan_color="lightgrey",
-        )
-        ticks = nice_ticks(lo, hi, 5)
-        ticks = ticks[(ticks >= lo - 1e-9 * abs(hi - lo)) & (ticks <= hi + 1e-9 * abs(hi - lo))]
-        meta.append(
-            {
-                "name": name,
-                "actors": [k],
-                "clim": [float(lo), float(hi)],
-                "ticks": [float(t) for t in ticks],
-                "step": float(nice_limits(lo, hi, 5)[2]),
-                "colors": _colormap_css(cm),
-                "label": (labels or {}).get(name, name),
-            }
-        )
-    pl.camera_position = "iso"
+    n_actors = 0
+    for label, surf, keyed in layers:
+        if not keyed:
+            pl.add_mesh(surf, color="lightgrey", smooth_shading=True)
+            n_actors += 1
+        for name, (key, vals, is_point) in keyed.items():
+            lo, hi = (clims or {}).get(name) or nice_limits(*_finite_range(vals))[:2]
+            cm = (cmaps or {}).get(name, cmap)
+            piece = surf.copy()
+            pl.add_mesh(
+                piece,
+                scalars=key,
+                preference="point" if is_point else "cell",
+                cmap=cm,
+                clim=(lo, hi),
+                smooth_shading=True,
+                show_scalar_bar=False,
+                nan_color="lightgrey",
+            )
+            step = float(nice_limits(lo, hi, 5)[2])
+            ticks = nice_ticks(lo, hi, 5)
+            ticks = ticks[(ticks >= lo - 1e-9 * abs(hi - lo)) & (ticks <= hi + 1e-9 * abs(hi - lo))]
+            meta.append(
+                {
+                    "name": f"{label}: {name}" if several else name,
+                    "actors": [n_actors],
+                    "clim": [float(lo), float(hi)],
+                    "ticks": [float(t) for t in ticks],
+                    "step": step,
+                    "colors": _colormap_css(cm),
+                    "label": (labels or {}).get(name, name),
+                }
+            )
+            n_actors += 1
+    if camera is not None:
+        pl.camera_position = camera
     pl.reset_camera()
     pl.render()
     page = _export_page(pl)
@@ -1037,7 +1076,7 @@ def write_view_html(
     ui = (
         _VIEW_JS.replace("__TITLE__", _js(title or "physim view"))
         .replace("__FIELDS__", _js(meta))
-        .replace("__NACTORS__", str(max(1, len(meta))))
+        .replace("__NACTORS__", str(max(1, n_actors)))
     )
     cut = page.rindex("</body>")
     page = page[:cut] + ui + page[cut:]
@@ -1049,9 +1088,130 @@ def write_view_html(
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    tmp.write_text(page, encoding="utf-8")
-    os.replace(tmp, path)
+    try:
+        tmp.write_text(page, encoding="utf-8")
+        os.replace(tmp, path)
+    finally:
+        if tmp.exists():
+            tmp.unlink()
     return path
+
+
+def read_view_meshes(path: PathLike) -> dict[str, Any]:
+    """The meshes to show for ``physim view PATH``: a mesh file, or every ``.vtu`` of a directory.
+
+    Returns
+    -------
+    dict
+        File name -> pyvista dataset.
+
+    Raises
+    ------
+    FileNotFoundError
+        ``path`` does not exist, or a directory holds no ``.vtu`` file.
+    ValueError
+        The file cannot be read as a mesh.
+    """
+    import pyvista as pv
+
+    path = Path(path)
+    if not path.exists():
+        raise FileNotFoundError(f"no such file or directory: {path}")
+    files = sorted(path.glob("*.vtu")) if path.is_dir() else [path]
+    if not files:
+        raise FileNotFoundError(f"no .vtu file in {path}")
+    out = {}
+    for f in files:
+        try:
+            if f.suffix.lower() in (".vtu", ".vtk", ".vtp", ".vts", ".vtr", ".vti"):
+                out[f.name] = pv.read(str(f))
+            else:
+                from .io import read_mesh
+
+                out[f.name] = pv.from_meshio(read_mesh(f))
+        except Exception as exc:  # noqa: BLE001 - any reader failure is reported with the path
+            raise ValueError(f"cannot read {f} as a mesh: {exc}") from None
+    return out
+
+
+class InteractiveView:
+    """A pyvista window showing one field at a time; keys ``n`` / ``p`` switch fields.
+
+    Parameters
+    ----------
+    meshes : mesh or mapping label -> mesh
+    fields : sequence of field names, optional
+    title : str
+    off_screen : bool
+        Render without a window (tests).
+
+    Attributes
+    ----------
+    plotter : pyvista.Plotter
+    names : list of str
+        The fields, as listed.
+    current : int
+        Index of the field shown.
+    """
+
+    def __init__(
+        self, meshes: Any, fields: Sequence[str] | None = None, title: str = "", off_screen: bool = False
+    ):
+        import pyvista as pv
+
+        self._layers = _view_layers(meshes, fields)
+        several = len(self._layers) > 1
+        self._entries = [
+            (f"{label}: {name}" if several else name, li, name)
+            for li, (label, _, keyed) in enumerate(self._layers)
+            for name in keyed
+        ]
+        self.names = [e[0] for e in self._entries]
+        self.plotter = pv.Plotter(off_screen=off_screen, title=title or "physim view")
+        self.plotter.set_background("white")
+        for label, surf, keyed in self._layers:
+            if not keyed:
+                self.plotter.add_mesh(surf, color="lightgrey", smooth_shading=True, name=f"grey {label}")
+        self.plotter.add_axes(color="black")
+        self.plotter.add_key_event("n", lambda: self.show(self.current + 1))
+        self.plotter.add_key_event("p", lambda: self.show(self.current - 1))
+        self.current = 0
+        if self._entries:
+            self.show(0)
+
+    def show(self, i: int) -> None:
+        """Show field ``i`` (modulo the number of fields)."""
+        if not self._entries:
+            return
+        self.current = i % len(self._entries)
+        full, li, name = self._entries[self.current]
+        _, surf, keyed = self._layers[li]
+        key, vals, is_point = keyed[name]
+        lo, hi = nice_limits(*_finite_range(vals))[:2]
+        for bar in list(self.plotter.scalar_bars.keys()):
+            self.plotter.remove_scalar_bar(bar)
+        self.plotter.add_mesh(
+            surf,
+            scalars=key,
+            preference="point" if is_point else "cell",
+            clim=(lo, hi),
+            smooth_shading=True,
+            nan_color="lightgrey",
+            name="physim-field",
+            scalar_bar_args=scalar_bar_args(name, (lo, hi)),
+        )
+        self.plotter.add_text(
+            f"{full}   ({self.current + 1}/{len(self._entries)}; keys n / p: next / previous field)",
+            color="black",
+            font_size=10,
+            name="physim-field-text",
+        )
+        self.plotter.render()
+
+
+def show_interactive(meshes: Any, fields: Sequence[str] | None = None, title: str = "") -> None:
+    """Open an interactive window on the meshes (blocks until it is closed); see :class:`InteractiveView`."""
+    InteractiveView(meshes, fields, title).plotter.show()
 
 
 def _export_page(pl) -> str:

@@ -11,8 +11,9 @@ starts at three endocardial sites, as in Durrer's maps: the mid LV septum
 The eikonal equation is solved with :func:`physim.eikonal.solve`.
 
 Writes ``activation.vtu`` (times, fibres, regions, tags), ``activation.png``
-(isochrones on the heart: epicardial view and a long-axis cut), ``fibers.png``
-(fibre directions on the epicardium and endocardium) and reports the
+(isochrones on the heart: anterior and posterior epicardium and a long-axis
+cut), ``fibers.png`` (fibre directions on the epicardium and endocardium),
+``view.html`` (interactive 3D view: rotate, zoom, choose the field) and reports the
 total activation time (QRS-like duration) and per-region mean times in
 ``results.json``.
 """
@@ -39,122 +40,77 @@ SITES = (
 )
 
 
+#: camera directions (position, focal point, view up), mm: anterior (RV in front-left), posterior, long-axis cut
+ANTERIOR = [(170.0, 190.0, 10.0), (10.0, 0.0, -30.0), (0.0, 0.0, 1.0)]
+POSTERIOR = [(-150.0, -210.0, 10.0), (10.0, 0.0, -30.0), (0.0, 0.0, 1.0)]
+CUT = [(40.0, -240.0, 40.0), (10.0, 0.0, -32.0), (0.0, 0.0, 1.0)]
+
+
 def _picture(path, heart, times, sources, tat):
-    import pyvista as pv
+    """Isochrones on the epicardium (anterior and posterior) and on a long-axis cut."""
+    from physim.viz import Marker, Panel, as_grid, mesh_panels, nice_limits
 
-    from physim.viz import plotter, save_scene
-
-    cells = np.hstack([np.full((heart.n_tets, 1), 4), heart.tets]).ravel()
-    grid = pv.UnstructuredGrid(cells, np.full(heart.n_tets, pv.CellType.TETRA), heart.points)
-    grid.point_data["activation (ms)"] = times
-    levels = np.arange(5.0, np.ceil(times.max()), 5.0)
-    clim = (0.0, float(np.ceil(times.max() / 5.0) * 5.0))
-    bar = {
-        "title": "activation time (ms)",
-        "color": "black",
-        "n_labels": 6,
-        "fmt": "%.0f",
-        "vertical": True,
-        "position_x": 0.86,
-        "position_y": 0.15,
-        "height": 0.7,
-        "width": 0.06,
-        "title_font_size": 14,
-        "label_font_size": 12,
-    }
-    pl = plotter(window_size=(1600, 800), shape=(1, 2), border=False)
-    # left: epicardial view with the RV on the viewer's left, base up
-    surf = grid.extract_surface(algorithm="dataset_surface")
-    iso = surf.contour(isosurfaces=levels, scalars="activation (ms)")
-    for col in (0, 1):
-        pl.subplot(0, col)
-        if col == 0:
-            pl.add_mesh(
-                surf,
-                scalars="activation (ms)",
-                cmap="turbo_r",
-                clim=clim,
-                smooth_shading=True,
-                split_sharp_edges=True,
-                show_scalar_bar=False,
-            )
-            if iso.n_points:
-                pl.add_mesh(iso, color="black", line_width=2)
-            pl.add_text("epicardium, RV in front-left; isochrones every 5 ms", color="black", font_size=11)
-            pl.camera_position = [(170.0, 190.0, 10.0), (10.0, 0.0, -30.0), (0.0, 0.0, 1.0)]
-        else:
-            cut = grid.clip(normal=(0.0, -1.0, 0.0), origin=(0.0, 0.0, 0.0))
-            csurf = cut.extract_surface(algorithm="dataset_surface")
-            ciso = csurf.contour(isosurfaces=levels, scalars="activation (ms)")
-            pl.add_mesh(
-                csurf,
-                scalars="activation (ms)",
-                cmap="turbo_r",
-                clim=clim,
-                smooth_shading=True,
-                split_sharp_edges=True,
-                scalar_bar_args=bar,
-            )
-            if ciso.n_points:
-                pl.add_mesh(ciso, color="black", line_width=2)
-            src = pv.PolyData(heart.points[sources])
-            pl.add_mesh(src, color="white", point_size=16, render_points_as_spheres=True)
-            pl.add_text(
-                f"long-axis cut, sites in white\ntotal activation {tat:.1f} ms", color="black", font_size=11
-            )
-            pl.camera_position = [(40.0, -240.0, 40.0), (10.0, 0.0, -32.0), (0.0, 0.0, 1.0)]
-    return save_scene(pl, path)
+    grid = as_grid(heart)
+    grid.point_data["activation"] = times
+    cut = grid.clip(normal=(0.0, -1.0, 0.0), origin=(0.0, 0.0, 0.0))
+    clim = nice_limits(0.0, float(times.max()), 6)[:2]
+    common = dict(scalars="activation", label="activation time (ms)", cmap="turbo_r", clim=clim, isolines=12)
+    sites = Marker(heart.points[sources], "initiation sites", "white", 16)
+    panels = [
+        Panel(grid, title="epicardium, anterior (RV front-left)", camera=ANTERIOR, **common),
+        Panel(grid, title="epicardium, posterior", camera=POSTERIOR, **common),
+        Panel(cut, title="long-axis cut (posterior half)", camera=CUT, markers=[sites], **common),
+    ]
+    return mesh_panels(path, panels, suptitle=f"sinus-like activation: total activation {tat:.1f} ms")
 
 
 def _fiber_picture(path, heart, fib):
-    """Fibre directions as short segments, coloured by helix angle: epicardium and endocardia."""
+    """Fibre directions as short segments, coloured by helix angle, on the epicardium and endocardium."""
     import pyvista as pv
 
-    from physim.viz import plotter, save_scene
+    from physim.viz import Panel, as_grid, mesh_panels
 
     cen = heart.points[heart.tets].mean(axis=1)
     endo = heart.lv_endo | heart.rv_endo
     on_epi = heart.epi[heart.tets].sum(axis=1) >= 3
     on_endo = endo[heart.tets].sum(axis=1) >= 3
-    pl = plotter(window_size=(1600, 800), shape=(1, 2), border=False)
+    grid = as_grid(heart)
+    posterior_half = grid.clip(normal=(0.0, -1.0, 0.0), origin=(0.0, 0.0, 0.0))
     views = [
-        (on_epi, "epicardial fibres (helix angle, deg)", [(170.0, 190.0, 10.0)]),
-        (on_endo & (cen[:, 1] < 0), "endocardial fibres, posterior half", [(40.0, -240.0, 40.0)]),
+        (on_epi, heart.epi, grid, "epicardial fibres (anterior)", ANTERIOR),
+        (on_endo & (cen[:, 1] < 0), endo, posterior_half, "endocardial fibres (posterior half, cut)", CUT),
     ]
-    for col, (sel, title, cam) in enumerate(views):
-        pl.subplot(0, col)
+    panels = []
+    for sel, surf_nodes, surface, title, cam in views:
         idx = np.nonzero(sel)[0]
-        half = 0.45 * np.cbrt(
-            6.0
-            * np.median(
-                np.abs(np.linalg.det(heart.points[heart.tets[idx, 1:]] - heart.points[heart.tets[idx, :1]]))
-            )
-        )
-        pts = np.concatenate([cen[idx] - half * fib.fibers[idx], cen[idx] + half * fib.fibers[idx]])
+        vol = np.abs(np.linalg.det(heart.points[heart.tets[idx, 1:]] - heart.points[heart.tets[idx, :1]]))
+        half = 0.45 * np.cbrt(6.0 * np.median(vol))
+        # each segment sits on its tet's boundary face, lifted a little off the surface so that
+        # the surface does not hide it
+        on = surf_nodes[heart.tets[idx]]
+        face = (heart.points[heart.tets[idx]] * on[..., None]).sum(axis=1) / on.sum(axis=1, keepdims=True)
+        mid = face + 0.3 * (face - cen[idx])
+        pts = np.concatenate([mid - half * fib.fibers[idx], mid + half * fib.fibers[idx]])
         n = len(idx)
         lines = np.hstack([np.full((n, 1), 2), np.arange(n)[:, None], np.arange(n, 2 * n)[:, None]])
         poly = pv.PolyData(pts, lines=lines.ravel())
-        poly["helix (deg)"] = np.concatenate([fib.helix[idx]] * 2)
-        pl.add_mesh(
-            poly,
-            scalars="helix (deg)",
-            cmap="coolwarm",
-            clim=(-60, 60),
-            line_width=2,
-            show_scalar_bar=col == 1,
-            scalar_bar_args={
-                "title": "helix angle (deg)",
-                "color": "black",
-                "vertical": True,
-                "position_x": 0.86,
-                "position_y": 0.15,
-                "height": 0.7,
-                "width": 0.06,
-            },
+        poly.point_data["helix"] = np.concatenate([fib.helix[idx]] * 2)
+        panels.append(
+            Panel(
+                surface,
+                scalars="helix",
+                lines=poly,
+                title=title,
+                label="helix angle (deg)",
+                cmap="coolwarm",
+                clim=(-60.0, 60.0),
+                camera=cam,
+                color="whitesmoke",
+            )
         )
-        pl.add_text(title, color="black", font_size=11)
-        pl.camera_position = [cam[0], (10.0, 0.0, -30.0), (0.0, 0.0, 1.0)]
-    return save_scene(pl, path)
+    return mesh_panels(
+        path, panels, suptitle="rule-based fibres: helix angle +60 deg (endo) to -60 deg (epi)"
+    )
 
 
 def run(ctx: ScenarioContext) -> dict:
@@ -229,6 +185,21 @@ def run(ctx: ScenarioContext) -> dict:
         results["files"].append(png.name)
         png = _fiber_picture(ctx.path("fibers.png"), heart, fib)
         results["files"].append(png.name)
+        from physim.viz import write_view_html
+
+        page = write_view_html(
+            ctx.path("view.html"),
+            heart,
+            {
+                "activation time (ms)": times,
+                "helix angle (deg)": fib.helix,
+                "region (0 LV, 1 septum, 2 RV)": heart.region,
+                "fast endocardial layer": fast.astype(float),
+            },
+            title="eikonal_activation: sinus-like activation of the biventricular heart",
+            cmaps={"activation time (ms)": "turbo_r", "helix angle (deg)": "coolwarm"},
+        )
+        results["files"].append(page.name)
     return results
 
 

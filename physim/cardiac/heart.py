@@ -605,10 +605,14 @@ def biventricular_mesh(
 
 
 def mesh_path(size: str) -> Path:
-    """Path of the shipped (or generated) mesh file ``meshes/bivent_<size>.vtu``."""
-    import physim
+    """Path of the shipped (or generated) mesh file ``bivent_<size>.vtu``.
 
-    return Path(physim.__file__).resolve().parents[1] / "meshes" / f"bivent_{size}.vtu"
+    The meshes install as the ``physim.meshes`` package: the repository's
+    ``meshes/`` directory in a source checkout or editable install.
+    """
+    import importlib.resources
+
+    return Path(str(importlib.resources.files("physim.meshes"))) / f"bivent_{size}.vtu"
 
 
 def save_biventricular(mesh: BiventricularMesh, path: str | os.PathLike) -> Path:

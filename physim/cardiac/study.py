@@ -188,6 +188,25 @@ def write_outputs(
         return files
     files.append(activation_picture(ctx.path("activation_true_vs_fitted.png"), setup, fitted, err).name)
     files.append(ecg_picture(ctx.path("ecg_target_vs_fitted.png"), setup, target_ecg, fitted_ecg, title).name)
+    from physim.viz import write_view_html
+
+    page = write_view_html(
+        ctx.path("view.html"),
+        h,
+        {
+            "true activation (ms)": setup.true_times_map,
+            "fitted activation (ms)": fitted,
+            "abs. activation error (ms)": err,
+            "region (0 LV, 1 septum, 2 RV)": h.region,
+        },
+        title=f"{ctx.name}: true vs fitted activation",
+        cmaps={
+            "true activation (ms)": "turbo_r",
+            "fitted activation (ms)": "turbo_r",
+            "abs. activation error (ms)": "magma_r",
+        },
+    )
+    files.append(page.name)
     from physim.viz import plot_curves
 
     curves = {"loss": history}

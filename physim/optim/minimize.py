@@ -229,11 +229,11 @@ class _Objective:
 
 
 def _progress_bar(progress, total, desc):
-    if not progress:
-        return None
-    from tqdm.auto import tqdm
+    from .._progress import enabled, progress_bar
 
-    return tqdm(total=total, desc=desc, unit="it", leave=True)
+    if not enabled(progress):
+        return None
+    return progress_bar(total, desc)
 
 
 def _bound_value(v, name: str, fill: float) -> float:
@@ -349,7 +349,7 @@ def minimize(
     maxiter: int = 100,
     tol: float | None = None,
     callback: Callable | None = None,
-    progress: bool = False,
+    progress: bool | None = None,
     checkpoint: str | os.PathLike | None = None,
     checkpoint_every: int = 1,
     resume: str | os.PathLike | None = None,
@@ -389,8 +389,11 @@ def minimize(
     callback : callable, optional
         ``callback(intermediate_result)`` with an ``OptimizeResult`` holding
         ``x, fun, jac, nit``; raise ``StopIteration`` to stop.
-    progress : bool
-        Show a progress bar (iterations, current and best value).
+    progress : bool, optional
+        Show a progress bar (iterations, current and best value). None (the
+        default): only inside scenario scripts and the ``physim`` command
+        (never with ``-q``). Written to a pipe or a file, the bar is updated
+        only a few times.
     checkpoint : path, optional
         Write a checkpoint (``.npz``) atomically every ``checkpoint_every``
         iterations and when the run stops.
@@ -540,7 +543,7 @@ class _Run:
         )
         if self.bar is not None:
             self.bar.update(1)
-            self.bar.set_postfix(f=f"{f:.6g}", best=f"{best:.6g}")
+            self.bar.set_postfix(loss=f"{f:.6g}", best=f"{best:.6g}", refresh=False)
 
     def after(self, k: int, x, f: float, g) -> None:
         """Checkpoint (every ``every`` iterations) and call the callback after iteration ``k``.

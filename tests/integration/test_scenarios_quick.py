@@ -10,6 +10,8 @@ import pytest
 from physim.cli import list_scenarios
 
 SCENARIOS = list_scenarios()
+#: scenarios with 3D results: they write an interactive view.html beside their pictures
+THREE_D = {"eikonal_activation", "twin_activation_fit", "twin_ecg_fit"}
 
 
 @pytest.mark.parametrize("name", sorted(SCENARIOS))
@@ -27,6 +29,8 @@ def test_scenario_quick(name, tmp_path):
     results = json.loads((out / "results.json").read_text())
     assert results["quick"] is True
     assert any(out.glob("*.png")), f"{name} wrote no picture"
+    if name in THREE_D:
+        assert (out / "view.html").stat().st_size > 10_000, f"{name} wrote no view.html"
 
 
 def test_at_least_one_scenario_exists():

@@ -158,3 +158,32 @@ def test_view_html_is_standalone(tmp_path):
 def test_headless_flag(monkeypatch):
     monkeypatch.setenv("PHYSIM_OFFSCREEN", "1")
     assert viz.headless()
+
+
+def test_interactive_view_switches_fields():
+    grid = _box()
+    grid.point_data["a"] = grid.points[:, 0]
+    grid.cell_data["b"] = np.arange(grid.n_cells, dtype=float)
+    view = viz.InteractiveView({"one": grid, "two": grid.copy()}, off_screen=True)
+    assert view.names == ["one: a", "one: b", "two: a", "two: b"]
+    actor = view.plotter.actors["physim-field"]
+    assert actor.mapper.GetArrayName() == "f0"
+    view.show(view.current + 1)
+    assert view.current == 1 and view.plotter.actors["physim-field"].mapper.GetArrayName() == "f1"
+    view.show(-1)
+    assert view.current == 3
+    view.plotter.close()
+
+
+def test_read_view_meshes(tmp_path):
+    from physim.io import write_mesh
+
+    pts = np.array([[0, 0, 0], [1, 0, 0], [0, 1, 0], [0, 0, 1]], dtype=float)
+    write_mesh(tmp_path / "a.vtu", pts, {"tetra": np.array([[0, 1, 2, 3]])}, point_data={"t": pts[:, 0]})
+    meshes = viz.read_view_meshes(tmp_path)
+    assert list(meshes) == ["a.vtu"] and "t" in meshes["a.vtu"].point_data
+    with pytest.raises(FileNotFoundError):
+        viz.read_view_meshes(tmp_path / "none")
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(FileNotFoundError):
+        viz.read_view_meshes(tmp_path / "empty")

@@ -1,0 +1,1 @@
+"""physim's benchmark scripts, installed as ``physim.scenarios.benchmarks`` (``physim run benchmarks/NAME``)."""
