@@ -12,8 +12,16 @@ heart meshes, fibres, pseudo-ECG and twin models live in :mod:`physim.cardiac`.
 
 from .adjoint import EikonalGradient, adjoint
 from .conduction import ConductionGradient, conduction_tensor, conduction_tensor_vjp
-from .mesh import SimplexMesh, TetMesh, TriMesh, box_tet_mesh, from_meshio, square_tri_mesh
-from .solve import Activation, UnreachedPointsWarning, solve
+from .mesh import (
+    DroppedElementsWarning,
+    SimplexMesh,
+    TetMesh,
+    TriMesh,
+    box_tet_mesh,
+    from_meshio,
+    square_tri_mesh,
+)
+from .solve import Activation, UnitsWarning, UnreachedPointsWarning, solve
 
 __all__ = [
     "TetMesh",
@@ -28,6 +36,8 @@ __all__ = [
     "solve",
     "Activation",
     "UnreachedPointsWarning",
+    "UnitsWarning",
+    "DroppedElementsWarning",
     "adjoint",
     "EikonalGradient",
 ]

@@ -15,6 +15,8 @@ Points used by no element are allowed; the solver leaves them unreached.
 
 from __future__ import annotations
 
+import warnings
+
 import numpy as np
 
 from .._validate import as_float_array, as_index_array, as_scalar
@@ -53,6 +55,10 @@ def _readonly(a: np.ndarray) -> np.ndarray:
     return a
 
 
+class DroppedElementsWarning(UserWarning):
+    """Degenerate elements were dropped from a mesh (``drop_degenerate=True``)."""
+
+
 class SimplexMesh:
     """Common base of :class:`TetMesh` and :class:`TriMesh` (do not build directly).
 
@@ -80,7 +86,22 @@ class SimplexMesh:
     nodes_per_cell: int = 0
     cell_type: str = ""
 
-    def __init__(self, points, cells):
+    def drop_report(self) -> str:
+        """What ``drop_degenerate=True`` removed: counts, the first indices, points left unused."""
+        d = self.dropped_cells
+        if d.size == 0:
+            return f"no element was dropped ({self.n_cells} elements)"
+        first = ", ".join(str(int(i)) for i in d[:10]) + (", ..." if d.size > 10 else "")
+        orphans = int((~self.used).sum())
+        kind = "volume" if self.nodes_per_cell == 4 else "area"
+        return (
+            f"dropped {d.size} degenerate element(s) of {d.size + self.n_cells} (repeated vertex or "
+            f"{kind} <= {DEGENERATE_RTOL:g} x longest edge^{self.nodes_per_cell - 1}); original indices: "
+            f"{first}; {self.n_cells} elements kept (mesh.kept_cells maps them to the input), "
+            f"{orphans} point(s) now belong to no element"
+        )
+
+    def __init__(self, points, cells, *, drop_degenerate: bool = False):
         nv = self.nodes_per_cell
         pts = as_float_array("points", points, shape=(None, None), finite=False, copy=True)
         if pts.shape[1] not in self._allowed_dims:
@@ -100,10 +121,28 @@ class SimplexMesh:
             raise MeshError(f"a {type(self).__name__} needs at least one element, got 0")
         c = c.copy()
         srt = np.sort(c, axis=1)
-        rep = np.nonzero((srt[:, 1:] == srt[:, :-1]).any(axis=1))[0]
+        repeated = (srt[:, 1:] == srt[:, :-1]).any(axis=1)
+        rep = np.nonzero(repeated)[0]
+        m0 = c.shape[0]
+        kept = np.arange(m0, dtype=np.int64)
+        if drop_degenerate:
+            x0 = pts[c]
+            measure0, longest0 = self._measure(x0)
+            flat = repeated | (np.abs(measure0) <= DEGENERATE_RTOL * longest0 ** (nv - 1))
+            if flat.all():
+                raise MeshError(
+                    f"all {c.shape[0]} elements are degenerate: nothing is left after dropping them"
+                )
+            kept = np.nonzero(~flat)[0]
+            c, rep = c[kept], rep[:0]
+        self.kept_cells = _readonly(kept)
+        self.dropped_cells = _readonly(np.setdiff1d(np.arange(m0, dtype=np.int64), kept))
         if rep.size:
             e = int(rep[0])
-            raise MeshError(f"element {e} repeats a vertex: {c[e].tolist()} ({rep.size} such elements)")
+            raise MeshError(
+                f"element {e} repeats a vertex: {c[e].tolist()} ({rep.size} such elements); "
+                f"{type(self).__name__}(..., drop_degenerate=True) drops them and reports which"
+            )
         self.dim = int(pts.shape[1])
         self.edges = TET_EDGES if nv == 4 else TRI_EDGES
         self.pair_index = _readonly(_pair_table(self.edges, nv))
@@ -115,7 +154,8 @@ class SimplexMesh:
             raise MeshError(
                 f"element {e} (vertices {c[e].tolist()}) is degenerate: "
                 f"{'volume' if nv == 4 else 'area'} {measure[e]:.3g} "
-                f"({int(deg.sum())} degenerate element(s))"
+                f"({int(deg.sum())} degenerate element(s)); "
+                f"{type(self).__name__}(..., drop_degenerate=True) drops them and reports which"
             )
         if nv == 4:
             inv = measure < 0
@@ -142,6 +182,8 @@ class SimplexMesh:
         self.node_cells = _readonly(np.ascontiguousarray(order // nv, dtype=np.int64))
         self.node_cell_local = _readonly(np.ascontiguousarray(order % nv, dtype=np.int64))
         self.used = _readonly(counts > 0)
+        if self.dropped_cells.size:
+            warnings.warn(self.drop_report(), DroppedElementsWarning, stacklevel=3)
         self.h_max = float(np.sqrt((ev**2).sum(-1)).max())
 
     # -- geometry -----------------------------------------------------------------
@@ -211,6 +253,12 @@ class TetMesh(SimplexMesh):
     tets : array_like, shape (n_cells, 4), int
         Vertex indices of each tetrahedron. Inverted tetrahedra are reoriented
         (``n_reoriented`` counts them); points used by no tetrahedron are allowed.
+    drop_degenerate : bool
+        Drop zero-volume tetrahedra (e.g. Delaunay slivers) and those repeating
+        a vertex instead of raising; a :class:`DroppedElementsWarning` says how
+        many, ``drop_report()`` what was dropped, ``dropped_cells`` /
+        ``kept_cells`` hold the input indices of the dropped / kept elements
+        (index per-element inputs such as conduction tensors with ``kept_cells``).
 
     Raises
     ------
@@ -223,8 +271,8 @@ class TetMesh(SimplexMesh):
     cell_type = "tetra"
     _allowed_dims = (3,)
 
-    def __init__(self, points, tets):
-        super().__init__(points, tets)
+    def __init__(self, points, tets, *, drop_degenerate: bool = False):
+        super().__init__(points, tets, drop_degenerate=drop_degenerate)
 
     @property
     def tets(self) -> np.ndarray:
@@ -258,8 +306,8 @@ class TriMesh(SimplexMesh):
     cell_type = "triangle"
     _allowed_dims = (2, 3)
 
-    def __init__(self, points, triangles):
-        super().__init__(points, triangles)
+    def __init__(self, points, triangles, *, drop_degenerate: bool = False):
+        super().__init__(points, triangles, drop_degenerate=drop_degenerate)
 
     @property
     def triangles(self) -> np.ndarray:
@@ -280,7 +328,7 @@ class TriMesh(SimplexMesh):
         return area, longest
 
 
-def from_meshio(mesh, cell_type: str | None = None) -> SimplexMesh:
+def from_meshio(mesh, cell_type: str | None = None, *, drop_degenerate: bool = False) -> SimplexMesh:
     """Build a :class:`TetMesh` or :class:`TriMesh` from a ``meshio.Mesh``.
 
     Parameters
@@ -290,6 +338,8 @@ def from_meshio(mesh, cell_type: str | None = None) -> SimplexMesh:
     cell_type : {"tetra", "triangle"}, optional
         Which cells to use; by default tetrahedra if present, else triangles.
         Planar triangle meshes (all z == 0) become 2D meshes.
+    drop_degenerate : bool
+        Drop degenerate elements instead of raising (see :class:`TetMesh`).
     """
     blocks: dict[str, list[np.ndarray]] = {}
     for cb in mesh.cells:
@@ -305,10 +355,10 @@ def from_meshio(mesh, cell_type: str | None = None) -> SimplexMesh:
     cells = np.concatenate(blocks[cell_type], axis=0)
     pts = np.asarray(mesh.points, dtype=np.float64)
     if cell_type == "tetra":
-        return TetMesh(pts, cells)
+        return TetMesh(pts, cells, drop_degenerate=drop_degenerate)
     if pts.shape[1] == 3 and np.all(pts[:, 2] == 0.0):
         pts = pts[:, :2]
-    return TriMesh(pts, cells)
+    return TriMesh(pts, cells, drop_degenerate=drop_degenerate)
 
 
 def _grid_points(n, size, origin, jitter, seed):

@@ -44,6 +44,60 @@ class UnreachedPointsWarning(RuntimeWarning):
     """Some mesh points used by elements were not reached by any source (their time is inf)."""
 
 
+class UnitsWarning(UserWarning):
+    """A mesh extent or activation times implausible for physim's units (mm, ms, mm/ms)."""
+
+
+#: mesh extents (bounding-box diagonal, mm) and activation spans (ms) outside these ranges draw a
+#: UnitsWarning: a heart in metres is ~0.1 "mm" across and activates in ~0.05 "ms"
+PLAUSIBLE_EXTENT_MM = (1.0, 1e5)
+PLAUSIBLE_SPAN_MS = (0.1, 1e6)
+
+
+def _check_units(mesh, phi, velocity_given: bool) -> None:
+    lo, hi = mesh.points.min(axis=0), mesh.points.max(axis=0)
+    extent = float(np.linalg.norm(hi - lo))
+    hints = []
+    if extent < PLAUSIBLE_EXTENT_MM[0]:
+        hints.append(f"the mesh is {extent:.3g} mm across (is it in metres? physim.eikonal uses mm)")
+    elif extent > PLAUSIBLE_EXTENT_MM[1]:
+        hints.append(f"the mesh is {extent:.3g} mm across (is it in micrometres? physim.eikonal uses mm)")
+    t = phi[np.isfinite(phi)]
+    span = float(t.max() - t.min()) if t.size else 0.0
+    if t.size and 0.0 < span < PLAUSIBLE_SPAN_MS[0]:
+        hints.append(f"activation spans only {span:.3g} ms")
+    elif span > PLAUSIBLE_SPAN_MS[1]:
+        hints.append(f"activation spans {span:.3g} ms")
+    if hints:
+        what = (
+            "velocity is in mm/ms"
+            if velocity_given
+            else "D is in mm^2/ms^2 (velocity squared; or pass velocity=)"
+        )
+        warnings.warn(
+            "; ".join(hints) + f"; physim.eikonal works in mm and ms, so {what}",
+            UnitsWarning,
+            stacklevel=3,
+        )
+
+
+def _velocity_to_D(mesh, velocity):
+    """Isotropic conduction tensors v^2 I from a speed (mm/ms): a scalar or one value per element."""
+    v = as_float_array("velocity", velocity)
+    if v.ndim == 0 or v.size == 1:
+        v = np.full(mesh.n_cells, float(v.reshape(-1)[0]))
+    elif v.shape != (mesh.n_cells,):
+        raise ShapeError(
+            f"velocity must be a scalar or have one value per element, shape ({mesh.n_cells},), got {v.shape}"
+        )
+    bad = np.nonzero(~(v > 0))[0]
+    if bad.size:
+        raise InvalidInputError(
+            f"velocity must be positive (mm/ms), got {v[bad[0]]} at element {int(bad[0])}"
+        )
+    return (v * v)[:, None, None] * np.eye(mesh.dim)
+
+
 @dataclass(frozen=True, eq=False)
 class Activation(Result):
     """Result of :func:`solve` (read-only arrays).
@@ -193,17 +247,27 @@ def _parse_sources(mesh, sources):
             )
         return "nodes", idx
     if a.dtype.kind == "f":
-        pts = as_float_array("sources", a.reshape(1, -1) if a.ndim == 1 else a, shape=(None, mesh.dim))
+        d = mesh.dim
+        if not ((a.ndim == 1 and a.size == d) or (a.ndim == 2 and a.shape[1] == d)):
+            hint = ""
+            if np.all(np.isfinite(a)) and np.all(a == np.round(a)) and a.ndim <= 1:
+                hint = f"; for node indices pass integers, e.g. sources={np.asarray(a, dtype=np.int64).reshape(-1).tolist()}"
+            raise ShapeError(
+                f"sources must be integer node indices, shape (n,), or points in mm, shape (n, {d}); "
+                f"got floats of shape {a.shape}{hint}"
+            )
+        pts = as_float_array("sources", a.reshape(1, -1) if a.ndim == 1 else a, shape=(None, d))
         return "points", pts
     raise InvalidTypeError(f"sources must be integer node indices or float points, got dtype {a.dtype}")
 
 
 def solve(
     mesh: SimplexMesh,
-    D,
-    sources,
+    D=None,
+    sources=None,
     source_times=0.0,
     *,
+    velocity=None,
     tol: float = 1e-8,
     init_radius: float = 0.0,
     max_visits: int | None = None,
@@ -218,11 +282,15 @@ def solve(
     D : float or array_like, shape (dim, dim) or (n_cells, dim, dim)
         Symmetric positive definite conduction tensors, mm²/ms² (``v²`` for an
         isotropic speed ``v`` in mm/ms); see :func:`conduction_tensor`.
+        Give either ``D`` or ``velocity``.
     sources : int array_like (n_sources,) or float array_like (n_sources, dim)
         Node indices, or points (mm) inside the mesh (their containing element's
         vertices are initialised exactly).
     source_times : float or array_like (n_sources,)
         Initiation time of each source, ms.
+    velocity : float or array_like (n_cells,), optional
+        Isotropic conduction velocity in mm/ms (= m/s), instead of ``D``
+        (``D = velocity² I``); e.g. ``solve(mesh, velocity=0.6, sources=[0])``.
     tol : float
         A node whose time drops by at most ``tol`` (ms) is not re-activated,
         so the result is the discrete fixed point up to about ``tol`` (the
@@ -255,10 +323,19 @@ def solve(
     -----
     UnreachedPointsWarning
         When points used by elements are not reached (disconnected from every source).
+    UnitsWarning
+        When the mesh extent or the activation times are implausible in mm / ms
+        (e.g. a mesh in metres).
     """
     if not isinstance(mesh, SimplexMesh):
         raise InvalidTypeError(f"mesh must be a TetMesh or TriMesh, got {type(mesh).__name__}")
-    Dm = prepare_D(mesh, D)
+    if velocity is not None and D is not None:
+        raise InvalidInputError("give either D (mm^2/ms^2) or velocity (mm/ms), not both")
+    if velocity is None and D is None:
+        raise InvalidInputError("give the conduction: D (mm^2/ms^2 tensors) or velocity= (mm/ms)")
+    if sources is None:
+        raise InvalidInputError("sources is required: node indices (n,) or points (n, dim) in mm")
+    Dm = prepare_D(mesh, D) if velocity is None else _velocity_to_D(mesh, velocity)
     kind, src = _parse_sources(mesh, sources)
     k = src.shape[0]
     scalar_t = np.ndim(source_times) == 0
@@ -348,6 +425,7 @@ def solve(
             UnreachedPointsWarning,
             stacklevel=2,
         )
+    _check_units(mesh, phi, velocity is not None)
     src = src.copy()
     st = st.copy()
     positions = np.array(positions, dtype=np.float64, order="C")

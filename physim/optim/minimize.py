@@ -446,7 +446,7 @@ def minimize(
     tol = None if tol is None else as_scalar("tol", tol, nonnegative=True)
     if callback is not None and not callable(callback):
         raise InvalidTypeError(f"callback must be callable, got {type(callback).__name__}")
-    progress = as_bool("progress", progress)
+    progress = None if progress is None else as_bool("progress", progress)
     if not isinstance(args, tuple):
         raise InvalidTypeError(f"args must be a tuple, got {type(args).__name__}")
     if options is not None and not isinstance(options, dict):
