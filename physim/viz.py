@@ -102,7 +102,9 @@ def ensure_offscreen() -> None:
             pass
 
 
-def plotter(window_size: tuple[int, int] = (1024, 768), shape: tuple[int, int] = (1, 1), **kwargs: Any):
+def plotter(
+    window_size: tuple[int, int] = (1024, 768), shape: tuple[int, int] = (1, 1), **kwargs: Any
+) -> Any:
     """A pyvista ``Plotter`` rendering off-screen (always: physim only writes files)."""
     ensure_offscreen()
     import pyvista as pv
@@ -237,7 +239,7 @@ def scalar_bar_args(
 # meshes
 
 
-def as_grid(mesh: Any):
+def as_grid(mesh: Any) -> Any:
     """A pyvista dataset from a pyvista dataset, a ``meshio.Mesh`` or a physim mesh.
 
     Physim meshes are objects with ``points`` (n, 3) and ``tets`` / ``cells`` /
@@ -653,7 +655,7 @@ def plot_mesh_field(
 # curves and data files
 
 
-def figure(nrows: int = 1, ncols: int = 1, **kwargs: Any):
+def figure(nrows: int = 1, ncols: int = 1, **kwargs: Any) -> tuple[Any, Any]:
     """A matplotlib figure and axes with the Agg backend when headless."""
     ensure_offscreen()
     import matplotlib.pyplot as plt

@@ -301,4 +301,8 @@ def ecg_picture(path, setup, target, fitted, title):
             ax.set_ylabel("mV")
     axes[0, 0].legend(fontsize=8, loc="upper right")
     fig.suptitle(title)
-    return save_figure(fig, path)
+    data = {"time (ms)": t}
+    for i, n in enumerate(names):
+        data[f"{n} target (mV)"] = target[i]
+        data[f"{n} fitted (mV)"] = fitted[i]
+    return save_figure(fig, path, data=data)  # the signals as CSV next to the picture

@@ -31,6 +31,8 @@ def test_scenario_quick(name, tmp_path):
     assert any(out.glob("*.png")), f"{name} wrote no picture"
     if name in THREE_D:
         assert (out / "view.html").stat().st_size > 10_000, f"{name} wrote no view.html"
+    if name.startswith("twin_"):
+        assert (out / "ecg_target_vs_fitted.csv").read_text().startswith("time (ms),I target (mV)")
 
 
 def test_at_least_one_scenario_exists():
