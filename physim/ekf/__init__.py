@@ -18,7 +18,17 @@ from .compiled import CompiledMeasurementModel, CompiledMotionModel
 from .costs import CovarianceCost, FinalLogDet, FinalTrace, HorizonSum, PositionTrace
 from .filter import FilterResult, Rollout, covariance_rollout, run_filter
 from .models import Bicycle, MotionModel, Unicycle
-from .planning import Plan, plan_active_sensing
+from .montecarlo import (
+    StrategyComparison,
+    compare_strategies,
+    paired_difference,
+    position_rmse_ci,
+    run_chunk,
+    summarize,
+)
+from .closed_loop import ActiveSensingController, ClosedLoopResult
+from .constraints import BeaconDistance, KeepOut, StateConstraint
+from .planning import InfeasiblePlanWarning, Plan, plan_active_sensing
 from .sensors import Beacons, MeasurementModel
 
 __all__ = [
@@ -46,4 +56,16 @@ __all__ = [
     "HorizonSum",
     "Plan",
     "plan_active_sensing",
+    "InfeasiblePlanWarning",
+    "ActiveSensingController",
+    "ClosedLoopResult",
+    "compare_strategies",
+    "StrategyComparison",
+    "run_chunk",
+    "summarize",
+    "paired_difference",
+    "position_rmse_ci",
+    "StateConstraint",
+    "KeepOut",
+    "BeaconDistance",
 ]

@@ -955,3 +955,36 @@ def ekf_monte_carlo(kind, mp, B, sp, x0, P0, U, M, Q0, L0, Lm, Lq, e0, eu, eq, e
         if fail >= 0:
             return r * N + fail
     return -1
+
+
+# ---------------------------------------------------------------------------
+# forward sensitivities of the nominal trajectory (constraint Jacobians)
+# ---------------------------------------------------------------------------
+
+
+@njit
+def trajectory_sensitivity(F, G, S):
+    """S[k] = ∂x_k/∂U (n, N, n_u) for k = 0..N from x_{k+1} = f(x_k, u_k).
+
+    F (N, n, n), G (N, n, n_u); S (N+1, n, N, n_u) is written in full
+    (S[k, :, j] = 0 for j ≥ k). S[k+1, :, j] = F_k S[k, :, j] for j < k and
+    S[k+1, :, k] = G_k. Cost O(N² n² n_u).
+    """
+    N = F.shape[0]
+    n = F.shape[1]
+    nu = G.shape[2]
+    for i in range(n):
+        for j in range(N):
+            for a in range(nu):
+                S[0, i, j, a] = 0.0
+    for k in range(N):
+        for i in range(n):
+            for j in range(N):
+                for a in range(nu):
+                    acc = 0.0
+                    if j < k:
+                        for l in range(n):
+                            acc += F[k, i, l] * S[k, l, j, a]
+                    elif j == k:
+                        acc = G[k, i, a]
+                    S[k + 1, i, j, a] = acc

@@ -373,12 +373,8 @@ def run_filter(
     x0, P0, U, M, Q0 = _validate(model, beacons, x0, P0, controls, M, Q0)
     if not isinstance(n_runs, (int, np.integer)) or n_runs < 1:
         raise InvalidInputError(f"n_runs must be a positive integer, got {n_runs!r}")
-    rng = np.random.default_rng(seed)
     N, n, nu, m = U.shape[0], model.n_state, model.n_control, beacons.n_meas
-    e0 = rng.standard_normal((n_runs, n))
-    eu = rng.standard_normal((n_runs, N, nu))
-    eq = rng.standard_normal((n_runs, N, n))
-    ez = rng.standard_normal((n_runs, N, m))
+    e0, eu, eq, ez = _draw_noise(np.random.default_rng(seed), n_runs, N, n, nu, m)
     L0 = np.ascontiguousarray(np.linalg.cholesky(P0))
     Lm, Lq = _sqrt_psd(M), _sqrt_psd(Q0)
     if model._kind is not None and type(beacons) is Beacons:
@@ -453,45 +449,91 @@ def _raise_status(model, sensor, status, where):
     raise NonFiniteError(f"{type(model).__name__}.f returned a non-finite state in {where}")
 
 
+def _draw_noise(rng, R, N, n, nu, m):
+    """Standard-normal draws (e0 (R, n), eu (R, N, n_u), eq (R, N, n), ez (R, N, m)), in this order.
+
+    Every simulation (:func:`run_filter`, closed-loop runs) draws its noise
+    through here, so equal seeds give equal noise (common random numbers).
+    """
+    e0 = rng.standard_normal((R, n))
+    eu = rng.standard_normal((R, N, nu))
+    eq = rng.standard_normal((R, N, n))
+    ez = rng.standard_normal((R, N, m))
+    return e0, eu, eq, ez
+
+
 def _run_filter_python(model, sensor, x0, P0, U, M, Q0, L0, Lm, Lq, e0, eu, eq, ez, joseph):
     """Reference path for user-defined models/sensors (same noise draws as the kernel)."""
     R, N = e0.shape[0], U.shape[0]
     n, m = x0.shape[0], sensor.n_meas
-    ang = np.asarray(sensor.angular, dtype=bool)
     Xt = np.empty((R, N + 1, n))
     Xh = np.empty_like(Xt)
     Ph = np.empty((R, N + 1, n, n))
     Z = np.empty((R, N, m))
-    I = np.eye(n)
     for r in range(R):
-        Xt[r, 0] = x0 + L0 @ e0[r]
-        Xh[r, 0] = x0
-        Ph[r, 0] = P0
-        for k in range(N):
-            Xt[r, k + 1] = model.step(Xt[r, k], U[k] + Lm @ eu[r, k]) + Lq @ eq[r, k]
-            xt = Xt[r, k + 1][None]
-            z = sensor.measure(xt)[0] + sensor.noise_std(xt)[0] * ez[r, k]
-            z[ang] = _wrap(z[ang])
-            Z[r, k] = z
-            F, G = model.jacobians(Xh[r, k], U[k])
-            xp = model.step(Xh[r, k], U[k])
-            Pm = F @ Ph[r, k] @ F.T + G @ M @ G.T + Q0
-            Pm = 0.5 * (Pm + Pm.T)
-            H, Rd = sensor.jacobians(xp[None])
-            H, Rd = H[0], Rd[0]
-            S = H @ Pm @ H.T + np.diag(Rd)
-            try:
-                L = np.linalg.cholesky(S)
-            except np.linalg.LinAlgError:
-                raise SingularSystemError(
-                    f"innovation covariance not positive definite in run {r}, step {k + 1}"
-                ) from None
-            Kg = np.linalg.solve(L.T, np.linalg.solve(L, H @ Pm)).T
-            y = z - sensor.measure(xp[None])[0]
-            y[ang] = _wrap(y[ang])
-            Xh[r, k + 1] = xp + Kg @ y
-            A = I - Kg @ H
-            P = A @ Pm @ A.T + Kg @ np.diag(Rd) @ Kg.T if joseph else A @ Pm
-            Ph[r, k + 1] = 0.5 * (P + P.T)
+        k = _segment_python(model, sensor, x0 + L0 @ e0[r], x0, P0, U, M, Q0, Lm, Lq, eu[r], eq[r], ez[r],
+                            joseph, Xt[r], Xh[r], Ph[r], Z[r])  # fmt: skip
+        if k >= 0:
+            raise SingularSystemError(f"innovation covariance not positive definite in run {r}, step {k + 1}")
     freeze(Xt, Xh, Ph, Z)
     return FilterResult(truth=Xt, estimates=Xh, covariances=Ph, measurements=Z)
+
+
+def _segment_python(model, sensor, xt0, xh0, Ph0, U, M, Q0, Lm, Lq, eu, eq, ez, joseph, Xt, Xh, Ph, Z) -> int:
+    """One run of truth + EKF over the steps of U in numpy; returns -1 or the failing step."""
+    ang = np.asarray(sensor.angular, dtype=bool)
+    I = np.eye(xh0.shape[0])
+    Xt[0], Xh[0], Ph[0] = xt0, xh0, Ph0
+    for k in range(U.shape[0]):
+        Xt[k + 1] = model.step(Xt[k], U[k] + Lm @ eu[k]) + Lq @ eq[k]
+        xt = Xt[k + 1][None]
+        z = sensor.measure(xt)[0] + sensor.noise_std(xt)[0] * ez[k]
+        z[ang] = _wrap(z[ang])
+        Z[k] = z
+        F, G = model.jacobians(Xh[k], U[k])
+        xp = model.step(Xh[k], U[k])
+        Pm = F @ Ph[k] @ F.T + G @ M @ G.T + Q0
+        Pm = 0.5 * (Pm + Pm.T)
+        H, Rd = sensor.jacobians(xp[None])
+        H, Rd = H[0], Rd[0]
+        S = H @ Pm @ H.T + np.diag(Rd)
+        try:
+            L = np.linalg.cholesky(S)
+        except np.linalg.LinAlgError:
+            return k
+        Kg = np.linalg.solve(L.T, np.linalg.solve(L, H @ Pm)).T
+        y = z - sensor.measure(xp[None])[0]
+        y[ang] = _wrap(y[ang])
+        Xh[k + 1] = xp + Kg @ y
+        A = I - Kg @ H
+        P = A @ Pm @ A.T + Kg @ np.diag(Rd) @ Kg.T if joseph else A @ Pm
+        Ph[k + 1] = 0.5 * (P + P.T)
+    return -1
+
+
+def _segment(model, sensor, xt0, xh0, Ph0, U, M, Q0, Lm, Lq, eu, eq, ez, joseph):
+    """Truth + EKF of one run over the K steps of U from truth xt0 and estimate (xh0, Ph0).
+
+    Validated C-contiguous float64 inputs; eu (K, n_u), eq (K, n), ez (K, m)
+    are standard-normal draws. Returns Xt, Xh (K+1, n), Ph (K+1, n, n), Z (K, m).
+    """
+    K_, n, m = U.shape[0], xh0.shape[0], sensor.n_meas
+    Xt = np.empty((K_ + 1, n))
+    Xh = np.empty_like(Xt)
+    Ph = np.empty((K_ + 1, n, n))
+    Z = np.empty((K_, m))
+    fm, fs = _compiled_model(model), _compiled_sensor(sensor, n)
+    if model._kind is not None and type(sensor) is Beacons and fs is not None:
+        k = K.ekf_segment(model._kind, model._params(), sensor.positions, sensor._params(), xt0, xh0, Ph0, U, M,
+                          Q0, Lm, Lq, eu, eq, ez, bool(joseph), Xt, Xh, Ph, Z)  # fmt: skip
+        if k >= 0:
+            raise SingularSystemError(f"innovation covariance not positive definite at step {k + 1}")
+    elif fm is not None and fs is not None:
+        status, k = _user_kernel_call(model, sensor, UK.user_ekf_segment, *fm, *fs, xt0, xh0, Ph0, U, M, Q0,
+                                      Lm, Lq, eu, eq, ez, bool(joseph), Xt, Xh, Ph, Z)  # fmt: skip
+        _raise_status(model, sensor, status, f"step {k + 1}")
+    else:
+        k = _segment_python(model, sensor, xt0, xh0, Ph0, U, M, Q0, Lm, Lq, eu, eq, ez, joseph, Xt, Xh, Ph, Z)
+        if k >= 0:
+            raise SingularSystemError(f"innovation covariance not positive definite at step {k + 1}")
+    return Xt, Xh, Ph, Z

@@ -8,27 +8,52 @@ with :func:`physim.optim.minimize`, where ``c`` is a covariance cost
 (:mod:`physim.ekf.costs`, final covariance trace by default) normalised by its
 value at the initial plan U₀ (so tolerances and weights are scale-free), the
 goal term is used in penalty mode, and gradients come from one adjoint sweep
-per evaluation. In constraint mode the final position is instead an equality
-constraint ``p_N(U) = goal`` handled by SLSQP (its Jacobian, two trajectory
-VJPs). Control bounds are box constraints.
+per evaluation. Constraints (SLSQP, exact Jacobians):
+
+* control bounds (speed, turn rate, steering): box constraints;
+* the goal: the equality ``p_N(U) = goal`` (Jacobian: two trajectory VJPs)
+  or, with ``goal_radius``, the goal region ‖p_N - goal‖ ≤ r;
+* state constraints on every planned state (:mod:`physim.ekf.constraints`):
+  keep-out circles (obstacles) and a minimum distance to every beacon.
+
+A start or goal that no plan can satisfy (inside a keep-out circle) is an
+error; initial controls outside the bounds are projected onto them. Every
+returned :class:`Plan` reports its largest constraint violation
+(``max_constraint_violation``) and warns (:class:`InfeasiblePlanWarning`)
+when it exceeds ``constraint_tol``.
 """
 
 from __future__ import annotations
 
+import functools
 import time
-from dataclasses import dataclass
+import warnings
+from dataclasses import dataclass, field
 
 import numpy as np
+from threadpoolctl import ThreadpoolController
 
 from .._result import Result
 from .._validate import as_float_array, as_scalar
 from ..errors import InvalidInputError, ShapeError
+from . import _kernels as K
 from .adjoint import _trajectory_adjoint, adjoint
+from .constraints import _Circles, as_constraints
 from .costs import CovarianceCost, FinalTrace
 from .filter import Rollout, _rollout, _trajectory, _validate
 from .models import Bicycle
 
-__all__ = ["Plan", "plan_active_sensing"]
+__all__ = ["Plan", "plan_active_sensing", "InfeasiblePlanWarning"]
+
+
+@functools.cache
+def _blas_controller() -> ThreadpoolController:
+    """The process's BLAS thread pools (inspected once: the inspection costs milliseconds)."""
+    return ThreadpoolController()
+
+
+class InfeasiblePlanWarning(RuntimeWarning):
+    """A returned plan violates one of its constraints by more than ``constraint_tol``."""
 
 
 @dataclass(frozen=True, eq=False)
@@ -59,6 +84,14 @@ class Plan(Result):
         Optimizer result (``nit``, ``nfev``, ``success``, ``message``, ``history``).
     time_s : float
         Wall-clock time of the optimisation in s.
+    max_constraint_violation : float
+        Largest violation of any constraint of the plan (0 when all hold):
+        bounds in control units, goal and state constraints in m.
+    constraint_violations : dict
+        The violation of each kind of constraint (``"bounds"``, ``"goal"``,
+        ``"goal region"``, and one entry per state constraint).
+    feasible : bool
+        ``max_constraint_violation <= constraint_tol``.
     """
 
     controls: np.ndarray
@@ -72,6 +105,15 @@ class Plan(Result):
     rollout: Rollout
     result: object
     time_s: float
+    max_constraint_violation: float = 0.0
+    constraint_violations: dict = field(default_factory=dict)
+    feasible: bool = True
+
+    def __repr__(self) -> str:
+        return (
+            f"Plan(N={self.controls.shape[0]}, cost={self.initial_cost:.4g} -> {self.cost:.4g}, "
+            f"nit={getattr(self.result, 'nit', None)}, max_constraint_violation={self.max_constraint_violation:.2g})"
+        )
 
 
 def _bounds(bounds, nu):
@@ -127,6 +169,127 @@ def _objective(model, beacons, x0, P0, M, Q0, shape, cost, c0, goal, goal_weight
     return fun
 
 
+class _Trajectory:
+    """Nominal trajectory and its forward sensitivities for the last controls z (shared by constraints)."""
+
+    def __init__(self, model, x0, shape):
+        self.model, self.x0, self.shape = model, x0, shape
+        self.key = self.S_key = None
+
+    def states(self, z):
+        key = z.tobytes()
+        if key != self.key:
+            self.X, self.F, self.G = _trajectory(self.model, self.x0, z.reshape(self.shape))
+            self.key = key
+        return self.X
+
+    def sensitivity(self, z):
+        """∂x_k/∂z (N+1, n, N * n_u)."""
+        self.states(z)
+        if self.S_key != self.key:
+            N, nu = self.shape
+            S = np.empty((N + 1, self.X.shape[1], N, nu))
+            K.trajectory_sensitivity(self.F, self.G, S)
+            self.S = S.reshape(N + 1, self.X.shape[1], N * nu)
+            self.S_key = self.key
+        return self.S
+
+
+def _constraint_dicts(model, beacons, x0, shape, goal, goal_radius, use_goal_eq, state_cons):
+    """scipy SLSQP constraint dicts for the goal (equality or region) and the state constraints."""
+    N, nu = shape
+    n = x0.shape[0]
+    traj = _Trajectory(model, x0, shape)
+    out = []
+    if use_goal_eq:
+
+        def c_fun(z):
+            return traj.states(z)[-1, :2] - goal
+
+        def c_jac(z):
+            U = z.reshape(N, nu)
+            X = traj.states(z)
+            zF, zG = np.zeros((N, n, n)), np.zeros((N, n, nu))
+            jac = np.empty((2, N * nu))
+            for i in range(2):
+                Xb = np.zeros((N + 1, n))
+                Xb[-1, i] = 1.0
+                jac[i] = _trajectory_adjoint(model, X, U, traj.F, traj.G, zF, zG, Xb)[1].reshape(-1)
+            return jac
+
+        out.append({"type": "eq", "fun": c_fun, "jac": c_jac})
+    ineq_f, ineq_j = [], []
+    if goal_radius is not None:
+        r = goal_radius
+
+        def g_fun(z):
+            e = traj.states(z)[-1, :2] - goal
+            return np.array([(r * r - e @ e) / (2.0 * r)])
+
+        def g_jac(z):
+            e = traj.states(z)[-1, :2] - goal
+            return (-(e / r) @ traj.sensitivity(z)[-1, :2])[None]
+
+        ineq_f.append(g_fun)
+        ineq_j.append(g_jac)
+    for con in state_cons:
+
+        def s_fun(z, con=con):
+            return con.values(traj.states(z)[1:], beacons).reshape(-1)
+
+        def s_jac(z, con=con):
+            X = traj.states(z)[1:]
+            J = con.jacobian(X, beacons)  # (N, q, n)
+            return np.einsum("kqi,kij->kqj", J, traj.sensitivity(z)[1:]).reshape(-1, N * nu)
+
+        ineq_f.append(s_fun)
+        ineq_j.append(s_jac)
+    if ineq_f:
+        out.append(
+            {
+                "type": "ineq",
+                "fun": lambda z: np.concatenate([f(z) for f in ineq_f]),
+                "jac": lambda z: np.concatenate([j(z) for j in ineq_j], axis=0),
+            }
+        )
+    return out
+
+
+def _violation_penalty(cons):
+    """``fun(z) -> (Σ violations², gradient)`` over scipy constraint dicts (equalities and ≥ 0 inequalities)."""
+
+    def fun(z):
+        val, grad = 0.0, np.zeros_like(z)
+        for c in cons:
+            v = np.asarray(c["fun"](z), dtype=float)
+            r = v if c["type"] == "eq" else np.minimum(v, 0.0)
+            if r.any():
+                val += float(r @ r)
+                grad += 2.0 * (np.asarray(c["jac"](z)).T @ r)
+        return val, grad
+
+    return fun
+
+
+def _violations(U, X, beacons, box, goal, goal_radius, use_goal_eq, state_cons) -> dict:
+    """Violation of each constraint of a plan (bounds in control units, the others in m)."""
+    v = {}
+    if box is not None:
+        lo, hi = box
+        v["bounds"] = float(max(0.0, np.max(lo - U, initial=0.0), np.max(U - hi, initial=0.0)))
+    if goal is not None:
+        d = float(np.linalg.norm(X[-1, :2] - goal))
+        if use_goal_eq:
+            v["goal"] = d
+        elif goal_radius is not None:
+            v["goal region"] = max(0.0, d - goal_radius)
+    for i, con in enumerate(state_cons):
+        name = getattr(con, "name", type(con).__name__)
+        key = name if name not in v else f"{name} {i}"
+        v[key] = float(con.violation(X[1:], beacons))
+    return v
+
+
 def plan_active_sensing(
     model,
     beacons,
@@ -140,11 +303,14 @@ def plan_active_sensing(
     bounds=None,
     goal=None,
     goal_mode: str = "constraint",
+    goal_radius: float | None = None,
     goal_weight: float = 100.0,
     smooth_weight: float = 0.0,
+    constraints=None,
     method: str | None = None,
     maxiter: int = 100,
     tol: float | None = None,
+    constraint_tol: float = 1e-6,
     callback=None,
     progress: bool = False,
 ) -> Plan:
@@ -155,25 +321,36 @@ def plan_active_sensing(
     model, beacons, x0, P0, M, Q0
         As in :func:`physim.ekf.covariance_rollout`.
     controls0 : array_like, shape (N, n_u)
-        Initial plan (e.g. a straight line to the goal).
+        Initial plan (e.g. a straight line to the goal); projected onto ``bounds``.
     cost : CovarianceCost, optional
         Covariance cost c; ``FinalTrace()`` (trace of P_N, m²) by default.
     bounds : (array_like (n_u,), array_like (n_u,)), optional
-        Lower and upper bounds on every control (``None``/±inf = free).
+        Lower and upper bounds on every control (``None``/±inf = free), e.g.
+        speed in [0, v_max] m/s and turn rate in [-ω_max, ω_max] rad/s.
     goal : array_like, shape (2,), optional
         Final position in m.
     goal_mode : {"constraint", "penalty"}
-        Equality constraint p_N = goal (SLSQP) or penalty ``goal_weight ‖p_N - goal‖²``.
+        Constraint on the final position (SLSQP) or penalty ``goal_weight ‖p_N - goal‖²``.
+    goal_radius : float, optional
+        Constraint mode: reach the goal region ‖p_N - goal‖ ≤ goal_radius (m)
+        instead of the goal point.
     goal_weight : float
         Penalty weight in 1/m² (the covariance term is normalised to 1 at the start).
     smooth_weight : float
         Weight of Σ_k ‖u_{k+1} - u_k‖² (in 1/(control units)²).
+    constraints : StateConstraint or sequence of StateConstraint, optional
+        Constraints on every planned state, e.g. ``[KeepOut(centers, radii),
+        BeaconDistance(0.5)]`` (:mod:`physim.ekf.constraints`; SLSQP).
     method : {"lbfgs", "slsqp", "adam"}, optional
-        Defaults to "slsqp" with a goal constraint, "lbfgs" otherwise.
+        Defaults to "slsqp" with any constraint besides bounds, "lbfgs" otherwise.
     maxiter : int
         Maximum optimizer iterations.
     tol : float, optional
         Optimizer tolerance (see :func:`physim.optim.minimize`).
+    constraint_tol : float
+        A plan whose largest constraint violation exceeds this (m or control
+        units) is reported infeasible (``Plan.feasible``) with an
+        :class:`InfeasiblePlanWarning`.
     callback : callable, optional
         Passed on to :func:`physim.optim.minimize`.
     progress : bool
@@ -182,7 +359,27 @@ def plan_active_sensing(
     Returns
     -------
     Plan
+
+    Raises
+    ------
+    InvalidInputError
+        Bad options, or a start (or goal point) inside a keep-out circle or
+        too close to a beacon.
     """
+    return _plan(
+        model, beacons, x0, P0, controls0, M, Q0, cost=cost, bounds=bounds, goal=goal, goal_mode=goal_mode,
+        goal_radius=goal_radius, goal_weight=goal_weight, smooth_weight=smooth_weight, constraints=constraints,
+        method=method, maxiter=maxiter, tol=tol, constraint_tol=constraint_tol, callback=callback,
+        progress=progress, strict=True, warn=True,
+    )  # fmt: skip
+
+
+def _plan(
+    model, beacons, x0, P0, controls0, M, Q0, *, cost, bounds, goal, goal_mode, goal_radius, goal_weight,
+    smooth_weight, constraints, method, maxiter, tol, constraint_tol, callback, progress, strict, warn,
+    restore_feasibility=True,
+):  # fmt: skip
+    """:func:`plan_active_sensing`; ``strict=False`` (closed loop) plans even from an infeasible start."""
     from ..optim import minimize
 
     x0, P0, U0, M, Q0 = _validate(model, beacons, x0, P0, controls0, M, Q0)
@@ -202,45 +399,40 @@ def plan_active_sensing(
         goal = as_float_array("goal", goal, (2,))
     if goal_mode not in ("constraint", "penalty"):
         raise InvalidInputError(f"goal_mode must be 'constraint' or 'penalty', got {goal_mode!r}")
+    if goal_radius is not None:
+        goal_radius = as_scalar("goal_radius", goal_radius, positive=True)
+        if goal is None or goal_mode != "constraint":
+            raise InvalidInputError("goal_radius needs a goal in goal_mode='constraint'")
     goal_weight = as_scalar("goal_weight", goal_weight, nonnegative=True)
     smooth_weight = as_scalar("smooth_weight", smooth_weight, nonnegative=True)
-    use_constraint = goal is not None and goal_mode == "constraint"
+    constraint_tol = as_scalar("constraint_tol", constraint_tol, nonnegative=True)
+    state_cons = as_constraints(constraints)
+    use_goal_eq = goal is not None and goal_mode == "constraint" and goal_radius is None
+    constrained = (goal is not None and goal_mode == "constraint") or bool(state_cons)
     if method is None:
-        method = "slsqp" if use_constraint else "lbfgs"
-    if use_constraint and method != "slsqp":
-        raise InvalidInputError(f"a goal constraint needs method='slsqp', got {method!r}")
+        method = "slsqp" if constrained else "lbfgs"
+    if constrained and method != "slsqp":
+        raise InvalidInputError(f"goal and state constraints need method='slsqp', got {method!r}")
+    if strict:
+        for con in state_cons:
+            if isinstance(con, _Circles):
+                con.check_point("the start x0", x0, beacons)
+                if use_goal_eq:
+                    con.check_point("the goal", goal, beacons)
 
     r0 = _rollout(model, beacons, x0, P0, U0, M, Q0, check=True)
     c0 = float(cost.value(r0.P))
     if not c0 > 0:
         raise InvalidInputError(f"the initial covariance cost must be > 0 to normalise it, got {c0}")
     seen: dict[bytes, tuple[float, float]] = {}
-    penalty_goal = goal if (goal is not None and not use_constraint) else None
+    penalty_goal = goal if (goal is not None and goal_mode == "penalty") else None
     fun = _objective(model, beacons, x0, P0, M, Q0, (N, nu), cost, c0, penalty_goal, goal_weight,
                      smooth_weight, seen)  # fmt: skip
-
-    constraints = ()
-    if use_constraint:
-
-        def traj(z):
-            X, F, G = _trajectory(model, x0, z.reshape(N, nu))
-            return X, F, G
-
-        def c_fun(z):
-            return traj(z)[0][-1, :2] - goal
-
-        def c_jac(z):
-            U = z.reshape(N, nu)
-            X, F, G = traj(z)
-            zF, zG = np.zeros((N, n, n)), np.zeros((N, n, nu))
-            jac = np.empty((2, N * nu))
-            for i in range(2):
-                Xb = np.zeros((N + 1, n))
-                Xb[-1, i] = 1.0
-                jac[i] = _trajectory_adjoint(model, X, U, F, G, zF, zG, Xb)[1].reshape(-1)
-            return jac
-
-        constraints = ({"type": "eq", "fun": c_fun, "jac": c_jac},)
+    cons = (
+        _constraint_dicts(model, beacons, x0, (N, nu), goal, goal_radius, use_goal_eq, state_cons)
+        if constrained
+        else ()
+    )
 
     z0 = U0.reshape(-1).copy()
     J0 = fun(z0)[0]
@@ -251,9 +443,8 @@ def plan_active_sensing(
         z = np.asarray(res.x, dtype=float)
         hit = seen.get(z.tobytes())
         if hit is None:
-            f = fun(z.copy())
+            fun(z.copy())
             hit = seen[z.tobytes()]
-            del f
         costs.append(hit[0])
         objs.append(hit[1])
         if callback is not None:
@@ -261,16 +452,49 @@ def plan_active_sensing(
 
     zb = None if box is None else [(lo, hi) for _ in range(N) for lo, hi in zip(box[0], box[1])]
     t0 = time.perf_counter()
-    res = minimize(
-        fun, z0, method=method, bounds=zb, constraints=constraints, maxiter=maxiter, tol=tol,
-        callback=cb, progress=progress,
-    )  # fmt: skip
+    # the optimizer's linear algebra is tiny: threaded BLAS only adds start-up costs (up to 10x on a
+    # busy machine), so it runs on one BLAS thread (process-wide for the duration of the call)
+
+    def assess(res):
+        U = np.asarray(res.x, dtype=float).reshape(N, nu)
+        X = _trajectory(model, x0, U)[0]
+        viol = _violations(U, X, beacons, box, goal, goal_radius, use_goal_eq, state_cons)
+        return max(viol.values(), default=0.0)
+
+    with _blas_controller().limit(limits=1, user_api="blas"):
+        res = minimize(
+            fun, z0, method=method, bounds=zb, constraints=cons, maxiter=maxiter, tol=tol,
+            callback=cb, progress=progress,
+        )  # fmt: skip
+        if cons and restore_feasibility and assess(res) > constraint_tol:
+            # feasibility restoration: minimise the squared constraint violations (L-BFGS-B, smooth)
+            # from where SQP stopped, then SQP again from the restored point; keep the better plan
+            zf = minimize(_violation_penalty(cons), res.x, method="lbfgs", bounds=zb, maxiter=200, tol=1e-14).x
+            res2 = minimize(fun, zf, method=method, bounds=zb, constraints=cons, maxiter=maxiter, tol=tol,
+                            callback=cb)  # fmt: skip
+            v1, v2 = assess(res), assess(res2)
+            if (v2 <= constraint_tol and (v1 > constraint_tol or res2.fun < res.fun)) or (
+                v1 > constraint_tol and v2 < v1
+            ):
+                res = res2
     elapsed = time.perf_counter() - t0
     U = np.asarray(res.x, dtype=float).reshape(N, nu)
     r = _rollout(model, beacons, x0, P0, U, M, Q0, check=False)
     gerr = None if goal is None else float(np.linalg.norm(r.states[-1, :2] - goal))
+    viol = _violations(U, r.states, beacons, box, goal, goal_radius, use_goal_eq, state_cons)
+    vmax = max(viol.values(), default=0.0)
+    feasible = bool(vmax <= constraint_tol)
+    if warn and not feasible:
+        worst = max(viol, key=viol.get)
+        warnings.warn(
+            f"the returned plan violates its {worst} constraint by {vmax:.3g} (tolerance {constraint_tol:g}); "
+            f"optimizer: {res.message}",
+            InfeasiblePlanWarning,
+            stacklevel=3,
+        )
     return Plan(
         controls=U, trajectory=r.states, covariances=r.P, cost=float(cost.value(r.P)), initial_cost=c0,
         cost_history=np.array(costs), objective_history=np.array(objs), goal_error=gerr, rollout=r,
-        result=res, time_s=elapsed,
+        result=res, time_s=elapsed, max_constraint_violation=float(vmax), constraint_violations=viol,
+        feasible=feasible,
     )  # fmt: skip

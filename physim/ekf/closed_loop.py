@@ -1,0 +1,325 @@
+"""Receding-horizon (closed-loop) active sensing.
+
+A robot does not fly an open-loop plan. :class:`ActiveSensingController`
+runs the loop a robotics user runs:
+
+1. at replan time t, plan over the next H_t = min(H, N - t) steps from the
+   EKF's current estimate (x̂_t, P_t) (the planner of
+   :func:`physim.ekf.plan_active_sensing`, with its cost, bounds and state
+   constraints), warm-started from the previous plan shifted by k steps
+   (padded by repeating its last control);
+2. execute the first k controls: the true robot moves with noisy odometry,
+   the sensor measures it, the EKF predicts with the commanded controls and
+   updates with the measurements it actually got;
+3. t ← t + k, replan.
+
+Goal handling: when the horizon reaches the end of the mission (t + H_t = N)
+the plan has the goal as given (point, region or penalty). Before that, the
+plan must end where the goal is still reachable: ‖p_{t+H_t} - goal‖ ≤
+reach_speed · dt · (N - t - H_t), a smooth region constraint (``reach_speed``
+in m/s, below the speed bound so that the robot keeps some freedom).
+``horizon=None`` plans to the end of the mission every time (shrinking horizon).
+
+:meth:`ActiveSensingController.run` simulates whole missions (Monte-Carlo
+runs) with the same noise draws as :func:`physim.ekf.run_filter` for the same
+seed, so open-loop and closed-loop strategies can be compared on common
+random numbers. The planning time of every replan is measured; its ratio to
+the time between replans (k · dt) must stay well below 1 for the loop to run
+in real time.
+
+Units: m, s, rad.
+"""
+
+from __future__ import annotations
+
+import time
+import warnings
+from dataclasses import dataclass
+
+import numpy as np
+
+from .._validate import as_float_array, as_scalar
+from ..errors import InvalidInputError
+from .filter import FilterResult, _draw_noise, _segment, _sqrt_psd, _validate
+from .planning import InfeasiblePlanWarning, _plan
+
+__all__ = ["ActiveSensingController", "ClosedLoopResult"]
+
+
+@dataclass(frozen=True, eq=False)
+class ClosedLoopResult(FilterResult):
+    """Monte-Carlo runs of the receding-horizon loop (the fields of :class:`FilterResult`, plus the plans).
+
+    Attributes
+    ----------
+    controls : ndarray (R, N, n_u)
+        Controls actually commanded.
+    replan_steps : ndarray (n_p,) of int
+        Step t of each replan (the same in every run).
+    plan_time_s : ndarray (R, n_p)
+        Wall-clock planning time of every replan, s.
+    plan_iterations : ndarray (R, n_p) of int
+        Optimizer iterations of every replan.
+    plan_violation : ndarray (R, n_p)
+        Largest constraint violation of every returned plan (m or control units).
+    plan_success : ndarray (R, n_p) of bool
+        Whether the optimizer reported success.
+    control_period_s : float
+        Time between replans, k · dt, in s.
+    interrupted : bool
+        The runs were stopped by Ctrl-C; the result holds the completed runs.
+    """
+
+    controls: np.ndarray = None
+    replan_steps: np.ndarray = None
+    plan_time_s: np.ndarray = None
+    plan_iterations: np.ndarray = None
+    plan_violation: np.ndarray = None
+    plan_success: np.ndarray = None
+    control_period_s: float = np.nan
+    interrupted: bool = False
+
+    @property
+    def replan_time_ratio(self) -> float:
+        """Mean planning time per replan divided by the time between replans."""
+        return float(np.mean(self.plan_time_s) / self.control_period_s)
+
+    @property
+    def max_constraint_violation(self) -> float:
+        """Largest constraint violation over every plan made."""
+        return float(np.max(self.plan_violation, initial=0.0))
+
+    def __repr__(self) -> str:
+        R, N = self.controls.shape[:2]
+        return (
+            f"ClosedLoopResult(runs={R}, steps={N}, replans={self.replan_steps.size}, "
+            f"final_rmse={self.final_rmse:.4g} m, replan_time_ratio={self.replan_time_ratio:.3g}, "
+            f"max_constraint_violation={self.max_constraint_violation:.2g})"
+        )
+
+
+def _positive_int(name, v, allow_none=False):
+    if v is None and allow_none:
+        return None
+    if isinstance(v, bool) or not isinstance(v, (int, np.integer)) or v < 1:
+        raise InvalidInputError(f"{name} must be a positive integer, got {v!r}")
+    return int(v)
+
+
+class ActiveSensingController:
+    """Receding-horizon active sensing with the real EKF in the loop.
+
+    Parameters
+    ----------
+    model, beacons, M, Q0
+        As in :func:`physim.ekf.covariance_rollout`.
+    horizon : int or None
+        Planning horizon H in steps; ``None`` plans to the end of the mission.
+    execute : int
+        Controls k executed before replanning (1 ≤ k ≤ H).
+    cost, bounds, goal, goal_mode, goal_radius, goal_weight, smooth_weight, constraints, method, tol
+        As in :func:`physim.ekf.plan_active_sensing` (the cost is evaluated on
+        each horizon's covariances).
+    reach_speed : float, optional
+        Speed in m/s that defines the goal-reachability region of horizons
+        that end before the mission does (needed when ``horizon`` is set and
+        a goal is given).
+    dt : float, optional
+        Time step in s; defaults to ``model.dt``.
+    maxiter : int
+        Optimizer iterations per replan.
+    joseph : bool
+        Joseph-form EKF update.
+    constraint_tol : float
+        Violation above which a plan counts as infeasible.
+    """
+
+    def __init__(
+        self,
+        model,
+        beacons,
+        M,
+        Q0,
+        *,
+        horizon: int | None = None,
+        execute: int = 1,
+        cost=None,
+        bounds=None,
+        goal=None,
+        goal_mode: str = "constraint",
+        goal_radius: float | None = None,
+        goal_weight: float = 100.0,
+        smooth_weight: float = 0.0,
+        constraints=None,
+        reach_speed: float | None = None,
+        dt: float | None = None,
+        method: str | None = None,
+        maxiter: int = 50,
+        tol: float | None = None,
+        joseph: bool = True,
+        constraint_tol: float = 1e-6,
+    ):
+        n, nu = model.n_state, model.n_control
+        # validates model and sensor types and the noise matrices (x0/P0/U are placeholders)
+        _validate(model, beacons, np.zeros(n), np.eye(n), np.zeros((1, nu)), M, Q0)
+        self.model, self.beacons = model, beacons
+        self.M = as_float_array("M", M, (nu, nu), copy=True)
+        self.Q0 = as_float_array("Q0", Q0, (n, n), copy=True)
+        self.horizon = _positive_int("horizon", horizon, allow_none=True)
+        self.execute = _positive_int("execute", execute)
+        if self.horizon is not None and self.execute > self.horizon:
+            raise InvalidInputError(f"execute = {self.execute} must not exceed horizon = {self.horizon}")
+        if dt is None:
+            dt = getattr(model, "dt", None)
+            if dt is None:
+                raise InvalidInputError(f"give dt (s): {type(model).__name__} has no dt attribute")
+        self.dt = as_scalar("dt", dt, positive=True)
+        self.reach_speed = None if reach_speed is None else as_scalar("reach_speed", reach_speed, positive=True)
+        self.goal = None if goal is None else as_float_array("goal", goal, (2,), copy=True)
+        if self.goal is not None and self.horizon is not None and self.reach_speed is None:
+            raise InvalidInputError(
+                "a horizon shorter than the mission with a goal needs reach_speed (m/s): the speed that "
+                "defines where the goal is still reachable at the end of each horizon"
+            )
+        self.plan_options = dict(
+            cost=cost, bounds=bounds, goal_mode=goal_mode, goal_radius=goal_radius, goal_weight=goal_weight,
+            smooth_weight=smooth_weight, constraints=constraints, method=method, maxiter=maxiter, tol=tol,
+            constraint_tol=constraint_tol,
+        )  # fmt: skip
+        self.joseph = bool(joseph)
+
+    @property
+    def control_period_s(self) -> float:
+        """Time between replans, k · dt (s)."""
+        return self.execute * self.dt
+
+    def plan(self, x, P, controls_warm, steps_left: int):
+        """One plan of ``len(controls_warm)`` steps from the estimate (x (n,), P (n, n)).
+
+        ``steps_left`` is the number of steps to the end of the mission (≥ the
+        horizon). Returns a :class:`physim.ekf.Plan` (no warning: the
+        violation is in ``Plan.max_constraint_violation``).
+        """
+        Ht = np.shape(controls_warm)[0]
+        opts = dict(self.plan_options)
+        goal = self.goal
+        if goal is not None and Ht < steps_left:
+            opts.update(goal_mode="constraint", goal_radius=self.reach_speed * self.dt * (steps_left - Ht))
+        elif goal is None:
+            opts.update(goal_radius=None)
+
+        def solve(U, **over):
+            kw = {**opts, **over}
+            return _plan(self.model, self.beacons, x, P, U, self.M, self.Q0, goal=goal, callback=None,
+                         progress=False, strict=False, warn=False, **kw)  # fmt: skip
+
+        plan = solve(controls_warm)
+        if plan.result.message == "interrupted":  # Ctrl-C inside the optimizer stops the loop too
+            raise KeyboardInterrupt
+        if plan.feasible:
+            return plan
+        # still infeasible after the planner's own feasibility restoration: fall back to the shifted
+        # previous plan when that one is feasible (the lower cost wins), else keep the least violation
+        fallback = solve(controls_warm, maxiter=0)
+        if fallback.feasible or fallback.max_constraint_violation < plan.max_constraint_violation:
+            return fallback
+        return plan
+
+    def run(self, x0, P0, controls0, *, n_runs: int = 1, seed=None) -> ClosedLoopResult:
+        """Simulate ``n_runs`` missions of N = len(controls0) steps in closed loop.
+
+        Parameters
+        ----------
+        x0, P0 : array_like
+            Initial estimate and covariance; each run's true start is drawn from N(x0, P0).
+        controls0 : array_like, shape (N, n_u)
+            The mission's initial plan (e.g. the straight line to the goal): its
+            length is the mission's, and its first H controls warm-start the first plan.
+        n_runs : int
+            Monte-Carlo runs R.
+        seed : int, numpy.random.SeedSequence or Generator, optional
+            Noise of the simulation; the same seed gives the same noise as
+            :func:`physim.ekf.run_filter`.
+
+        Returns
+        -------
+        ClosedLoopResult
+            Ctrl-C returns the runs completed so far (``interrupted=True``).
+        """
+        m_, s_ = self.model, self.beacons
+        x0, P0, U0, M, Q0 = _validate(m_, s_, x0, P0, controls0, self.M, self.Q0)
+        n_runs = _positive_int("n_runs", n_runs)
+        N, n, nu, m = U0.shape[0], m_.n_state, m_.n_control, s_.n_meas
+        e0, eu, eq, ez = _draw_noise(np.random.default_rng(seed), n_runs, N, n, nu, m)
+        L0 = np.ascontiguousarray(np.linalg.cholesky(P0))
+        Lm, Lq = _sqrt_psd(M), _sqrt_psd(Q0)
+        steps = []
+        t = 0
+        while t < N:
+            steps.append(t)
+            Ht = N - t if self.horizon is None else min(self.horizon, N - t)
+            t += min(self.execute, Ht)
+        n_p = len(steps)
+        Xt = np.empty((n_runs, N + 1, n))
+        Xh = np.empty_like(Xt)
+        Ph = np.empty((n_runs, N + 1, n, n))
+        Z = np.empty((n_runs, N, m))
+        Ua = np.empty((n_runs, N, nu))
+        times = np.empty((n_runs, n_p))
+        nits = np.zeros((n_runs, n_p), dtype=np.int64)
+        viol = np.empty((n_runs, n_p))
+        ok = np.zeros((n_runs, n_p), dtype=bool)
+        done = 0
+        interrupted = False
+        try:
+            for r in range(n_runs):
+                xt, xh, P = x0 + L0 @ e0[r], x0.copy(), P0.copy()
+                Xt[r, 0], Xh[r, 0], Ph[r, 0] = xt, xh, P
+                prev, shift = U0, 0
+                for i, t in enumerate(steps):
+                    Ht = N - t if self.horizon is None else min(self.horizon, N - t)
+                    warm = prev[shift:] if i else U0
+                    if warm.shape[0] < Ht:
+                        warm = np.concatenate([warm, np.repeat(warm[-1:], Ht - warm.shape[0], axis=0)])
+                    warm = np.ascontiguousarray(warm[:Ht])
+                    t0 = time.perf_counter()
+                    plan = self.plan(xh, P, warm, N - t)
+                    times[r, i] = time.perf_counter() - t0
+                    nits[r, i] = plan.result.nit
+                    viol[r, i] = plan.max_constraint_violation
+                    ok[r, i] = bool(plan.result.success)
+                    k = min(self.execute, Ht)
+                    U = np.ascontiguousarray(plan.controls[:k])
+                    seg = _segment(m_, s_, xt, xh, P, U, M, Q0, Lm, Lq, eu[r, t : t + k], eq[r, t : t + k],
+                                   ez[r, t : t + k], self.joseph)  # fmt: skip
+                    Xt[r, t : t + k + 1], Xh[r, t : t + k + 1], Ph[r, t : t + k + 1] = seg[0], seg[1], seg[2]
+                    Z[r, t : t + k] = seg[3]
+                    Ua[r, t : t + k] = U
+                    xt, xh, P = seg[0][-1], seg[1][-1].copy(), seg[2][-1].copy()
+                    prev, shift = plan.controls, k
+                done = r + 1
+        except KeyboardInterrupt:
+            if done == 0:
+                raise
+            interrupted = True
+        sl = slice(0, done)
+        bad = viol[sl] > self.plan_options["constraint_tol"]
+        if bad.any():
+            warnings.warn(
+                f"{int(bad.sum())} of {bad.size} plans violated their constraints (by up to "
+                f"{float(viol[sl].max()):.3g}); see ClosedLoopResult.plan_violation",
+                InfeasiblePlanWarning,
+                stacklevel=2,
+            )
+        return ClosedLoopResult(
+            truth=Xt[sl], estimates=Xh[sl], covariances=Ph[sl], measurements=Z[sl], controls=Ua[sl],
+            replan_steps=np.array(steps), plan_time_s=times[sl], plan_iterations=nits[sl],
+            plan_violation=viol[sl], plan_success=ok[sl], control_period_s=self.control_period_s,
+            interrupted=interrupted,
+        )  # fmt: skip
+
+    def __repr__(self) -> str:
+        return (
+            f"ActiveSensingController(horizon={self.horizon}, execute={self.execute}, dt={self.dt}, "
+            f"goal={None if self.goal is None else self.goal.tolist()})"
+        )
