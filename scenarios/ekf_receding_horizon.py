@@ -4,7 +4,7 @@ The setting of ekf_active_sensing (Benhamou, Bonnabel & Chapdelaine 2024): a
 unicycle (dt = 0.1 s) localised by an EKF from range (σ = 0.1 m) and bearing
 (σ = 0.02 rad) measurements to three beacons, P0 = diag(1, 1, 0.1),
 odometry noise M = diag(0.05², 0.02²), Q0 = 1e-6 I, a 5 s mission from (0, 0)
-to the goal (5, 0). Added, as a robot would have them: speed in [0.3, 3] m/s
+to the goal (5, 0). Added, as a robot would have them: speed in [0.1, 3] m/s
 and turn rate within ±1.5 rad/s, a keep-out circle (centre (4.6, 1.8),
 radius 0.4 m) on the way the open-loop plan takes, and at least 0.5 m to every
 beacon. Three strategies fly the same simulated missions (common random
@@ -12,12 +12,13 @@ numbers: the same true start, odometry, process and measurement noise):
 
 * straight: the straight line to the goal, open loop;
 * open loop: the plan optimised once from (x0, P0) (final covariance trace,
-  goal equality constraint, the constraints above; SLSQP), flown open loop;
+  end within 5 cm of the goal, the constraints above; SLSQP), flown open loop;
 * receding: plan over H = 20 steps (2 s) from the EKF's current estimate
-  (trace of the covariance at the horizon's end, the same constraints, the goal
-  within reach at 2 m/s until the horizon reaches the end, then the goal
-  itself), execute k = 5 controls (0.5 s), update the EKF with the
-  measurements actually received, replan warm-started from the shifted plan.
+  (trace of the covariance at the horizon's end, the same constraints planned
+  with a 5 cm back-off, the goal within reach at 2 m/s until the horizon
+  reaches the end, then within 5 cm of the goal), execute k = 5 controls
+  (0.5 s), update the EKF with the measurements actually received, replan
+  warm-started from the shifted plan.
 
 Reports over the Monte-Carlo runs (500 in full mode, split into chunks with
 independent seeds): final and time-averaged position RMSE with 95 % CIs,
@@ -61,12 +62,12 @@ Q0 = 1e-6 * np.eye(3)
 BEACONS = np.array([[1.0, 3.0], [4.0, 3.5], [7.0, 3.0]])
 X0 = np.zeros(3)
 GOAL = np.array([5.0, 0.0])
-BOUNDS = ([0.3, -1.5], [3.0, 1.5])
+BOUNDS = ([0.1, -1.5], [3.0, 1.5])
 KEEP_OUT = KeepOut([[4.6, 1.8]], 0.4)
 CLEARANCE = BeaconDistance(0.5)
 CONSTRAINTS = [KEEP_OUT, CLEARANCE]
-HORIZON, EXECUTE, REACH_SPEED, REPLAN_ITERATIONS = 20, 5, 2.0, 30
-GOAL_TOLERANCE = 0.25
+HORIZON, EXECUTE, REACH_SPEED, REPLAN_ITERATIONS, MARGIN = 20, 5, 2.0, 30, 0.05
+GOAL_RADIUS, GOAL_TOLERANCE = 0.05, 0.25
 LABELS = {"straight": "straight line", "open_loop": "open-loop plan", "receding": "receding horizon"}
 COLORS = {"straight": "tab:blue", "open_loop": "tab:orange", "receding": "tab:green"}
 
@@ -89,11 +90,12 @@ def run(ctx: ScenarioContext) -> dict:
 
     t0 = time.perf_counter()
     open_loop = plan_active_sensing(model, beacons, X0, P0, straight, M, Q0, cost=FinalTrace(), bounds=BOUNDS,
-                                    goal=GOAL, constraints=CONSTRAINTS, maxiter=300)  # fmt: skip
+                                    goal=GOAL, goal_radius=GOAL_RADIUS, constraints=CONSTRAINTS, maxiter=300)  # fmt: skip
     ctx.log(f"open-loop plan: {open_loop}, {time.perf_counter() - t0:.1f} s, {open_loop.result.message}")
     controller = ActiveSensingController(
         model, beacons, M, Q0, horizon=HORIZON, execute=EXECUTE, cost=FinalTrace(), bounds=BOUNDS, goal=GOAL,
-        constraints=CONSTRAINTS, reach_speed=REACH_SPEED, maxiter=REPLAN_ITERATIONS,
+        goal_radius=GOAL_RADIUS, constraints=CONSTRAINTS, reach_speed=REACH_SPEED, maxiter=REPLAN_ITERATIONS,
+        margin=MARGIN,
     )  # fmt: skip
     strategies = {"straight": straight, "open_loop": open_loop.controls, "receding": controller}
     t0 = time.perf_counter()
@@ -103,12 +105,16 @@ def run(ctx: ScenarioContext) -> dict:
     )  # fmt: skip
     mc_time = time.perf_counter() - t0
     stats = {
-        name: summarize(res, goal=GOAL, goal_tolerance=GOAL_TOLERANCE, constraints=CONSTRAINTS, beacons=beacons)
+        name: summarize(
+            res, goal=GOAL, goal_tolerance=GOAL_TOLERANCE, constraints=CONSTRAINTS, beacons=beacons
+        )
         for name, res in cmp.results.items()
     }
     rh = stats["receding"]
     diffs = {
-        f"receding_vs_{b}_{w}": paired_difference(cmp.results["receding"], cmp.results[b], final=(w == "final"))
+        f"receding_vs_{b}_{w}": paired_difference(
+            cmp.results["receding"], cmp.results[b], final=(w == "final")
+        )
         for b in ("open_loop", "straight")
         for w in ("final", "mean")
     }
@@ -134,14 +140,22 @@ def run(ctx: ScenarioContext) -> dict:
     out["strategies"] = stats
     out["paired_differences"] = diffs
     out["conclusion"] = {
-        "final_vs_open_loop": _verdict(diffs["receding_vs_open_loop_final"], "the open-loop plan at the final step"),
-        "final_vs_straight": _verdict(diffs["receding_vs_straight_final"], "the straight line at the final step"),
-        "mean_vs_open_loop": _verdict(diffs["receding_vs_open_loop_mean"], "the open-loop plan over the mission"),
-        "mean_vs_straight": _verdict(diffs["receding_vs_straight_mean"], "the straight line over the mission"),
+        "final_vs_open_loop": _verdict(
+            diffs["receding_vs_open_loop_final"], "the open-loop plan at the final step"
+        ),
+        "final_vs_straight": _verdict(
+            diffs["receding_vs_straight_final"], "the straight line at the final step"
+        ),
+        "mean_vs_open_loop": _verdict(
+            diffs["receding_vs_open_loop_mean"], "the open-loop plan over the mission"
+        ),
+        "mean_vs_straight": _verdict(
+            diffs["receding_vs_straight_mean"], "the straight line over the mission"
+        ),
     }
     out["config"] = {
         "dt": DT, "N": N, "horizon": HORIZON, "execute": EXECUTE, "reach_speed": REACH_SPEED,
-        "replan_iterations": REPLAN_ITERATIONS, "bounds": BOUNDS, "keep_out_centers": KEEP_OUT.centers,
+        "replan_iterations": REPLAN_ITERATIONS, "margin": MARGIN, "goal_radius": GOAL_RADIUS, "bounds": BOUNDS, "keep_out_centers": KEEP_OUT.centers,
         "keep_out_radii": KEEP_OUT.radii, "beacon_distance": CLEARANCE.distance, "goal": GOAL,
         "goal_tolerance": GOAL_TOLERANCE, "chunk_size": chunk, "seed": ctx.seed,
     }  # fmt: skip
@@ -183,7 +197,9 @@ def _plots(ctx, cmp, stats, open_loop, beacons):
         for r in range(shown):
             ax.plot(res.truth[r, :, 0], res.truth[r, :, 1], color=COLORS[name], lw=0.6, alpha=0.35,
                     label="true paths" if r == 0 else None)  # fmt: skip
-        ax.plot(res.estimates[0, :, 0], res.estimates[0, :, 1], color="k", lw=1.5, label="run 0: EKF estimate")
+        ax.plot(
+            res.estimates[0, :, 0], res.estimates[0, :, 1], color="k", lw=1.5, label="run 0: EKF estimate"
+        )
         for k in range(every, N + 1, every):
             e = _ellipse(res.covariances[0, k, :2, :2], 3.0 * mag)
             ax.plot(res.estimates[0, k, 0] + e[0], res.estimates[0, k, 1] + e[1], color="k", lw=0.8,
@@ -209,7 +225,9 @@ def _plots(ctx, cmp, stats, open_loop, beacons):
         ax.grid(alpha=0.3)
         data[f"{name} run0 truth"] = res.truth[0, :, :2]
         data[f"{name} run0 estimate"] = res.estimates[0, :, :2]
-        data[f"{name} run0 position std [m]"] = np.sqrt(np.trace(res.covariances[0, :, :2, :2], axis1=1, axis2=2))
+        data[f"{name} run0 position std [m]"] = np.sqrt(
+            np.trace(res.covariances[0, :, :2, :2], axis1=1, axis2=2)
+        )
     axs[0].set_ylabel("y [m]")
     axs[-1].legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), fontsize=8)
     fig.suptitle(f"{R} Monte-Carlo runs (true paths of {shown} shown); ellipses every {every} steps of run 0")
@@ -255,7 +273,12 @@ def _plots(ctx, cmp, stats, open_loop, beacons):
     fig, ax = viz.figure(figsize=(7, 4))
     times_ms = 1e3 * rh.plan_time_s.reshape(-1)
     ax.hist(times_ms, bins=40, color=COLORS["receding"])
-    ax.axvline(1e3 * rh.control_period_s, color="k", ls="--", label=f"time between replans ({rh.control_period_s:g} s)")
+    ax.axvline(
+        1e3 * rh.control_period_s,
+        color="k",
+        ls="--",
+        label=f"time between replans ({rh.control_period_s:g} s)",
+    )
     ax.axvline(times_ms.mean(), color="tab:red", label=f"mean {times_ms.mean():.0f} ms")
     ax.set_xlabel("planning time per replan [ms]")
     ax.set_ylabel("replans")

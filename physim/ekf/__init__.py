@@ -14,7 +14,9 @@ as compiled functions (``CompiledMotionModel``, ``CompiledMeasurementModel``);
 
 from .adjoint import Gradients, adjoint, trajectory_vjp
 from .checks import CheckItem, ModelCheck, check_model
+from .closed_loop import ActiveSensingController, ClosedLoopResult
 from .compiled import CompiledMeasurementModel, CompiledMotionModel
+from .constraints import BeaconDistance, KeepOut, StateConstraint
 from .costs import CovarianceCost, FinalLogDet, FinalTrace, HorizonSum, PositionTrace
 from .filter import FilterResult, Rollout, covariance_rollout, run_filter
 from .models import Bicycle, MotionModel, Unicycle
@@ -26,8 +28,6 @@ from .montecarlo import (
     run_chunk,
     summarize,
 )
-from .closed_loop import ActiveSensingController, ClosedLoopResult
-from .constraints import BeaconDistance, KeepOut, StateConstraint
 from .planning import InfeasiblePlanWarning, Plan, plan_active_sensing
 from .sensors import Beacons, MeasurementModel
 

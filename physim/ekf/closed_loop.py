@@ -7,7 +7,8 @@ runs the loop a robotics user runs:
    EKF's current estimate (x̂_t, P_t) (the planner of
    :func:`physim.ekf.plan_active_sensing`, with its cost, bounds and state
    constraints), warm-started from the previous plan shifted by k steps
-   (padded by repeating its last control);
+   (padded by repeating its last control); if that plan ends infeasible, the
+   planner starts again from the mission's initial plan over the same steps;
 2. execute the first k controls: the true robot moves with noisy odometry,
    the sensor measures it, the EKF predicts with the commanded controls and
    updates with the measurements it actually got;
@@ -40,8 +41,9 @@ import numpy as np
 
 from .._validate import as_float_array, as_scalar
 from ..errors import InvalidInputError
+from .constraints import as_constraints
 from .filter import FilterResult, _draw_noise, _segment, _sqrt_psd, _validate
-from .planning import InfeasiblePlanWarning, _plan
+from .planning import InfeasiblePlanWarning, _bounds, _plan, _violations
 
 __all__ = ["ActiveSensingController", "ClosedLoopResult"]
 
@@ -128,6 +130,12 @@ class ActiveSensingController:
         Time step in s; defaults to ``model.dt``.
     maxiter : int
         Optimizer iterations per replan.
+    margin : float
+        Back-off (m) added to keep-out radii and beacon distances when
+        planning, so that the true robot, which deviates from the plan by
+        its estimation error and odometry noise, stays out of the regions
+        themselves. Plan violations are reported against the constraints as
+        given.
     joseph : bool
         Joseph-form EKF update.
     constraint_tol : float
@@ -156,6 +164,7 @@ class ActiveSensingController:
         method: str | None = None,
         maxiter: int = 50,
         tol: float | None = None,
+        margin: float = 0.0,
         joseph: bool = True,
         constraint_tol: float = 1e-6,
     ):
@@ -174,17 +183,22 @@ class ActiveSensingController:
             if dt is None:
                 raise InvalidInputError(f"give dt (s): {type(model).__name__} has no dt attribute")
         self.dt = as_scalar("dt", dt, positive=True)
-        self.reach_speed = None if reach_speed is None else as_scalar("reach_speed", reach_speed, positive=True)
+        self.reach_speed = (
+            None if reach_speed is None else as_scalar("reach_speed", reach_speed, positive=True)
+        )
         self.goal = None if goal is None else as_float_array("goal", goal, (2,), copy=True)
         if self.goal is not None and self.horizon is not None and self.reach_speed is None:
             raise InvalidInputError(
                 "a horizon shorter than the mission with a goal needs reach_speed (m/s): the speed that "
                 "defines where the goal is still reachable at the end of each horizon"
             )
+        self.margin = as_scalar("margin", margin, nonnegative=True)
+        self.constraints = as_constraints(constraints)
+        self.bounds = _bounds(bounds, nu)
         self.plan_options = dict(
             cost=cost, bounds=bounds, goal_mode=goal_mode, goal_radius=goal_radius, goal_weight=goal_weight,
-            smooth_weight=smooth_weight, constraints=constraints, method=method, maxiter=maxiter, tol=tol,
-            constraint_tol=constraint_tol,
+            smooth_weight=smooth_weight, constraints=[c.inflated(self.margin) for c in self.constraints],
+            method=method, maxiter=maxiter, tol=tol, constraint_tol=constraint_tol,
         )  # fmt: skip
         self.joseph = bool(joseph)
 
@@ -193,37 +207,60 @@ class ActiveSensingController:
         """Time between replans, k · dt (s)."""
         return self.execute * self.dt
 
-    def plan(self, x, P, controls_warm, steps_left: int):
+    def _options(self, Ht: int, steps_left: int) -> dict:
+        opts = dict(self.plan_options)
+        if self.goal is not None and Ht < steps_left:
+            opts.update(goal_mode="constraint", goal_radius=self.reach_speed * self.dt * (steps_left - Ht))
+        elif self.goal is None:
+            opts.update(goal_radius=None)
+        return opts
+
+    def violation(self, plan, steps_left: int) -> float:
+        """Largest violation of a plan made at ``steps_left`` steps before the end, against the constraints as given."""
+        opts = self._options(plan.controls.shape[0], steps_left)
+        radius = opts["goal_radius"]
+        eq = self.goal is not None and opts["goal_mode"] == "constraint" and radius is None
+        v = _violations(plan.controls, plan.trajectory, self.beacons, self.bounds, self.goal, radius, eq,
+                        self.constraints)  # fmt: skip
+        return max(v.values(), default=0.0)
+
+    def plan(self, x, P, controls_warm, steps_left: int, controls_alt=None):
         """One plan of ``len(controls_warm)`` steps from the estimate (x (n,), P (n, n)).
 
         ``steps_left`` is the number of steps to the end of the mission (≥ the
-        horizon). Returns a :class:`physim.ekf.Plan` (no warning: the
-        violation is in ``Plan.max_constraint_violation``).
+        horizon). When the plan from ``controls_warm`` ends infeasible, the
+        planner starts again from ``controls_alt`` (e.g. the rest of the
+        mission's initial plan), then falls back to ``controls_warm`` itself;
+        the feasible candidate of lowest cost wins, else the least violation.
+        Returns a :class:`physim.ekf.Plan` (no warning: the violation is in
+        ``Plan.max_constraint_violation``, against the constraints tightened
+        by ``margin``; :meth:`violation` gives it against the constraints as
+        given).
         """
         Ht = np.shape(controls_warm)[0]
-        opts = dict(self.plan_options)
+        opts = self._options(Ht, steps_left)
         goal = self.goal
-        if goal is not None and Ht < steps_left:
-            opts.update(goal_mode="constraint", goal_radius=self.reach_speed * self.dt * (steps_left - Ht))
-        elif goal is None:
-            opts.update(goal_radius=None)
 
         def solve(U, **over):
             kw = {**opts, **over}
             return _plan(self.model, self.beacons, x, P, U, self.M, self.Q0, goal=goal, callback=None,
                          progress=False, strict=False, warn=False, **kw)  # fmt: skip
 
-        plan = solve(controls_warm)
-        if plan.result.message == "interrupted":  # Ctrl-C inside the optimizer stops the loop too
-            raise KeyboardInterrupt
+        plan = solve(controls_warm)  # Ctrl-C inside the optimizer raises KeyboardInterrupt here
         if plan.feasible:
             return plan
-        # still infeasible after the planner's own feasibility restoration: fall back to the shifted
-        # previous plan when that one is feasible (the lower cost wins), else keep the least violation
-        fallback = solve(controls_warm, maxiter=0)
-        if fallback.feasible or fallback.max_constraint_violation < plan.max_constraint_violation:
-            return fallback
-        return plan
+        # still infeasible after the planner's own feasibility restoration (a local method can be
+        # trapped, e.g. heading away from the goal): start again from the alternative, and keep the
+        # shifted previous plan itself as the last resort
+        candidates = [plan]
+        if controls_alt is not None:
+            candidates.append(solve(controls_alt))
+        if not candidates[-1].feasible:
+            candidates.append(solve(controls_warm, maxiter=0, restore_feasibility=False))
+        feasible = [c for c in candidates if c.feasible]
+        if feasible:
+            return min(feasible, key=lambda c: c.cost)
+        return min(candidates, key=lambda c: c.max_constraint_violation)
 
     def run(self, x0, P0, controls0, *, n_runs: int = 1, seed=None) -> ClosedLoopResult:
         """Simulate ``n_runs`` missions of N = len(controls0) steps in closed loop.
@@ -282,11 +319,12 @@ class ActiveSensingController:
                     if warm.shape[0] < Ht:
                         warm = np.concatenate([warm, np.repeat(warm[-1:], Ht - warm.shape[0], axis=0)])
                     warm = np.ascontiguousarray(warm[:Ht])
+                    alt = np.ascontiguousarray(U0[t : t + Ht])
                     t0 = time.perf_counter()
-                    plan = self.plan(xh, P, warm, N - t)
+                    plan = self.plan(xh, P, warm, N - t, controls_alt=alt if i else None)
                     times[r, i] = time.perf_counter() - t0
                     nits[r, i] = plan.result.nit
-                    viol[r, i] = plan.max_constraint_violation
+                    viol[r, i] = self.violation(plan, N - t)
                     ok[r, i] = bool(plan.result.success)
                     k = min(self.execute, Ht)
                     U = np.ascontiguousarray(plan.controls[:k])

@@ -50,6 +50,10 @@ class StateConstraint:
         """Largest violation at states X (K, n) (0 when feasible), in the units of ``values``."""
         return float(max(0.0, -float(np.min(self.values(X, sensor), initial=0.0))))
 
+    def inflated(self, margin: float) -> StateConstraint:
+        """The constraint tightened by ``margin`` (m) (a back-off for planning under noise); default: itself."""
+        return self
+
 
 class _Circles(StateConstraint):
     """The position must stay outside circles (centres (q, 2), radii (q,))."""
@@ -115,6 +119,9 @@ class KeepOut(_Circles):
     def circles(self, sensor):
         return self.centers, self.radii
 
+    def inflated(self, margin: float) -> KeepOut:
+        return self if margin == 0 else KeepOut(self.centers, self.radii + margin)
+
     def __repr__(self) -> str:
         return f"KeepOut(n={self.centers.shape[0]})"
 
@@ -141,6 +148,9 @@ class BeaconDistance(_Circles):
             )
         B = np.asarray(B, dtype=float)
         return B, np.full(B.shape[0], self.distance)
+
+    def inflated(self, margin: float) -> BeaconDistance:
+        return self if margin == 0 else BeaconDistance(self.distance + margin)
 
     def __repr__(self) -> str:
         return f"BeaconDistance({self.distance:g})"

@@ -84,7 +84,9 @@ def run_chunk(task: dict) -> dict:
     for name, strategy in task["strategies"].items():
         seed = task["seed"]
         if isinstance(strategy, ActiveSensingController):
-            out[name] = strategy.run(task["x0"], task["P0"], task["controls0"], n_runs=task["n_runs"], seed=seed)
+            out[name] = strategy.run(
+                task["x0"], task["P0"], task["controls0"], n_runs=task["n_runs"], seed=seed
+            )
         else:
             out[name] = run_filter(task["model"], task["beacons"], task["x0"], task["P0"], strategy, task["M"],
                                    task["Q0"], n_runs=task["n_runs"], seed=seed, joseph=task["joseph"])  # fmt: skip
@@ -167,14 +169,19 @@ def compare_strategies(
         raise InvalidInputError(f"chunk_size must be a positive integer, got {chunk_size!r}")
     base = dict(strategies=strat, model=model, beacons=beacons, x0=x0, P0=P0, controls0=U0, M=M, Q0=Q0,
                 joseph=bool(joseph))  # fmt: skip
-    tasks = [dict(base, chunk=c, n_runs=n, seed=ss) for c, n, ss in _chunks(int(n_runs), int(chunk_size), int(seed))]
+    tasks = [
+        dict(base, chunk=c, n_runs=n, seed=ss)
+        for c, n, ss in _chunks(int(n_runs), int(chunk_size), int(seed))
+    ]
     if workers is None and scheduler is None:
         parts = [run_chunk(t) for t in tasks]
     else:
         try:
             from ..distributed import run_sweep
         except ImportError:  # pragma: no cover - depends on the installed version
-            raise InvalidInputError("workers/scheduler need physim.distributed, which this install lacks") from None
+            raise InvalidInputError(
+                "workers/scheduler need physim.distributed, which this install lacks"
+            ) from None
         sweep = run_sweep(run_chunk, tasks, scheduler=scheduler, workers=workers, progress=progress)
         if sweep.failed:
             i, err = next(iter(sweep.failed.items()))

@@ -31,6 +31,7 @@ import warnings
 from dataclasses import dataclass, field
 
 import numpy as np
+import scipy.optimize as so
 from threadpoolctl import ThreadpoolController
 
 from .._result import Result
@@ -386,7 +387,7 @@ def _plan(
     cost = FinalTrace() if cost is None else cost
     if not (hasattr(cost, "value") and hasattr(cost, "gradient")):
         raise InvalidInputError("cost must be a cost object with value(P) and gradient(P)")
-    N, nu, n = U0.shape[0], U0.shape[1], x0.shape[0]
+    N, nu = U0.shape
     box = _bounds(bounds, nu)
     if isinstance(model, Bicycle) and (box is None or max(-box[0][1], box[1][1]) >= 0.5 * np.pi):
         raise InvalidInputError(
@@ -466,17 +467,24 @@ def _plan(
             fun, z0, method=method, bounds=zb, constraints=cons, maxiter=maxiter, tol=tol,
             callback=cb, progress=progress,
         )  # fmt: skip
-        if cons and restore_feasibility and assess(res) > constraint_tol:
+        interrupted = res.message == "interrupted"
+        if interrupted and not strict:
+            raise KeyboardInterrupt  # a closed loop stops as a whole
+        if cons and restore_feasibility and not interrupted and assess(res) > constraint_tol:
             # feasibility restoration: minimise the squared constraint violations (L-BFGS-B, smooth)
             # from where SQP stopped, then SQP again from the restored point; keep the better plan
-            zf = minimize(_violation_penalty(cons), res.x, method="lbfgs", bounds=zb, maxiter=200, tol=1e-14).x
+            zf = minimize(
+                _violation_penalty(cons), res.x, method="lbfgs", bounds=zb, maxiter=200, tol=1e-14
+            ).x
             res2 = minimize(fun, zf, method=method, bounds=zb, constraints=cons, maxiter=maxiter, tol=tol,
                             callback=cb)  # fmt: skip
-            v1, v2 = assess(res), assess(res2)
-            if (v2 <= constraint_tol and (v1 > constraint_tol or res2.fun < res.fun)) or (
-                v1 > constraint_tol and v2 < v1
-            ):
-                res = res2
+            restored = so.OptimizeResult(
+                x=zf, fun=fun(zf)[0], nit=res.nit + res2.nit, nfev=res.nfev + res2.nfev, success=False,
+                message="feasibility restoration (the SQP iterations after it did not stay feasible)",
+            )  # fmt: skip
+            cands = [(assess(c), c) for c in (res, restored, res2)]
+            ok = [c for v, c in cands if v <= constraint_tol]
+            res = min(ok, key=lambda c: c.fun) if ok else min(cands, key=lambda vc: vc[0])[1]
     elapsed = time.perf_counter() - t0
     U = np.asarray(res.x, dtype=float).reshape(N, nu)
     r = _rollout(model, beacons, x0, P0, U, M, Q0, check=False)

@@ -1,0 +1,188 @@
+"""Receding-horizon active sensing: identities with the open loop, constraints, chunked Monte-Carlo."""
+
+import pickle
+
+import numpy as np
+import pytest
+from scipy import stats
+
+from physim.ekf import (
+    ActiveSensingController,
+    BeaconDistance,
+    Beacons,
+    ClosedLoopResult,
+    FinalTrace,
+    KeepOut,
+    MotionModel,
+    Unicycle,
+    compare_strategies,
+    paired_difference,
+    plan_active_sensing,
+    position_rmse_ci,
+    run_chunk,
+    run_filter,
+    summarize,
+)
+from physim.ekf.montecarlo import _chunks
+from physim.errors import InvalidInputError
+
+DT = 0.2
+MODEL = Unicycle(DT)
+BEACONS = Beacons([[1.0, 2.0], [3.0, -2.0], [5.0, 1.5]], 0.1, 0.05)
+X0 = np.zeros(3)
+P0 = np.diag([0.2, 0.2, 0.02])
+M = np.diag([0.05**2, 0.02**2])
+Q0 = 1e-6 * np.eye(3)
+N = 12
+GOAL = np.array([4.0, 0.0])
+U0 = np.tile([GOAL[0] / (N * DT), 0.0], (N, 1))
+BOUNDS = ([0.3, -1.5], [3.0, 1.5])
+CONS = [BeaconDistance(1.15), KeepOut([[2.0, 1.2]], 0.3)]
+
+
+def _controller(**kw):
+    opts = dict(horizon=6, execute=3, cost=FinalTrace(), bounds=BOUNDS, goal=GOAL, constraints=CONS,
+                reach_speed=1.2, maxiter=40, goal_radius=0.05, margin=0.05)  # fmt: skip
+    opts.update(kw)
+    return ActiveSensingController(MODEL, BEACONS, M, Q0, **opts)
+
+
+def test_one_plan_executed_whole_equals_the_open_loop():
+    """horizon = mission, execute = mission: the loop plans once and flies it open loop."""
+    ctl = _controller(horizon=None, execute=N, margin=0.0, goal_radius=None)
+    res = ctl.run(X0, P0, U0, n_runs=3, seed=7)
+    plan = plan_active_sensing(MODEL, BEACONS, X0, P0, U0, M, Q0, cost=FinalTrace(), bounds=BOUNDS, goal=GOAL,
+                               constraints=CONS, maxiter=40)  # fmt: skip
+    ol = run_filter(MODEL, BEACONS, X0, P0, plan.controls, M, Q0, n_runs=3, seed=7)
+    assert res.replan_steps.tolist() == [0]
+    np.testing.assert_array_equal(res.controls, np.broadcast_to(plan.controls, res.controls.shape))
+    for f in ("truth", "estimates", "covariances", "measurements"):
+        np.testing.assert_array_equal(getattr(res, f), getattr(ol, f))
+
+
+def test_receding_horizon_loop():
+    ctl = _controller()
+    res = ctl.run(X0, P0, U0, n_runs=3, seed=1)
+    assert isinstance(res, ClosedLoopResult)
+    assert res.replan_steps.tolist() == [0, 3, 6, 9]
+    assert res.controls.shape == (3, N, 2) and res.truth.shape == (3, N + 1, 3)
+    assert res.plan_time_s.shape == (3, 4) and np.all(res.plan_time_s > 0)
+    assert res.control_period_s == pytest.approx(3 * DT)
+    assert res.replan_time_ratio == pytest.approx(res.plan_time_s.mean() / (3 * DT))
+    # every plan made satisfies its constraints, the executed controls their bounds
+    assert res.max_constraint_violation <= 1e-6, res.plan_violation
+    assert np.all(res.controls >= np.array(BOUNDS[0]) - 1e-9) and np.all(
+        res.controls <= np.array(BOUNDS[1]) + 1e-9
+    )
+    # the last plan ends at the goal; the measurements of its last 3 steps move the estimate a little
+    assert np.all(np.linalg.norm(res.estimates[:, -1, :2] - GOAL, axis=1) < 0.1)
+    assert np.all(np.linalg.norm(res.truth[:, -1, :2] - GOAL, axis=1) < 0.2)
+    # the same seed gives the same noise as run_filter: same true start
+    ol = run_filter(MODEL, BEACONS, X0, P0, U0, M, Q0, n_runs=3, seed=1)
+    np.testing.assert_array_equal(res.truth[:, 0], ol.truth[:, 0])
+    # the first replan sees the first k measurements of the same noise
+    np.testing.assert_allclose(res.truth[:, 1:4], run_filter(MODEL, BEACONS, X0, P0, res.controls[0], M, Q0,
+                               n_runs=3, seed=1).truth[:, 1:4], rtol=0, atol=0)  # fmt: skip
+    assert "replan_time_ratio" in repr(res)
+
+
+def test_controller_options_are_validated():
+    with pytest.raises(InvalidInputError, match="execute = 7 must not exceed horizon = 6"):
+        _controller(execute=7)
+    with pytest.raises(InvalidInputError, match="reach_speed"):
+        _controller(reach_speed=None)
+    with pytest.raises(InvalidInputError, match="horizon must be a positive integer"):
+        _controller(horizon=0)
+
+    class NoDt(MotionModel):
+        n_state, n_control = 3, 2
+        step = jacobians = jacobians_vjp = None
+
+    with pytest.raises(InvalidInputError, match="give dt"):
+        ActiveSensingController(NoDt(), BEACONS, M, Q0)
+    with pytest.raises(InvalidInputError, match="n_runs"):
+        _controller().run(X0, P0, U0, n_runs=0)
+
+
+def test_interrupt_keeps_the_completed_runs():
+    class Interrupting(FinalTrace):
+        calls = 0
+
+        def value(self, P):
+            Interrupting.calls += 1
+            if Interrupting.calls == 400:
+                raise KeyboardInterrupt
+            return super().value(P)
+
+    ctl = _controller(cost=Interrupting())
+    res = ctl.run(X0, P0, U0, n_runs=50, seed=2)
+    assert res.interrupted and 1 <= res.truth.shape[0] < 50
+    assert res.plan_time_s.shape[0] == res.truth.shape[0]
+
+
+def _strategies():
+    plan = plan_active_sensing(MODEL, BEACONS, X0, P0, U0, M, Q0, bounds=BOUNDS, goal=GOAL, constraints=CONS,
+                               maxiter=40)  # fmt: skip
+    return {"straight": U0, "open_loop": plan.controls, "receding": _controller(maxiter=10)}
+
+
+def test_chunks_are_independent_of_order_and_grouping():
+    strat = _strategies()
+    a = compare_strategies(strat, MODEL, BEACONS, X0, P0, U0, M, Q0, n_runs=3, seed=11, chunk_size=2)
+    # the same chunk tasks run in reverse order (as workers might) give the same numbers
+    tasks = [dict(strategies=strat, model=MODEL, beacons=BEACONS, x0=X0, P0=P0, controls0=U0, M=M, Q0=Q0,
+                  joseph=True, n_runs=n, seed=ss) for _, n, ss in _chunks(3, 2, 11)]  # fmt: skip
+    assert [t["n_runs"] for t in tasks] == [2, 1]
+    parts = [run_chunk(pickle.loads(pickle.dumps(t))) for t in reversed(tasks)][::-1]
+    for name in strat:
+        got = np.concatenate([p[name].estimates for p in parts])
+        np.testing.assert_array_equal(a.results[name].estimates, got)
+    # common random numbers: every strategy starts from the same true states
+    np.testing.assert_array_equal(a.results["straight"].truth[:, 0], a.results["receding"].truth[:, 0])
+    # a subset of strategies sees the same runs
+    b = compare_strategies(
+        {"straight": U0}, MODEL, BEACONS, X0, P0, U0, M, Q0, n_runs=3, seed=11, chunk_size=2
+    )
+    np.testing.assert_array_equal(b.results["straight"].truth, a.results["straight"].truth)
+    r = a.results["receding"]
+    assert isinstance(r, ClosedLoopResult) and r.plan_time_s.shape == (3, 4)
+
+
+def test_serial_equals_two_workers():
+    pytest.importorskip("physim.distributed")
+    strat = _strategies()
+    kw = dict(n_runs=3, seed=5, chunk_size=2)
+    a = compare_strategies(strat, MODEL, BEACONS, X0, P0, U0, M, Q0, **kw)
+    b = compare_strategies(strat, MODEL, BEACONS, X0, P0, U0, M, Q0, workers=2, **kw)
+    for name in strat:
+        for f in ("truth", "estimates", "covariances"):
+            np.testing.assert_array_equal(getattr(a.results[name], f), getattr(b.results[name], f))
+
+
+def test_statistics_against_direct_formulas():
+    res = run_filter(MODEL, BEACONS, X0, P0, U0, M, Q0, n_runs=40, seed=3)
+    e = res.truth[..., :2] - res.estimates[..., :2]
+    sq = np.sum(e * e, axis=2)
+    s = summarize(res, goal=GOAL, goal_tolerance=0.3, constraints=CONS, beacons=BEACONS)
+    assert s["rmse_final"] == pytest.approx(np.sqrt(sq[:, -1].mean()), rel=1e-12)
+    assert s["rmse_final"] == pytest.approx(res.final_rmse, rel=1e-12)
+    assert s["rmse_mean"] == pytest.approx(np.sqrt(sq[:, 1:].mean()), rel=1e-12)
+    half = 1.959963984540054 * sq[:, -1].std(ddof=1) / np.sqrt(40)
+    assert s["rmse_final_ci95"] == pytest.approx(
+        [np.sqrt(sq[:, -1].mean() - half), np.sqrt(sq[:, -1].mean() + half)]
+    )
+    d = np.linalg.norm(res.truth[:, -1, :2] - GOAL, axis=1)
+    assert s["goal_reached_fraction"] == pytest.approx(np.mean(d <= 0.3))
+    lo, hi = stats.chi2.ppf([0.025, 0.975], 120) / 40
+    assert s["nees_band_95"] == pytest.approx([lo, hi])
+    assert s["nees_in_band_fraction"] == pytest.approx(
+        np.mean((res.mean_nees[1:] >= lo) & (res.mean_nees[1:] <= hi))
+    )
+    rmse, lo_t, hi_t = position_rmse_ci(res)
+    np.testing.assert_allclose(rmse, res.position_rmse, rtol=1e-12)
+    assert np.all(lo_t <= rmse) and np.all(rmse <= hi_t)
+    other = run_filter(MODEL, BEACONS, X0, P0, U0 * 1.05, M, Q0, n_runs=40, seed=3)
+    pdiff = paired_difference(res, other)
+    so = np.sum((other.truth[:, -1, :2] - other.estimates[:, -1, :2]) ** 2, axis=1)
+    assert pdiff["mse_difference"] == pytest.approx(np.mean(sq[:, -1] - so), rel=1e-12)
+    assert pdiff["p_value"] == pytest.approx(stats.ttest_rel(sq[:, -1], so).pvalue, rel=1e-10)
