@@ -74,8 +74,7 @@ def _case(ctx, name, N, goal, cost, n_runs, **plan_kw):
     # Monte-Carlo runs in chunks with independent seeds (the same numbers with any number of workers)
     mc = compare_strategies(
         {"initial": U0, "optimized": plan.controls}, model, beacons, X0, P0, U0, M, Q0, n_runs=n_runs,
-        seed=ctx.seed + 1, chunk_size=100, workers=getattr(ctx, "workers", None),
-        scheduler=getattr(ctx, "scheduler", None),
+        seed=ctx.seed + 1, chunk_size=100, workers=ctx.workers, scheduler=ctx.scheduler,
     ).results  # fmt: skip
     for label, fr in mc.items():
         out[f"mc_final_rmse_{label}"] = fr.final_rmse

@@ -101,7 +101,7 @@ def run(ctx: ScenarioContext) -> dict:
     t0 = time.perf_counter()
     cmp = compare_strategies(
         strategies, model, beacons, X0, P0, straight, M, Q0, n_runs=n_runs, seed=ctx.seed, chunk_size=chunk,
-        workers=getattr(ctx, "workers", None), scheduler=getattr(ctx, "scheduler", None),
+        workers=ctx.workers, scheduler=ctx.scheduler,
     )  # fmt: skip
     mc_time = time.perf_counter() - t0
     stats = {

@@ -25,6 +25,7 @@ replans and the largest constraint violation of every plan made.
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
 
 import numpy as np
@@ -122,6 +123,7 @@ def compare_strategies(
     joseph: bool = True,
     workers: int | None = None,
     scheduler=None,
+    store=None,
     progress: bool = False,
 ) -> StrategyComparison:
     """Monte-Carlo runs of several strategies on common random numbers.
@@ -143,9 +145,13 @@ def compare_strategies(
     joseph : bool
         Joseph-form EKF update (open-loop strategies; controllers use their own setting).
     workers, scheduler
-        ``None`` for both runs the chunks in this process; otherwise they are
-        handed to :func:`physim.distributed.run_sweep` (a local cluster of
-        ``workers`` processes, or a scheduler address / client).
+        ``None`` for both (and no ``$PHYSIM_SCHEDULER``) runs the chunks in
+        this process; otherwise they are handed to
+        :func:`physim.distributed.run_sweep` (a local cluster of ``workers``
+        processes, or a scheduler address / client, or ``"serial"``).
+    store : path, optional
+        :func:`physim.distributed.run_sweep` store: finished chunks are kept,
+        and a second call with the same store runs only the missing ones.
     progress : bool
         Progress bar over chunks (distributed runs).
 
@@ -173,16 +179,14 @@ def compare_strategies(
         dict(base, chunk=c, n_runs=n, seed=ss)
         for c, n, ss in _chunks(int(n_runs), int(chunk_size), int(seed))
     ]
-    if workers is None and scheduler is None:
+    if workers is None and scheduler is None and store is None and not os.environ.get("PHYSIM_SCHEDULER"):
         parts = [run_chunk(t) for t in tasks]
     else:
-        try:
-            from ..distributed import run_sweep
-        except ImportError:  # pragma: no cover - depends on the installed version
-            raise InvalidInputError(
-                "workers/scheduler need physim.distributed, which this install lacks"
-            ) from None
-        sweep = run_sweep(run_chunk, tasks, scheduler=scheduler, workers=workers, progress=progress)
+        from ..distributed import run_sweep
+
+        sweep = run_sweep(
+            run_chunk, tasks, scheduler=scheduler, workers=workers, store=store, progress=progress
+        )
         if sweep.failed:
             i, err = next(iter(sweep.failed.items()))
             raise RuntimeError(f"{len(sweep.failed)} Monte-Carlo chunk(s) failed; chunk {i}:\n{err}")

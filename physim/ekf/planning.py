@@ -462,22 +462,24 @@ def _plan(
         viol = _violations(U, X, beacons, box, goal, goal_radius, use_goal_eq, state_cons)
         return max(viol.values(), default=0.0)
 
+    def solve(*args, **kw):
+        r = minimize(*args, **kw)
+        if r.get("stop_reason", r.message) == "interrupted" and not strict:
+            raise KeyboardInterrupt  # a closed loop stops as a whole
+        return r
+
     with _blas_controller().limit(limits=1, user_api="blas"):
-        res = minimize(
+        res = solve(
             fun, z0, method=method, bounds=zb, constraints=cons, maxiter=maxiter, tol=tol,
             callback=cb, progress=progress,
         )  # fmt: skip
-        interrupted = res.message == "interrupted"
-        if interrupted and not strict:
-            raise KeyboardInterrupt  # a closed loop stops as a whole
+        interrupted = res.get("stop_reason", res.message) == "interrupted"
         if cons and restore_feasibility and not interrupted and assess(res) > constraint_tol:
             # feasibility restoration: minimise the squared constraint violations (L-BFGS-B, smooth)
             # from where SQP stopped, then SQP again from the restored point; keep the better plan
-            zf = minimize(
-                _violation_penalty(cons), res.x, method="lbfgs", bounds=zb, maxiter=200, tol=1e-14
-            ).x
-            res2 = minimize(fun, zf, method=method, bounds=zb, constraints=cons, maxiter=maxiter, tol=tol,
-                            callback=cb)  # fmt: skip
+            zf = solve(_violation_penalty(cons), res.x, method="lbfgs", bounds=zb, maxiter=200, tol=1e-14).x
+            res2 = solve(fun, zf, method=method, bounds=zb, constraints=cons, maxiter=maxiter, tol=tol,
+                         callback=cb)  # fmt: skip
             restored = so.OptimizeResult(
                 x=zf, fun=fun(zf)[0], nit=res.nit + res2.nit, nfev=res.nfev + res2.nfev, success=False,
                 message="feasibility restoration (the SQP iterations after it did not stay feasible)",
