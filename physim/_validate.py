@@ -24,6 +24,7 @@ __all__ = [
     "as_int",
     "as_bool",
     "check_memory",
+    "check_returned",
     "available_memory",
     "MAX_INT",
 ]
@@ -211,6 +212,33 @@ def as_bool(name: str, x) -> bool:
     if isinstance(x, (int, np.integer)) and int(x) in (0, 1):
         return bool(x)
     raise InvalidTypeError(f"{name} must be True or False, got {_short(x)}")
+
+
+def check_returned(what: str, value, shape: Shape, *, finite: bool = True) -> np.ndarray:
+    """Validate an array returned by user code before compiled code reads it.
+
+    ``what`` names the method (e.g. ``"MySensor.jacobians (H)"``); the array
+    must be real (bool/int/float), have exactly ``shape`` (``None`` = any) and,
+    if ``finite``, no NaN/inf. Returns it as C-contiguous float64.
+    """
+    try:
+        a = np.asarray(value)
+    except Exception:
+        raise InvalidTypeError(f"{what} returned something that is not an array: {_short(value)}") from None
+    if a.dtype == object or a.dtype.kind not in "biuf":
+        raise InvalidTypeError(f"{what} returned an array of dtype {a.dtype}, expected real numbers")
+    if a.ndim != len(shape) or any(s is not None and s != t for s, t in zip(shape, a.shape)):
+        raise ShapeError(f"{what} returned shape {a.shape}, expected {_fmt_shape(shape)}")
+    a = np.ascontiguousarray(a, dtype=np.float64)
+    if finite:
+        bad = ~np.isfinite(a)
+        if bad.any():
+            idx = tuple(int(i) for i in np.argwhere(bad)[0])
+            raise NonFiniteError(
+                f"{what} returned {int(bad.sum())} non-finite value(s); first at index "
+                f"{idx[0] if len(idx) == 1 else idx}: {a[idx].item()!r}"
+            )
+    return a
 
 
 def available_memory() -> int:

@@ -58,8 +58,16 @@ import numba
 import numpy as np
 
 from physim._result import Result
-from physim._validate import as_bool, as_float_array, as_index_array, as_scalar, check_shape
-from physim.errors import InvalidInputError, ShapeError
+from physim._validate import (
+    as_bool,
+    as_float_array,
+    as_index_array,
+    as_int,
+    as_scalar,
+    check_memory,
+    check_shape,
+)
+from physim.errors import InvalidInputError, MeshError, ShapeError
 
 from . import _ecg_kernels as K
 
@@ -246,6 +254,9 @@ def _electrode_index(v, names, what) -> int:
 
 
 def _mesh_arrays(mesh) -> tuple[np.ndarray, np.ndarray]:
+    from physim.eikonal.mesh import TetMesh
+
+    validated = isinstance(mesh, TetMesh)
     if hasattr(mesh, "points") and (hasattr(mesh, "tets") or hasattr(mesh, "cells")):
         pts = mesh.points
         tets = mesh.tets if hasattr(mesh, "tets") else mesh.cells
@@ -257,7 +268,25 @@ def _mesh_arrays(mesh) -> tuple[np.ndarray, np.ndarray]:
         )
     pts = as_float_array("mesh.points", pts, shape=(None, 3))
     tets = as_index_array("mesh.tets", tets, upper=pts.shape[0], shape=(None, 4))
+    if tets.shape[0] == 0:
+        raise MeshError("the mesh has no tetrahedra")
+    if not validated:  # a TetMesh has been checked when it was built
+        _check_tets(pts, tets)
     return pts, tets
+
+
+def _check_tets(pts: np.ndarray, tets: np.ndarray) -> None:
+    """MeshError naming the first degenerate (flat or repeated-vertex) tetrahedron."""
+    from physim.eikonal.mesh import DEGENERATE_RTOL, TetMesh
+
+    vol, longest = TetMesh._measure(pts[tets])
+    bad = ~(np.abs(vol) > DEGENERATE_RTOL * longest**3)
+    if bad.any():
+        e = int(np.argmax(bad))
+        raise MeshError(
+            f"tetrahedron {e} (vertices {tets[e].tolist()}) is degenerate: volume {vol[e]:.3g} mm^3 "
+            f"({int(bad.sum())} degenerate element(s))"
+        )
 
 
 def _unit(v) -> np.ndarray:
@@ -553,9 +582,14 @@ def lead_field(
     )
     G = _conductivity_array(conductivity, tets.shape[0])
     sb = as_scalar("sigma_bath", sigma_bath, positive=True)
+    quadrature = as_int("quadrature", quadrature)
     if quadrature not in (1, 4):
         raise InvalidInputError(f"quadrature must be 1 or 4, got {quadrature!r}")
     E = system.electrodes
+    check_memory(
+        f"a lead field of {tets.shape[0]} tetrahedra and {E.shape[0]} electrodes",
+        8.0 * E.shape[0] * (4 * tets.shape[0] + pts.shape[0]),
+    )
     inside = _containing_elements(pts, tets, E)
     if np.any(inside >= 0):
         i = int(np.nonzero(inside >= 0)[0][0])
@@ -566,6 +600,8 @@ def lead_field(
     if min_distance is None:
         e = pts[tets[:, [1, 2, 3, 2, 3, 3]]] - pts[tets[:, [0, 0, 0, 1, 1, 2]]]
         min_distance = float(np.sqrt((e * e).sum(axis=2)).max()) if tets.shape[0] else 0.0
+    else:
+        min_distance = as_scalar("min_distance", min_distance, nonnegative=True)
     from scipy.spatial import cKDTree
 
     used = np.unique(tets)
@@ -698,15 +734,19 @@ def simulate_ecg(
         raise InvalidInputError(
             f"activation_times[{i}] is {phi[i]}; only finite values or +inf (unreached) allowed"
         )
-    if isinstance(n_samples, bool) or int(n_samples) != n_samples or n_samples < 1:
-        raise InvalidInputError(f"n_samples must be a positive integer, got {n_samples!r}")
-    n_samples = int(n_samples)
+    n_samples = as_int("n_samples", n_samples, lower=1)
     dt = as_scalar("dt", dt, positive=True)
     t0 = as_scalar("t0", t0)
+    if not np.isfinite(t0 + dt * n_samples):
+        raise InvalidInputError(f"t0 + dt * n_samples = {t0} + {dt} * {n_samples} overflows float64")
     apd = model.apd_array(phi.shape[0])
     W = lead_field.weights
     parallel, nchunk = _plan(lead_field, model, dt)
     ne = W.shape[1]
+    check_memory(
+        f"simulate_ecg with n_samples={n_samples} and {ne} electrodes",
+        8.0 * n_samples * ne * (2 * nchunk + 3) + 8.0 * n_samples * lead_field.n_leads,
+    )
     win = np.zeros((nchunk, n_samples, ne))
     stp = np.zeros((nchunk, n_samples + 1, ne))
     kern = K.ecg_forward_parallel if parallel else K.ecg_forward_serial
@@ -751,6 +791,7 @@ def adjoint(ecg: ECG, d_loss_d_signals, *, conductivity: bool = False) -> ECGGra
     if not isinstance(ecg, ECG):
         raise InvalidInputError(f"ecg must be the ECG returned by simulate_ecg, got {type(ecg).__name__}")
     lam = as_float_array("d_loss_d_signals", d_loss_d_signals, shape=ecg.signals.shape)
+    conductivity = as_bool("conductivity", conductivity)
     lf = ecg.lead_field
     m = ecg.model
     lam_e = np.ascontiguousarray((lf.leads.matrix.T @ lam).T)  # (n_samples, n_electrodes)
@@ -819,6 +860,7 @@ def mse_loss(ecg, target, *, normalize: bool = True) -> tuple[float, np.ndarray]
     grad : ndarray, shape (n_leads, n_samples)
         d L / d ecg.
     """
+    normalize = as_bool("normalize", normalize)
     x, y = _pair(ecg, target)
     ns = x.shape[1]
     w = np.ones(x.shape[0])
@@ -853,6 +895,7 @@ def correlation_loss(ecg, target, *, eps: float = 1e-12) -> tuple[float, np.ndar
     value : float
     grad : ndarray, shape (n_leads, n_samples)
     """
+    eps = as_scalar("eps", eps, positive=True)
     x, y = _pair(ecg, target)
     nl = x.shape[0]
     xc = x - x.mean(axis=1, keepdims=True)

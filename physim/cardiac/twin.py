@@ -29,8 +29,8 @@ from dataclasses import dataclass
 import numpy as np
 
 from physim._result import Result, readonly
-from physim._validate import as_float_array, as_index_array, as_scalar
-from physim.errors import InvalidInputError, ShapeError
+from physim._validate import as_float_array, as_index_array, as_int, as_scalar
+from physim.errors import InvalidInputError, InvalidTypeError, ShapeError
 
 from . import ecg as _ecg
 
@@ -104,7 +104,7 @@ class GlobalVelocities(VelocityModel):
     """
 
     def __init__(self, n_tets: int, v_min: float = V_MIN, v_max: float = V_MAX):
-        self.n_tets = int(n_tets)
+        self.n_tets = as_int("n_tets", n_tets, lower=1)
         self.n_params = 2
         self.lower, self.upper = _bounds(2, v_min, v_max)
         self.names = ("v_fiber", "v_cross")
@@ -134,7 +134,7 @@ class AnisotropicVelocities(VelocityModel):
     def __init__(
         self, n_tets: int, v_min: float = V_MIN, v_max: float = V_MAX, r_min: float = 0.1, r_max: float = 1.0
     ):
-        self.n_tets = int(n_tets)
+        self.n_tets = as_int("n_tets", n_tets, lower=1)
         self.n_params = 2
         lo, hi = _bounds(1, v_min, v_max)
         rl = as_scalar("r_min", r_min, positive=True)
@@ -354,9 +354,7 @@ class PointSites(SiteModel):
     """
 
     def __init__(self, n_sites: int, box_lower, box_upper, t_min: float = 0.0, t_max: float = 150.0):
-        self.n_sites = int(n_sites)
-        if self.n_sites < 1:
-            raise InvalidInputError(f"n_sites must be >= 1, got {n_sites}")
+        self.n_sites = as_int("n_sites", n_sites, lower=1)
         lo = as_float_array("box_lower", box_lower, shape=(3,))
         hi = as_float_array("box_upper", box_upper, shape=(3,))
         if np.any(hi <= lo):
@@ -431,6 +429,10 @@ class TwinModel:
 
         if not isinstance(mesh, TetMesh):
             mesh = mesh.tet_mesh() if hasattr(mesh, "tet_mesh") else mesh
+        if not isinstance(mesh, TetMesh):
+            raise InvalidTypeError(
+                f"mesh must be a TetMesh or a BiventricularMesh, got {type(mesh).__name__}"
+            )
         self.mesh = mesh
         self.fibers = readonly(as_float_array("fibers", fibers))
         if self.fibers.shape[0] != mesh.n_cells:
@@ -443,7 +445,7 @@ class TwinModel:
             raise InvalidInputError(f"sites must be a SiteModel, got {type(sites).__name__}")
         self.velocity = velocity
         self.sites = sites
-        self.init_radius = float(init_radius)
+        self.init_radius = as_scalar("init_radius", init_radius, nonnegative=True)
         self.tol = None if tol is None else as_scalar("tol", tol, nonnegative=True)
         self.n_velocity = velocity.n_params
         self.n_params = velocity.n_params + sites.n_params

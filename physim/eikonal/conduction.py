@@ -126,6 +126,11 @@ def conduction_tensor(fibers, v_fiber, v_cross, v_normal=None) -> np.ndarray:
         Symmetric positive definite tensors for :func:`physim.eikonal.solve`.
     """
     f, fib, sheets, nf, ns, (vf, _), (vc, _), (vn, _), _ = _prep(fibers, v_fiber, v_cross, v_normal)
+    for name, v in (("v_fiber", vf), ("v_cross", vc), ("v_normal", vn)):
+        if v is not None and not np.all(np.isfinite(v * v)):
+            raise InvalidInputError(
+                f"{name} up to {float(np.max(v)):.3g} mm/ms: its square overflows float64"
+            )
     fh = fib / nf[:, None]
     dim = fib.shape[1]
     eye = np.eye(dim)[None]

@@ -19,8 +19,8 @@ import warnings
 
 import numpy as np
 
-from .._validate import as_float_array, as_index_array, as_scalar
-from ..errors import InvalidInputError, MeshError
+from .._validate import as_float_array, as_index_array, as_int, as_scalar, check_memory
+from ..errors import InvalidInputError, MeshError, ShapeError
 
 __all__ = [
     "TetMesh",
@@ -216,7 +216,12 @@ class SimplexMesh:
         bary : ndarray, shape (k, nodes_per_cell), float64
             Barycentric coordinates in that element.
         """
-        q = np.asarray(pts, dtype=np.float64).reshape(-1, self.dim)
+        q = as_float_array("pts", pts)
+        if q.ndim == 1 and q.shape[0] == self.dim:
+            q = q[None]
+        if q.ndim != 2 or q.shape[1] != self.dim:
+            raise ShapeError(f"pts must have shape (k, {self.dim}) for this {self.dim}-D mesh, got {q.shape}")
+        tol = as_scalar("tol", tol, nonnegative=True)
         x0 = self.points[self.cells[:, 0]]  # (m, dim)
         # columns: edges from vertex 0 (edge k = 0..nv-2 joins 0 and k+1)
         a = self.edge_vectors[:, : self.nodes_per_cell - 1, :].transpose(0, 2, 1)  # (m, dim, nv-1)
@@ -376,13 +381,17 @@ def _grid_points(n, size, origin, jitter, seed):
 
 
 def _norm_args(n, size, origin, dim):
-    nn = np.broadcast_to(np.asarray(n), (dim,)).astype(np.int64)
-    if np.any(nn < 1):
-        raise InvalidInputError(f"n must be >= 1 in every direction, got {nn.tolist()}")
-    ss = np.broadcast_to(np.asarray(size, dtype=float), (dim,)).copy()
-    if np.any(ss <= 0) or not np.all(np.isfinite(ss)):
-        raise InvalidInputError(f"size must be positive and finite, got {ss.tolist()}")
-    oo = np.broadcast_to(np.asarray(origin, dtype=float), (dim,)).copy()
+    def vec(name, v):
+        a = np.asarray(v, dtype=object)
+        if a.ndim > 1 or (a.ndim == 1 and a.shape[0] != dim):
+            raise ShapeError(f"{name} must be a scalar or have {dim} entries, got shape {a.shape}")
+        return [a.item()] * dim if a.ndim == 0 else list(a)
+
+    nn = np.array([as_int(f"n[{i}]", v, lower=1) for i, v in enumerate(vec("n", n))], dtype=np.int64)
+    cells = float(np.prod(nn.astype(float)))
+    check_memory(f"a structured mesh with n={nn.tolist()}", 600.0 * cells * (6 if dim == 3 else 2))
+    ss = np.array([as_scalar(f"size[{i}]", v, positive=True) for i, v in enumerate(vec("size", size))])
+    oo = np.array([as_scalar(f"origin[{i}]", v) for i, v in enumerate(vec("origin", origin))])
     return nn, ss, oo
 
 

@@ -32,7 +32,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from .._result import Result
-from .._validate import as_float_array, as_index_array, as_scalar, check_spd
+from .._validate import as_float_array, as_index_array, as_int, as_scalar, check_spd
 from ..errors import ConvergenceError, InvalidInputError, InvalidTypeError, ShapeError
 from . import _kernels as K
 from .mesh import SimplexMesh
@@ -201,6 +201,8 @@ def prepare_D(mesh: SimplexMesh, D) -> np.ndarray:
         v = float(a.reshape(-1)[0])
         if v <= 0:
             raise InvalidInputError(f"D must be positive (isotropic squared velocity), got {v}")
+        if v < np.finfo(np.float64).tiny:
+            raise InvalidInputError(f"D = {v:g} is subnormal: the travel-time metric 1/D overflows float64")
         return np.ascontiguousarray(np.broadcast_to(v * np.eye(dim), (m, dim, dim)))
     if a.shape == (dim, dim):
         check_spd("D", a)
@@ -216,6 +218,13 @@ def _element_metrics(mesh, Dm):
         # word the error with the eigenvalue check (the kernel only detects)
         check_spd(f"D[{bad}]", Dm[bad])
         raise InvalidInputError(f"D[{bad}] is not numerically positive definite: {Dm[bad].tolist()}")
+    over = ~np.isfinite(d2).all(axis=1)
+    if over.any():
+        e = int(np.argmax(over))
+        raise InvalidInputError(
+            f"D[{e}] is too small for the mesh ({int(over.sum())} element(s)): the travel-time metric "
+            f"of its edges overflows float64 (D[{e}] = {Dm[e].tolist()})"
+        )
     return d2
 
 
@@ -248,10 +257,15 @@ def _parse_sources(mesh, sources):
         return "nodes", idx
     if a.dtype.kind == "f":
         d = mesh.dim
-        if not ((a.ndim == 1 and a.size == d) or (a.ndim == 2 and a.shape[1] == d)):
+        integral = a.ndim <= 1 and bool(np.all(np.isfinite(a)) and np.all(a == np.round(a)))
+        # a 1-D float array of integer values is ambiguous (node indices? one point?): never guess
+        one_point = a.ndim == 1 and a.size == d and not integral
+        if not (one_point or (a.ndim == 2 and a.shape[1] == d)):
             hint = ""
-            if np.all(np.isfinite(a)) and np.all(a == np.round(a)) and a.ndim <= 1:
+            if integral:
                 hint = f"; for node indices pass integers, e.g. sources={np.asarray(a, dtype=np.int64).reshape(-1).tolist()}"
+                if a.size == d:
+                    hint += f", for one point pass [{a.tolist()}]"
             raise ShapeError(
                 f"sources must be integer node indices, shape (n,), or points in mm, shape (n, {d}); "
                 f"got floats of shape {a.shape}{hint}"
@@ -349,8 +363,10 @@ def solve(
         raise InvalidInputError(f"active_list must be 'heap' or 'fifo', got {active_list!r}")
     init_radius = as_scalar("init_radius", init_radius, nonnegative=True)
     n = mesh.n_points
-    if max_visits is None:
-        max_visits = 1000 * n + 1000
+    max_visits = 1000 * n + 1000 if max_visits is None else as_int("max_visits", max_visits, lower=1)
+    # a radius beyond the mesh's extent initialises the same nodes (and keeps its square finite)
+    extent = float(np.ptp(mesh.points, axis=0).max()) if n else 0.0
+    r_init = min(init_radius, 2.0 * extent + 1.0)
 
     pts = mesh.points
     if kind == "nodes":
@@ -382,7 +398,7 @@ def solve(
         else:
             cand.append(mesh.cells[elems[s]])
         if init_radius > 0:
-            near = np.nonzero(used & (((pts - p) ** 2).sum(1) <= init_radius**2))[0]
+            near = np.nonzero(used & (((pts - p) ** 2).sum(1) <= r_init**2))[0]
             cand.append(near)
         nodes = np.unique(np.concatenate(cand))
         vals = st[s] + _metric_norm(sD[s], pts[nodes] - p)

@@ -65,7 +65,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from .._result import Result
-from .._validate import as_float_array
+from .._validate import as_float_array, check_returned
 from ..errors import InvalidTypeError, ShapeError
 from . import _kernels as K
 from .compiled import CompiledMotionModel
@@ -177,7 +177,14 @@ def adjoint(rollout: Rollout, cost, *, d_cost_d_states=None) -> Gradients:
     Q0b = np.zeros((n, n))
     cov_adjoint = K.cov_adjoint_3x2 if (n, nu) == K.SPECIALISED_SIZES else K.cov_adjoint
     cov_adjoint(r.F, r.G, r.H, r.gains, r.P_prior, r.P, r.M, Pbar, Fb, Gb, Hb, Rb, P0b, Mb, Q0b)
-    Xb_meas, sensor_grads = r.sensor.jacobians_vjp(r.states[1:], Hb, Rb)
+    out = r.sensor.jacobians_vjp(r.states[1:], Hb, Rb)
+    sname = type(r.sensor).__name__
+    if not (isinstance(out, (tuple, list)) and len(out) == 2 and isinstance(out[1], dict)):
+        raise InvalidTypeError(
+            f"{sname}.jacobians_vjp must return (state cotangents, dict of parameter gradients)"
+        )
+    Xb_meas = check_returned(f"{sname}.jacobians_vjp state cotangents", out[0], (N, n))
+    sensor_grads = out[1]
     Xb = np.zeros((N + 1, n))
     Xb[1:] = Xb_meas
     if d_cost_d_states is not None:
@@ -209,8 +216,13 @@ def _trajectory_adjoint(model, X, U, F, G, Fb, Gb, Xb):
         grads = model._adjoint_kernel(X, U, F, G, Fb, Gb, Xb, x0b, Ub)
         return x0b, Ub, grads
     lam = Xb[N].copy()
+    name = type(model).__name__
     for k in range(N - 1, -1, -1):
-        xb, ub = model.jacobians_vjp(X[k], U[k], Fb[k], Gb[k])
+        out = model.jacobians_vjp(X[k], U[k], Fb[k], Gb[k])
+        if not (isinstance(out, (tuple, list)) and len(out) == 2):
+            raise InvalidTypeError(f"{name}.jacobians_vjp must return a pair (x_bar, u_bar)")
+        xb = check_returned(f"{name}.jacobians_vjp x_bar at step {k}", out[0], (n,))
+        ub = check_returned(f"{name}.jacobians_vjp u_bar at step {k}", out[1], (nu,))
         Ub[k] = G[k].T @ lam + ub
         lam = F[k].T @ lam + xb + Xb[k]
     x0b[:] = lam

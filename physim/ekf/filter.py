@@ -29,7 +29,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from .._result import Result, freeze
-from .._validate import as_float_array, check_spd
+from .._validate import as_bool, as_float_array, as_int, check_memory, check_returned, check_spd
 from ..errors import InvalidInputError, InvalidTypeError, NonFiniteError, ShapeError, SingularSystemError
 from . import _kernels as K
 from . import _user_kernels as UK
@@ -123,13 +123,20 @@ def _validate(model, sensor, x0, P0, controls, M, Q0):
         raise InvalidTypeError(
             f"beacons must be a physim.ekf.MeasurementModel (e.g. Beacons(...)), got {type(sensor).__name__}"
         )
-    n, nu = model.n_state, model.n_control
+    n = as_int(f"{type(model).__name__}.n_state", model.n_state, lower=2, upper=10**4)
+    nu = as_int(f"{type(model).__name__}.n_control", model.n_control, lower=1, upper=10**4)
+    m = as_int(f"{type(sensor).__name__}.n_meas", sensor.n_meas, lower=1, upper=10**7)
     x0 = as_float_array("x0", x0, (n,), copy=True)
     P0 = as_float_array("P0", P0, (n, n), copy=True)
     check_spd("P0", P0)
     U = as_float_array("controls", controls, (None, nu), copy=True)
     if U.shape[0] < 1:
         raise ShapeError(f"controls must hold at least one step, got shape {U.shape}")
+    N = U.shape[0]
+    check_memory(
+        f"a rollout of N={N} steps with {n} states and {m} measurements",
+        8.0 * N * (4 * n * n + 3 * n * m + 2 * n * nu + 2 * m + n),
+    )
     model.check_controls(U)
     M = as_float_array("M", M, (nu, nu), copy=True)
     _check_psd("M", M)
@@ -156,21 +163,36 @@ def _trajectory(model: MotionModel, x0, U):
         model._rollout_kernel(x0, U, X, F, G)
         return X, F, G
     X[0] = x0
+    name = type(model).__name__
     for k in range(N):
-        Fk, Gk = model.jacobians(X[k], U[k])
-        xn = model.step(X[k], U[k])
-        if k == 0:
-            for name, a, shp in (
-                ("step", xn, (n,)),
-                ("jacobians F", Fk, (n, n)),
-                ("jacobians G", Gk, (n, nu)),
-            ):
-                if np.shape(a) != shp:
-                    raise ShapeError(
-                        f"{type(model).__name__}.{name} returned shape {np.shape(a)}, expected {shp}"
-                    )
-        X[k + 1], F[k], G[k] = xn, Fk, Gk
+        out = model.jacobians(X[k], U[k])
+        if not (isinstance(out, (tuple, list)) and len(out) == 2):
+            raise InvalidTypeError(f"{name}.jacobians must return a pair (F, G), got {type(out).__name__}")
+        F[k] = check_returned(f"{name}.jacobians F at step {k}", out[0], (n, n))
+        G[k] = check_returned(f"{name}.jacobians G at step {k}", out[1], (n, nu))
+        X[k + 1] = check_returned(f"{name}.step at step {k}", model.step(X[k], U[k]), (n,))
     return X, F, G
+
+
+def _sensor_jacobians(sensor, X):
+    """``(H, Rd)`` at states X (K, n), validated when the sensor is user code."""
+    out = sensor.jacobians(X)
+    if type(sensor) is Beacons or isinstance(sensor, CompiledMeasurementModel):
+        H, Rd = out
+    else:  # a user sensor: shapes, dtype and finiteness checked before a kernel reads them
+        name = type(sensor).__name__
+        if not (isinstance(out, (tuple, list)) and len(out) == 2):
+            raise InvalidTypeError(f"{name}.jacobians must return a pair (H, Rd), got {type(out).__name__}")
+        K_, n = X.shape
+        m = sensor.n_meas
+        H = check_returned(f"{name}.jacobians H", out[0], (K_, m, n))
+        Rd = check_returned(f"{name}.jacobians Rd", out[1], (K_, m))
+        if not np.all(Rd > 0):
+            k, a = (int(i) for i in np.argwhere(~(Rd > 0))[0])
+            raise InvalidInputError(
+                f"{name}.jacobians returned a noise variance Rd[{k}, {a}] = {float(Rd[k, a])!r} that is not > 0"
+            )
+    return H, Rd
 
 
 def _cov_forward(F, G, H, Rd, P0, M, Q0, joseph, P, Pm, Kg) -> int:
@@ -196,7 +218,7 @@ def _rollout(model, sensor, x0, P0, U, M, Q0, joseph=True, check=True) -> Rollou
             k = int(np.argwhere(bad)[0][0])
             raise InvalidInputError(f"the nominal trajectory is not finite from step {k}")
         sensor.check_states(X[1:])
-    H, Rd = sensor.jacobians(X[1:])
+    H, Rd = _sensor_jacobians(sensor, X[1:])
     # writable C-contiguous float64: the kernels compile a single signature
     H = np.require(H, np.float64, ["C", "W"])
     Rd = np.require(Rd, np.float64, ["C", "W"])
@@ -371,9 +393,19 @@ def run_filter(
         ``.position_rmse``, ``.nees``.
     """
     x0, P0, U, M, Q0 = _validate(model, beacons, x0, P0, controls, M, Q0)
-    if not isinstance(n_runs, (int, np.integer)) or n_runs < 1:
-        raise InvalidInputError(f"n_runs must be a positive integer, got {n_runs!r}")
+    n_runs = as_int("n_runs", n_runs, lower=1)
+    joseph = as_bool("joseph", joseph)
     N, n, nu, m = U.shape[0], model.n_state, model.n_control, beacons.n_meas
+    check_memory(
+        f"run_filter with n_runs={n_runs}, N={N} steps",
+        8.0 * n_runs * (N + 1) * (3 * n + n * n + 2 * m + nu),
+    )
+    # the same checks as covariance_rollout on the nominal trajectory (e.g. a beacon on the path)
+    Xn = _trajectory(model, x0, U)[0]
+    if not np.all(np.isfinite(Xn)):
+        k = int(np.argwhere(~np.isfinite(Xn))[0][0])
+        raise InvalidInputError(f"the nominal trajectory is not finite from step {k}")
+    beacons.check_states(Xn[1:])
     e0, eu, eq, ez = _draw_noise(np.random.default_rng(seed), n_runs, N, n, nu, m)
     L0 = np.ascontiguousarray(np.linalg.cholesky(P0))
     Lm, Lq = _sqrt_psd(M), _sqrt_psd(Q0)
@@ -383,10 +415,16 @@ def run_filter(
             Xh = np.empty_like(Xt)
             Ph = np.empty((n_runs, N + 1, n, n))
             Z = np.empty((n_runs, N, m))
-            fail = K.ekf_monte_carlo(
-                model._kind, model._params(), beacons.positions, beacons._params(), x0, P0, U, M, Q0,
-                L0, Lm, Lq, e0, eu, eq, ez, bool(joseph), Xt, Xh, Ph, Z,
-            )  # fmt: skip
+            try:
+                fail = K.ekf_monte_carlo(
+                    model._kind, model._params(), beacons.positions, beacons._params(), x0, P0, U, M, Q0,
+                    L0, Lm, Lq, e0, eu, eq, ez, bool(joseph), Xt, Xh, Ph, Z,
+                )  # fmt: skip
+            except ZeroDivisionError:  # a simulated or estimated state exactly on a beacon
+                raise SingularSystemError(
+                    "a simulated or estimated robot position coincides with a beacon: range/bearing "
+                    "Jacobians are singular there"
+                ) from None
             if fail >= 0:
                 raise SingularSystemError(
                     f"innovation covariance not positive definite in run {fail // N}, step {fail % N + 1}"
@@ -480,21 +518,45 @@ def _run_filter_python(model, sensor, x0, P0, U, M, Q0, L0, Lm, Lq, e0, eu, eq, 
 
 
 def _segment_python(model, sensor, xt0, xh0, Ph0, U, M, Q0, Lm, Lq, eu, eq, ez, joseph, Xt, Xh, Ph, Z) -> int:
-    """One run of truth + EKF over the steps of U in numpy; returns -1 or the failing step."""
+    """One run of truth + EKF over the steps of U in numpy; returns -1 or the failing step.
+
+    Every array the user's model and sensor return is checked (shape, dtype, finiteness).
+    """
+    n, nu, m = xh0.shape[0], U.shape[1], sensor.n_meas
+    mname, sname = type(model).__name__, type(sensor).__name__
     ang = np.asarray(sensor.angular, dtype=bool)
-    I = np.eye(xh0.shape[0])
+    if ang.shape != (m,):
+        raise ShapeError(f"{sname}.angular must have shape ({m},), got {ang.shape}")
+
+    def step(x, u, k):
+        return check_returned(f"{mname}.step at step {k}", model.step(x, u), (n,))
+
+    def measure(x, k):
+        return check_returned(f"{sname}.measure at step {k + 1}", sensor.measure(x), (1, m))[0]
+
+    def noise_std(x, k):
+        return check_returned(f"{sname}.noise_std at step {k + 1}", sensor.noise_std(x), (1, m))[0]
+
+    def jacobians(x, u, k):
+        out = model.jacobians(x, u)
+        if not (isinstance(out, (tuple, list)) and len(out) == 2):
+            raise InvalidTypeError(f"{mname}.jacobians must return a pair (F, G), got {type(out).__name__}")
+        F = check_returned(f"{mname}.jacobians F at step {k}", out[0], (n, n))
+        return F, check_returned(f"{mname}.jacobians G at step {k}", out[1], (n, nu))
+
+    I = np.eye(n)
     Xt[0], Xh[0], Ph[0] = xt0, xh0, Ph0
     for k in range(U.shape[0]):
-        Xt[k + 1] = model.step(Xt[k], U[k] + Lm @ eu[k]) + Lq @ eq[k]
+        Xt[k + 1] = step(Xt[k], U[k] + Lm @ eu[k], k) + Lq @ eq[k]
         xt = Xt[k + 1][None]
-        z = sensor.measure(xt)[0] + sensor.noise_std(xt)[0] * ez[k]
+        z = measure(xt, k) + noise_std(xt, k) * ez[k]
         z[ang] = _wrap(z[ang])
         Z[k] = z
-        F, G = model.jacobians(Xh[k], U[k])
-        xp = model.step(Xh[k], U[k])
+        F, G = jacobians(Xh[k], U[k], k)
+        xp = step(Xh[k], U[k], k)
         Pm = F @ Ph[k] @ F.T + G @ M @ G.T + Q0
         Pm = 0.5 * (Pm + Pm.T)
-        H, Rd = sensor.jacobians(xp[None])
+        H, Rd = _sensor_jacobians(sensor, xp[None])
         H, Rd = H[0], Rd[0]
         S = H @ Pm @ H.T + np.diag(Rd)
         try:
@@ -502,7 +564,7 @@ def _segment_python(model, sensor, xt0, xh0, Ph0, U, M, Q0, Lm, Lq, eu, eq, ez, 
         except np.linalg.LinAlgError:
             return k
         Kg = np.linalg.solve(L.T, np.linalg.solve(L, H @ Pm)).T
-        y = z - sensor.measure(xp[None])[0]
+        y = z - measure(xp[None], k)
         y[ang] = _wrap(y[ang])
         Xh[k + 1] = xp + Kg @ y
         A = I - Kg @ H

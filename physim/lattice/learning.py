@@ -291,7 +291,8 @@ def accuracy(network: SpringNetwork, stiffness, forces, labels, outputs) -> floa
     eq = solve(network, stiffness, forces)
     u = eq.displacements if eq.batched else eq.displacements[None]
     pred = np.atleast_1d(predict_class(u, outputs))
-    lab = as_index_array("labels", np.atleast_1d(labels))
+    n_classes = as_index_array("outputs", outputs, shape=(None, 2)).shape[0]
+    lab = as_index_array("labels", np.atleast_1d(labels), upper=n_classes)
     if lab.shape != pred.shape:
         raise ShapeError(f"labels must have shape {pred.shape}, got {lab.shape}")
     return float(np.mean(pred == lab))

@@ -126,6 +126,7 @@ def classifier_loss(u, outputs, labels, *, eps: float = 1e-30) -> tuple[float, n
     grad : ndarray, float64, shape of ``u``
         ``d value/d u_j = sign(u_j) (1/S - [j = c]/|u_c|) / B`` with ``S = sum |u|``.
     """
+    eps = as_scalar("eps", eps, positive=True)
     ub, batched = _disp(u)
     o = _outputs(outputs, ub)
     nb, k = ub.shape[0], o.shape[0]

@@ -16,9 +16,12 @@ from functools import cached_property
 
 import numpy as np
 
-from .._validate import as_float_array, as_index_array, check_finite
+from .._validate import as_float_array, as_index_array, as_int, as_scalar, check_finite, check_memory
 from ..errors import InvalidInputError, InvalidTypeError, MeshError, ShapeError
 from . import _kernels
+
+#: coordinates and bond lengths (m) outside this range cannot be squared safely in float64
+LENGTH_RANGE = (1e-100, 1e100)
 
 __all__ = [
     "SpringNetwork",
@@ -94,15 +97,28 @@ class SpringNetwork:
             raise InvalidInputError(
                 f"duplicate bond between nodes {int(pair[0])} and {int(pair[1])} (bonds {dup.tolist()})"
             )
+        scale = float(np.max(np.abs(pts))) if pts.size else 1.0
+        if scale > LENGTH_RANGE[1]:
+            i = int(np.argmax(np.abs(pts).max(axis=1)))
+            raise InvalidInputError(
+                f"points[{i}] = {pts[i].tolist()} m is beyond {LENGTH_RANGE[1]:g} m: squared lengths "
+                "would overflow float64; rescale the coordinates"
+            )
         vec = pts[b[:, 1]] - pts[b[:, 0]]
         lengths = np.sqrt(np.einsum("ij,ij->i", vec, vec))
-        scale = float(np.max(np.abs(pts))) if pts.size else 1.0
         zero = np.flatnonzero(lengths <= 1e-12 * max(scale, 1e-300))
         if zero.size:
             i = int(zero[0])
             raise InvalidInputError(
                 f"bond {i} between nodes {int(b[i, 0])} and {int(b[i, 1])} has zero length "
                 f"(coincident points {pts[b[i, 0]].tolist()})"
+            )
+        tiny = np.flatnonzero(lengths < LENGTH_RANGE[0])
+        if tiny.size:
+            i = int(tiny[0])
+            raise InvalidInputError(
+                f"bond {i} between nodes {int(b[i, 0])} and {int(b[i, 1])} has length {lengths[i]:.3g} m, "
+                f"below {LENGTH_RANGE[0]:g} m (squared lengths underflow float64); rescale the coordinates"
             )
         self.points = _readonly(pts)
         self.bonds = _readonly(b)
@@ -281,12 +297,14 @@ def triangular_lattice(rows, spacing: float = 16e-3, fixed=()) -> SpringNetwork:
     SpringNetwork
         2D network; nodes numbered row by row, left to right.
     """
-    rows = [int(r) for r in np.atleast_1d(np.asarray(rows))]
-    if len(rows) < 1 or any(r < 1 for r in rows):
+    raw = np.atleast_1d(np.asarray(rows, dtype=object))
+    if raw.ndim != 1:
+        raise InvalidInputError(f"rows must be a sequence of node counts, got shape {raw.shape}")
+    rows = [as_int(f"rows[{i}]", r, lower=1) for i, r in enumerate(raw)]
+    if len(rows) < 1:
         raise InvalidInputError(f"rows must be positive node counts, got {rows}")
-    a = float(spacing)
-    if not np.isfinite(a) or a <= 0:
-        raise InvalidInputError(f"spacing must be a positive length in metres, got {spacing}")
+    check_memory(f"triangular_lattice with {sum(rows)} nodes", 400.0 * sum(rows))
+    a = as_scalar("spacing", spacing, positive=True)
     h = a * np.sqrt(3.0) / 2.0
     offsets = [0.0]
     for r in range(1, len(rows)):
@@ -346,14 +364,11 @@ def square_lattice(nx: int, ny: int, diagonals=True, spacing: float = 16e-3, fix
     SpringNetwork
         2D network.
     """
-    nx, ny = int(nx), int(ny)
-    if nx < 2 or ny < 2:
-        raise InvalidInputError(f"square_lattice needs nx, ny >= 2, got ({nx}, {ny})")
-    if diagonals not in (True, False, "cross"):
+    nx, ny = as_int("nx", nx, lower=2), as_int("ny", ny, lower=2)
+    if not (isinstance(diagonals, (bool, np.bool_)) or (isinstance(diagonals, str) and diagonals == "cross")):
         raise InvalidInputError(f"diagonals must be True, False or 'cross', got {diagonals!r}")
-    a = float(spacing)
-    if not np.isfinite(a) or a <= 0:
-        raise InvalidInputError(f"spacing must be a positive length in metres, got {spacing}")
+    check_memory(f"square_lattice({nx}, {ny})", 400.0 * nx * ny)
+    a = as_scalar("spacing", spacing, positive=True)
     I, J = np.meshgrid(np.arange(nx), np.arange(ny))
     pts = np.column_stack([I.ravel() * a, J.ravel() * a])
     idx = (J * nx + I).astype(np.int64)
@@ -362,7 +377,7 @@ def square_lattice(nx: int, ny: int, diagonals=True, spacing: float = 16e-3, fix
         np.column_stack([idx[:-1, :].ravel(), idx[1:, :].ravel()]),
     ]
     ll, lr, ul, ur = idx[:-1, :-1], idx[:-1, 1:], idx[1:, :-1], idx[1:, 1:]
-    if diagonals == "cross":
+    if isinstance(diagonals, str):
         b += [np.column_stack([ll.ravel(), ur.ravel()]), np.column_stack([lr.ravel(), ul.ravel()])]
     elif diagonals:
         alt = ((I[:-1, :-1] + J[:-1, :-1]) % 2 == 0).ravel()

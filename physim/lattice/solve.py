@@ -37,8 +37,8 @@ import scipy.sparse as sp
 from scipy.sparse.linalg import splu
 
 from .._result import Result
-from .._validate import as_float_array, as_scalar, check_positive
-from ..errors import ConvergenceError, InvalidTypeError, ShapeError, SingularSystemError
+from .._validate import as_bool, as_float_array, as_int, as_scalar, check_positive
+from ..errors import ConvergenceError, InvalidTypeError, NonFiniteError, ShapeError, SingularSystemError
 from . import _kernels
 from .network import SpringNetwork
 
@@ -187,6 +187,7 @@ def floppy_modes(network: SpringNetwork, *, rtol: float = FLOPPY_RTOL) -> Floppy
     FloppyModes
     """
     _check_network(network)
+    rtol = as_scalar("rtol", rtol, positive=True, upper=1.0)
     nf = network.n_free
     n, d = network.n_nodes, network.dim
     K = _csc(network, _assemble_linear(network, np.ones(network.n_bonds)))
@@ -424,17 +425,22 @@ def solve(
     l0 = _check_rest_length(network, rest_length)
     f, batched = _check_forces(network, forces)
     rtol = as_scalar("rtol", rtol, positive=True)
-    if int(max_iter) < 1 or int(load_steps) < 1 or int(max_bisections) < 0:
-        raise ShapeError(
-            f"max_iter and load_steps must be >= 1 and max_bisections >= 0, got "
-            f"{max_iter}, {load_steps}, {max_bisections}"
-        )
+    max_iter = as_int("max_iter", max_iter, lower=1, upper=10**6)
+    load_steps = as_int("load_steps", load_steps, lower=1, upper=10**6)
+    max_bisections = as_int("max_bisections", max_bisections, lower=0, upper=10**4)
+    nonlinear = as_bool("nonlinear", nonlinear)
+    check_rigidity = as_bool("check_rigidity", check_rigidity)
     if nonlinear:
-        eq = _solve_nonlinear(
-            network, k, l0, f, rtol, int(max_iter), int(load_steps), int(max_bisections), check_rigidity
-        )
+        eq = _solve_nonlinear(network, k, l0, f, rtol, max_iter, load_steps, max_bisections, check_rigidity)
     else:
         eq = _solve_linear(network, k, l0, f, check_rigidity)
+    for name, a in (("displacements", eq.displacements), ("tensions", eq.tensions)):
+        if not np.all(np.isfinite(a)):
+            raise NonFiniteError(
+                f"the equilibrium is not representable: its {name} overflow float64 "
+                f"(stiffness {float(k.min()):.3g}..{float(k.max()):.3g} N/m, largest force "
+                f"{float(np.abs(f).max()):.3g} N); rescale the units"
+            )
     if not batched:
         eq = _unbatch(eq)
     return eq
@@ -565,21 +571,30 @@ def _solve_nonlinear(network, k, l0, f, rtol, max_iter, load_steps, max_bisectio
         # floor: round-off of the internal forces, eps * |k l|, cannot be beaten
         tol = max(rtol * scale, roundoff)
         u = np.zeros((n, d))
-        lam, step, halvings, total = 0.0, 1.0 / load_steps, 0, 0
+        step0 = 1.0 / load_steps
+        lam, step, halvings, total, rn = 0.0, step0, 0, 0, float("nan")
         while lam < 1.0:
             target = min(1.0, lam + step)
+            if target <= lam:  # the increment vanished below float resolution: no progress possible
+                raise ConvergenceError(
+                    f"nonlinear equilibrium of load case {s} did not converge: the load increment "
+                    f"shrank to {step:.3g} and cannot advance past load fraction {lam:.6g} "
+                    f"(last residual norm {rn:.3e} N, tolerance {tol:.3e} N); the load may exceed "
+                    "a limit point (snap-through or buckling)"
+                )
             # tolerance of intermediate increments relative to the full load keeps them cheap
             un, rn, it, ok = _newton(network, k, l0, u, target * f_free, tol, max_iter)
             total += it
             if ok:
                 u, lam = un, target
+                step = min(2.0 * step, step0)  # regrow after a success: bounded work to full load
                 continue
             halvings += 1
             if halvings > max_bisections:
                 raise ConvergenceError(
                     f"nonlinear equilibrium of load case {s} did not converge: residual norm "
                     f"{rn:.3e} N (tolerance {tol:.3e} N) at load fraction {target:.4g} after "
-                    f"{max_bisections} load-step bisections"
+                    f"{max_bisections} load-step bisections (load fraction reached: {lam:.6g})"
                 )
             step *= 0.5
         r, lengths, dirs, t = _nl_residual(network, k, l0, u, f_free)
