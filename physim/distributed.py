@@ -49,8 +49,10 @@ What a cluster needs
 * Workers on one machine share Numba's on-disk cache (``__pycache__`` next to
   the installed modules, or ``$NUMBA_CACHE_DIR``), so a kernel compiled once on
   a machine is loaded, not recompiled, by every later worker process there.
-* The embedded cluster gives each worker one Numba thread
-  (``NUMBA_NUM_THREADS=1``); do the same for ``dask worker`` processes.
+* The embedded cluster gives each worker process one thread, Numba's
+  included (``NUMBA_NUM_THREADS=1``); start ``dask worker`` processes with
+  ``--nthreads 1`` and ``NUMBA_NUM_THREADS=1`` likewise (one process per core),
+  or with one process per machine and Numba's threads for parallel kernels.
 
 Stores
 ------
@@ -549,17 +551,23 @@ def _forget_shared(token: str) -> None:
         _SHARED.pop(token, None)
 
 
-def _execute(task, *, fn, version, shared=None, with_shared=False, shared_token=None):
+def _execute(task, *, fn, version, shared=None, with_shared=False, shared_token=None, numba_threads=None):
     """What each Dask task runs on its worker: version check, ``fn``, pickled result.
 
     The result is pickled here so that a result (or exception) that cannot be
     pickled fails this task with a clear message instead of stalling the transfer.
+    ``numba_threads`` (embedded cluster: 1) caps Numba's threads for this task:
+    the worker process may have imported Numba before its environment was set.
     """
     if version != __version__:
         raise _VersionMismatch(
             f"a worker runs physim {__version__} but the client runs physim {version}; "
             "install the same physim version on every worker"
         )
+    if numba_threads is not None:
+        import numba
+
+        numba.set_num_threads(min(numba_threads, numba.config.NUMBA_NUM_THREADS))
     if with_shared:
         shared = _shared_object(shared_token, shared)
     t0 = time.perf_counter()
@@ -724,6 +732,8 @@ def _run_dask(fn, tasks, todo, sched, workers, retries, shared, with_shared, col
         _check_versions(client)
         run = uuid.uuid4().hex[:12]
         kwargs = {"fn": fn, "version": __version__}
+        if sched is None:
+            kwargs["numba_threads"] = 1
         if with_shared:
             t0 = time.perf_counter()
             try:

@@ -15,7 +15,7 @@ import time
 import numpy as np
 import pytest
 import sweep_tasks as T
-from conftest import CLICluster, stop, worker_env
+from dask_cluster import CLICluster, stop, worker_env
 
 import physim.distributed as PD
 from physim.distributed import run_sweep, task_key

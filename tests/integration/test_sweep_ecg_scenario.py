@@ -1,0 +1,48 @@
+"""`physim run sweep_ecg_sensitivity` gives the same numbers in-process, on an embedded
+cluster (--workers 2) and on a cluster started with Dask's command line (--scheduler)."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+
+import numpy as np
+from dask_cluster import CLICluster
+
+KEYS = ("ecg_correlation_per_lead", "ecg_correlation_min", "total_activation_ms")
+
+
+def _physim_run(out, *options):
+    env = {**os.environ, "PHYSIM_OFFSCREEN": "1", "MPLBACKEND": "Agg"}
+    env.pop("PHYSIM_SCHEDULER", None)
+    cmd = [sys.executable, "-m", "physim.cli", "run", "sweep_ecg_sensitivity", "--quick", "--no-plots"]
+    r = subprocess.run(
+        [*cmd, "--out", str(out), *options], capture_output=True, text=True, timeout=600, env=env
+    )
+    assert r.returncode == 0, f"{options} failed:\n{r.stdout[-3000:]}\n{r.stderr[-5000:]}"
+    return json.loads((out / "results.json").read_text())
+
+
+def test_same_numbers_serial_workers_and_scheduler(tmp_path):
+    serial = _physim_run(tmp_path / "serial", "--scheduler", "serial")
+    embedded = _physim_run(tmp_path / "workers", "--workers", "2")
+    cluster = CLICluster(tmp_path / "cluster", n_workers=2)
+    try:
+        remote = _physim_run(tmp_path / "remote", "--scheduler", cluster.address)
+    finally:
+        cluster.close()
+    assert serial["sweep"]["n_workers"] == 1
+    assert embedded["sweep"]["n_workers"] == 2 and remote["sweep"]["n_workers"] == 2
+    assert remote["sweep"]["scheduler"] == cluster.address
+    for res in (serial, embedded, remote):
+        assert res["sweep"]["n_failed"] == 0 and res["sweep"]["n_tasks"] == 28
+        assert res["min_correlation_at_reference"] == 1.0  # the reference lies on the grid
+    for key in KEYS:
+        a = np.array(serial[key], dtype=float)
+        assert np.isfinite(a).all(), key
+        for other in (embedded, remote):
+            np.testing.assert_array_equal(np.array(other[key], dtype=float), a, err_msg=key)
+    assert serial["ranges"] == embedded["ranges"] == remote["ranges"]
+    assert embedded["sweep"]["shared_transfer_s"] > 0 and remote["sweep"]["shared_transfer_s"] > 0
