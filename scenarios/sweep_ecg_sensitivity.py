@@ -21,7 +21,10 @@ sends them to Dask (an embedded cluster with one process per core by default;
 ``--workers N``, ``--scheduler tcp://host:8786`` or ``--scheduler serial``),
 with the twin model and the lead field sent once per worker (``shared=``).
 ``--store DIR`` keeps each finished grid point, so an interrupted sweep
-resumes where it stopped. Same grid, same numbers, whatever the scheduler.
+resumes where it stopped. Same grid, same numbers, whatever the scheduler:
+identical to the last bit on the 10k heart (tested); on the 65k heart the
+activation times are identical and the correlations agree to 2e-15 (an
+in-process run sums the ECG with two threads, each worker with one).
 
 Writes ``ecg_sensitivity.png`` (heat maps of the minimum and mean lead
 correlation and of the total activation time; numbers in
