@@ -32,8 +32,9 @@ Usage
     # a large input every task reads (a mesh, a lead field) travels once per worker:
     run_sweep(ecg_of, grid, shared=lead_field)                 # calls ecg_of(task, lead_field)
 
-``$PHYSIM_SCHEDULER`` (an address, a scheduler file or ``serial``) is the
-default of ``scheduler``. On a cluster::
+In a script, call it under ``if __name__ == "__main__":``: the embedded
+cluster's worker processes import the script. ``$PHYSIM_SCHEDULER`` (an
+address, a scheduler file or ``serial``) is the default of ``scheduler``. On a cluster::
 
     dask scheduler                                   # on one machine: tcp://HOST:8786
     dask worker tcp://HOST:8786 --nthreads 1         # on each worker machine (several per machine)
