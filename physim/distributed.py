@@ -657,7 +657,7 @@ def _connect(sched, workers: int | None):
                 n_workers=n,
                 threads_per_worker=1,
                 processes=True,
-                dashboard_address=None,
+                dashboard_address="127.0.0.1:0",  # HTTP routes on a free local port
                 env={"NUMBA_NUM_THREADS": "1"},
             ) as cluster,
             Client(cluster, set_as_default=False) as client,

@@ -112,7 +112,7 @@ def local_cluster(n):
         n_workers=n,
         threads_per_worker=1,
         processes=True,
-        dashboard_address=None,
+        dashboard_address="127.0.0.1:0",
         env={"NUMBA_NUM_THREADS": "1"},
     )
     return cluster, Client(cluster, set_as_default=False)

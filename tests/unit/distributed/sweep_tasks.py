@@ -51,6 +51,13 @@ def flaky(task):
     return task["i"]
 
 
+def lock_for_one(x):
+    """A result that cannot be pickled for task 1."""
+    import threading
+
+    return threading.Lock() if x == 1 else x
+
+
 def interrupt_at(task):
     if task == 3:
         raise KeyboardInterrupt

@@ -124,12 +124,8 @@ def test_unpicklable_task_and_result(cli_cluster):
     lock = threading.Lock()
     with pytest.raises(InvalidInputError, match="task 1 cannot be pickled"):
         run_sweep(T.square, [1, lock], scheduler=cli_cluster.address)
-    res = run_sweep(_lock_for_one, [0, 1, 2], scheduler=cli_cluster.address, retries=0)
+    res = run_sweep(T.lock_for_one, [0, 1, 2], scheduler=cli_cluster.address, retries=0)
     assert res.results == (0, None, 2) and "result of fn (lock) cannot be pickled" in res.failed[1]
-
-
-def _lock_for_one(x):
-    return threading.Lock() if x == 1 else x
 
 
 def test_unreachable_scheduler(monkeypatch):
