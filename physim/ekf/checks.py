@@ -397,4 +397,7 @@ def check_model(
             f"check_model needs a physim.ekf.MotionModel or MeasurementModel, got {type(model).__name__}"
         )
     n = np.atleast_2d(np.asarray(x)).shape[0] if x is not None else int(n_points)
-    return ModelCheck(model=repr(model), items=col.items(), n_points=n)
+    name = repr(model)
+    if name.startswith("<"):  # the default object repr: the class name says more
+        name = type(model).__name__
+    return ModelCheck(model=name, items=col.items(), n_points=n)

@@ -73,14 +73,16 @@ def _chunks(n_runs: int, chunk_size: int, seed: int):
     return [(c, min(chunk_size, n_runs - c * chunk_size), children[c]) for c in range(n_chunks)]
 
 
-def run_chunk(task: dict) -> dict:
+def run_chunk(task: dict, shared: dict | None = None) -> dict:
     """Run one chunk: every strategy on the chunk's runs (a picklable function of one task).
 
-    ``task`` holds ``strategies`` (name → controls (N, n_u) or controller),
-    ``model``, ``beacons``, ``x0``, ``P0``, ``controls0``, ``M``, ``Q0``,
-    ``n_runs`` (runs in this chunk), ``seed`` (a SeedSequence or int) and
-    ``joseph``. Returns name → result for those runs.
+    ``task`` holds ``n_runs`` (runs in this chunk) and ``seed`` (a
+    SeedSequence or int); the set-up common to all chunks, ``strategies``
+    (name → controls (N, n_u) or controller), ``model``, ``beacons``, ``x0``,
+    ``P0``, ``controls0``, ``M``, ``Q0`` and ``joseph``, is in ``shared`` (sent
+    once per worker) or in ``task`` itself. Returns name → result for those runs.
     """
+    task = {**(shared or {}), **task}
     out = {}
     for name, strategy in task["strategies"].items():
         seed = task["seed"]
@@ -176,17 +178,15 @@ def compare_strategies(
     base = dict(strategies=strat, model=model, beacons=beacons, x0=x0, P0=P0, controls0=U0, M=M, Q0=Q0,
                 joseph=bool(joseph))  # fmt: skip
     tasks = [
-        dict(base, chunk=c, n_runs=n, seed=ss)
-        for c, n, ss in _chunks(int(n_runs), int(chunk_size), int(seed))
+        {"chunk": c, "n_runs": n, "seed": ss} for c, n, ss in _chunks(int(n_runs), int(chunk_size), int(seed))
     ]
     if workers is None and scheduler is None and store is None and not os.environ.get("PHYSIM_SCHEDULER"):
-        parts = [run_chunk(t) for t in tasks]
+        parts = [run_chunk(t, base) for t in tasks]
     else:
         from ..distributed import run_sweep
 
-        sweep = run_sweep(
-            run_chunk, tasks, scheduler=scheduler, workers=workers, store=store, progress=progress
-        )
+        sweep = run_sweep(run_chunk, tasks, scheduler=scheduler, workers=workers, store=store, progress=progress,
+                          shared=base)  # fmt: skip
         if sweep.failed:
             i, err = next(iter(sweep.failed.items()))
             raise RuntimeError(f"{len(sweep.failed)} Monte-Carlo chunk(s) failed; chunk {i}:\n{err}")

@@ -130,10 +130,14 @@ def test_chunks_are_independent_of_order_and_grouping():
     strat = _strategies()
     a = compare_strategies(strat, MODEL, BEACONS, X0, P0, U0, M, Q0, n_runs=3, seed=11, chunk_size=2)
     # the same chunk tasks run in reverse order (as workers might) give the same numbers
-    tasks = [dict(strategies=strat, model=MODEL, beacons=BEACONS, x0=X0, P0=P0, controls0=U0, M=M, Q0=Q0,
-                  joseph=True, n_runs=n, seed=ss) for _, n, ss in _chunks(3, 2, 11)]  # fmt: skip
+    shared = dict(strategies=strat, model=MODEL, beacons=BEACONS, x0=X0, P0=P0, controls0=U0, M=M, Q0=Q0,
+                  joseph=True)  # fmt: skip
+    tasks = [{"n_runs": n, "seed": ss} for _, n, ss in _chunks(3, 2, 11)]
     assert [t["n_runs"] for t in tasks] == [2, 1]
-    parts = [run_chunk(pickle.loads(pickle.dumps(t))) for t in reversed(tasks)][::-1]
+    parts = [
+        run_chunk(pickle.loads(pickle.dumps(t)), pickle.loads(pickle.dumps(shared))) for t in reversed(tasks)
+    ]
+    parts = parts[::-1]
     for name in strat:
         got = np.concatenate([p[name].estimates for p in parts])
         np.testing.assert_array_equal(a.results[name].estimates, got)
