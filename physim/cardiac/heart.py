@@ -68,6 +68,11 @@ __all__ = [
     "save_biventricular",
     "read_biventricular",
     "mesh_path",
+    "point_triangle_distance",
+    "surface_distance",
+    "endocardial_depth",
+    "subendocardial_nodes",
+    "farthest_point_sample",
 ]
 
 #: element region labels (``BiventricularMesh.region``)
@@ -337,6 +342,242 @@ def classify_boundary(faces: np.ndarray, masks: dict) -> dict:
             f"{int(left.sum())} boundary face(s) carry no surface tag; first: {faces[i].tolist()}"
         )
     return out
+
+
+def point_triangle_distance(points, a, b, c) -> np.ndarray:
+    """Euclidean distance from points to triangles, pairwise (row i to triangle i).
+
+    Closest point by the Voronoi regions of the triangle's vertices, edges and
+    face (Ericson, *Real-Time Collision Detection*, 5.1.5).
+
+    Parameters
+    ----------
+    points, a, b, c : ndarray, float64, shape (n, 3)
+        Query points and triangle vertices (mm).
+
+    Returns
+    -------
+    ndarray, float64, shape (n,)
+        Distances (mm).
+    """
+    p = np.asarray(points, dtype=float)
+    a, b, c = (np.asarray(v, dtype=float) for v in (a, b, c))
+    ab, ac, ap = b - a, c - a, p - a
+    d1 = np.einsum("ij,ij->i", ab, ap)
+    d2 = np.einsum("ij,ij->i", ac, ap)
+    bp = p - b
+    d3 = np.einsum("ij,ij->i", ab, bp)
+    d4 = np.einsum("ij,ij->i", ac, bp)
+    cp = p - c
+    d5 = np.einsum("ij,ij->i", ab, cp)
+    d6 = np.einsum("ij,ij->i", ac, cp)
+    va = d3 * d6 - d5 * d4
+    vb = d5 * d2 - d1 * d6
+    vc = d1 * d4 - d3 * d2
+    with np.errstate(invalid="ignore", divide="ignore"):
+        # face interior (default), then edges, then vertices (later masks win)
+        den = va + vb + vc
+        v = vb / den
+        w = vc / den
+        q = a + v[:, None] * ab + w[:, None] * ac
+        on_ab = (vc <= 0) & (d1 >= 0) & (d3 <= 0)
+        t = d1 / (d1 - d3)
+        q = np.where(on_ab[:, None], a + t[:, None] * ab, q)
+        on_ac = (vb <= 0) & (d2 >= 0) & (d6 <= 0)
+        t = d2 / (d2 - d6)
+        q = np.where(on_ac[:, None], a + t[:, None] * ac, q)
+        on_bc = (va <= 0) & ((d4 - d3) >= 0) & ((d5 - d6) >= 0)
+        t = (d4 - d3) / ((d4 - d3) + (d5 - d6))
+        q = np.where(on_bc[:, None], b + t[:, None] * (c - b), q)
+    q = np.where(((d1 <= 0) & (d2 <= 0))[:, None], a, q)
+    q = np.where(((d3 >= 0) & (d4 <= d3))[:, None], b, q)
+    q = np.where(((d6 >= 0) & (d5 <= d6))[:, None], c, q)
+    return np.linalg.norm(p - q, axis=1)
+
+
+def surface_distance(points, surface_points, triangles, *, max_distance: float | None = None) -> np.ndarray:
+    """Exact distance from each point to a triangulated surface.
+
+    Candidate triangles are found with a k-d tree of triangle centroids: the
+    nearest triangle lies within ``d_v + r`` of the query, where ``d_v`` is the
+    distance to the nearest surface vertex and ``r`` the largest
+    centroid-to-vertex distance, so every triangle that can be nearest is tested.
+
+    Parameters
+    ----------
+    points : array_like, shape (n, 3)
+        Query points (mm).
+    surface_points : array_like, shape (m, 3)
+        Vertices of the surface (mm).
+    triangles : int array_like, shape (k, 3)
+        Surface triangles (indices into ``surface_points``).
+    max_distance : float, optional
+        Points farther than this from every surface vertex by more than ``r``
+        get ``inf`` without an exact computation (faster when only a thin
+        layer matters).
+
+    Returns
+    -------
+    ndarray, float64, shape (n,)
+        Distances (mm); ``inf`` beyond ``max_distance``.
+    """
+    from scipy.spatial import cKDTree
+
+    pts = as_float_array("points", points, shape=(None, 3))
+    sp_ = as_float_array("surface_points", surface_points, shape=(None, 3))
+    tri = as_index_array("triangles", triangles, upper=sp_.shape[0], shape=(None, 3))
+    if tri.shape[0] == 0:
+        raise InvalidInputError("the surface has no triangle")
+    corners = sp_[tri]  # (k, 3, 3)
+    cen = corners.mean(axis=1)
+    r = float(np.linalg.norm(corners - cen[:, None], axis=2).max())
+    used = np.unique(tri)
+    d_v = cKDTree(sp_[used]).query(pts)[0]
+    out = np.full(pts.shape[0], np.inf)
+    todo = np.arange(pts.shape[0])
+    if max_distance is not None:
+        todo = todo[d_v <= as_float_array("max_distance", max_distance).item() + r]
+    tree = cKDTree(cen)
+    # process in chunks of query points to bound memory
+    for lo in range(0, todo.size, 2048):
+        idx = todo[lo : lo + 2048]
+        lists = tree.query_ball_point(pts[idx], d_v[idx] + r + 1e-9)
+        counts = np.fromiter((len(x) for x in lists), dtype=np.int64, count=idx.size)
+        if counts.sum() == 0:  # pragma: no cover - the nearest vertex's triangles are always found
+            continue
+        flat = np.fromiter((j for x in lists for j in x), dtype=np.int64, count=int(counts.sum()))
+        owner = np.repeat(idx, counts)
+        d = point_triangle_distance(pts[owner], corners[flat, 0], corners[flat, 1], corners[flat, 2])
+        best = np.full(idx.size, np.inf)
+        np.minimum.at(best, np.repeat(np.arange(idx.size), counts), d)
+        out[idx] = best
+    return out
+
+
+def endocardial_depth(heart: BiventricularMesh, *, max_depth: float | None = None) -> np.ndarray:
+    """Distance (mm) of every node to the nearest endocardial surface (LV or RV).
+
+    Parameters
+    ----------
+    heart : BiventricularMesh
+        Tagged mesh (uses ``faces["lv_endo"]`` and ``faces["rv_endo"]``).
+    max_depth : float, optional
+        Nodes certainly deeper than this get ``inf`` (skips their exact distance).
+
+    Returns
+    -------
+    ndarray, float64, shape (n_points,)
+        0 on the endocardium; ``inf`` beyond ``max_depth``.
+    """
+    if not isinstance(heart, BiventricularMesh):
+        raise InvalidInputError(f"heart must be a BiventricularMesh, got {type(heart).__name__}")
+    tri = np.concatenate([heart.faces["lv_endo"], heart.faces["rv_endo"]])
+    return surface_distance(heart.points, heart.points, tri, max_distance=max_depth)
+
+
+def farthest_point_sample(points, candidates, *, n: int | None = None, spacing: float | None = None, seed=0):
+    """Well-spread nodes among ``candidates`` by greedy farthest-point sampling.
+
+    Starts from a random candidate (``seed``) and repeatedly adds the
+    candidate farthest from those chosen, until ``n`` are chosen or the
+    farthest remaining one is closer than ``spacing`` (mm) to a chosen one;
+    chosen nodes are then at least ``spacing`` apart and every candidate lies
+    within ``spacing`` of one. Give ``n``, ``spacing`` or both.
+
+    Parameters
+    ----------
+    points : array_like, shape (n_points, 3)
+    candidates : int array_like, shape (k,)
+        Node indices to choose from.
+    n : int, optional
+        Number of nodes to choose (at most ``k``).
+    spacing : float, optional
+        Minimum distance between chosen nodes (mm).
+    seed : int
+        Seed of the first choice.
+
+    Returns
+    -------
+    ndarray, int64, sorted
+        Chosen node indices.
+    """
+    pts = as_float_array("points", points, shape=(None, 3))
+    cand = as_index_array("candidates", candidates, upper=pts.shape[0], shape=(None,))
+    if cand.size == 0:
+        raise InvalidInputError("candidates must not be empty")
+    if n is None and spacing is None:
+        raise InvalidInputError("give n, spacing or both")
+    n_max = cand.size if n is None else int(n)
+    if n_max < 1:
+        raise InvalidInputError(f"n must be >= 1, got {n}")
+    gap = 0.0 if spacing is None else float(spacing)
+    if not np.isfinite(gap) or gap < 0:
+        raise InvalidInputError(f"spacing must be a finite number >= 0, got {spacing!r}")
+    rng = np.random.default_rng(seed)
+    P = pts[cand]
+    chosen = [int(rng.integers(cand.size))]
+    d = np.linalg.norm(P - P[chosen[0]], axis=1)
+    while len(chosen) < min(n_max, cand.size):
+        j = int(np.argmax(d))
+        if d[j] < gap or d[j] == 0.0:
+            break
+        chosen.append(j)
+        d = np.minimum(d, np.linalg.norm(P - P[j], axis=1))
+    return np.sort(cand[np.array(chosen)])
+
+
+def subendocardial_nodes(
+    heart: BiventricularMesh,
+    depth: float = 2.5,
+    *,
+    spacing: float | None = None,
+    n_sites: int | None = None,
+    exclude_base: bool = True,
+    seed=0,
+) -> np.ndarray:
+    """Nodes of the subendocardial layer: within ``depth`` mm of the LV or RV endocardium.
+
+    The Purkinje-muscle junctions where the conduction system activates the
+    myocardium lie in this thin layer (Grandits et al. 2024 use it as the
+    prior on initiation sites). Optionally thinned to well-spread nodes by
+    :func:`farthest_point_sample`.
+
+    Parameters
+    ----------
+    heart : BiventricularMesh
+    depth : float
+        Layer thickness (mm), >= 0; 0 keeps the endocardial surface nodes only.
+        A node counts when its exact distance to the endocardial triangles is
+        at most ``depth`` (so on coarse meshes the layer may hold only the
+        surface nodes).
+    spacing : float, optional
+        Minimum distance between chosen nodes (mm).
+    n_sites : int, optional
+        Number of nodes to choose.
+    exclude_base : bool
+        Leave out nodes on the base (the valve plane carries no junctions).
+    seed : int
+        Seed of the farthest-point sampling.
+
+    Returns
+    -------
+    ndarray, int64, sorted
+    """
+    if not isinstance(heart, BiventricularMesh):
+        raise InvalidInputError(f"heart must be a BiventricularMesh, got {type(heart).__name__}")
+    depth = float(depth)
+    if not np.isfinite(depth) or depth < 0:
+        raise InvalidInputError(f"depth must be a finite number >= 0 mm, got {depth!r}")
+    d = endocardial_depth(heart, max_depth=depth)
+    layer = d <= depth
+    if exclude_base:
+        layer &= ~heart.base
+    nodes = np.nonzero(layer)[0]
+    if nodes.size == 0:  # pragma: no cover - the endocardium always has nodes
+        raise InvalidInputError("the subendocardial layer holds no node")
+    if spacing is None and n_sites is None:
+        return nodes
+    return farthest_point_sample(heart.points, nodes, n=n_sites, spacing=spacing, seed=seed)
 
 
 # ----------------------------------------------------------------------------------------------
