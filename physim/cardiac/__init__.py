@@ -17,7 +17,7 @@ from .ecg import (
     intracellular_conductivity,
     lead_correlations,
     lead_field,
-    mse_loss,
+    lead_mse_loss,
     simulate_ecg,
     standard_12_lead,
 )
@@ -52,7 +52,7 @@ __all__ = [
     "lead_field",
     "simulate_ecg",
     "ecg_adjoint",
-    "mse_loss",
+    "lead_mse_loss",
     "correlation_loss",
     "lead_correlations",
     "TwinModel",

@@ -83,8 +83,9 @@ __all__ = [
     "lead_field",
     "simulate_ecg",
     "adjoint",
-    "mse_loss",
+    "lead_mse_loss",
     "correlation_loss",
+    "shifted_correlation_loss",
     "lead_correlations",
     "STANDARD_LEADS",
 ]
@@ -841,7 +842,7 @@ def _pair(ecg, target) -> tuple[np.ndarray, np.ndarray]:
     return x, y
 
 
-def mse_loss(ecg, target, *, normalize: bool = True) -> tuple[float, np.ndarray]:
+def lead_mse_loss(ecg, target, *, normalize: bool = True) -> tuple[float, np.ndarray]:
     """Mean squared error per lead, summed over leads.
 
     ``L = sum_l w_l mean_j (x_lj - y_lj)^2`` with ``w_l = 1 / var(y_l)`` when
@@ -907,3 +908,68 @@ def correlation_loss(ecg, target, *, eps: float = 1e-12) -> tuple[float, np.ndar
     g = yc / (nx * ny)[:, None] - (rho / (nx * nx))[:, None] * xc
     g = g - g.mean(axis=1, keepdims=True)
     return float(np.mean(1.0 - rho)), -g / nl
+
+
+def shifted_correlation_loss(
+    ecg,
+    target,
+    *,
+    max_shift_ms: float = 10.0,
+    dt: float | None = None,
+    temperature: float = 1e-3,
+    eps: float = 1e-12,
+) -> tuple[float, np.ndarray]:
+    """Correlation loss after the best small time shift (smooth minimum over shifts).
+
+    For every integer shift ``s`` of ``|s| dt <= max_shift_ms`` the simulated
+    ECG delayed by ``s`` samples is compared with the target on their overlap,
+    ``L_s = mean_l (1 - rho_l(s))`` with :func:`correlation_loss` (one shift for
+    all leads: an unknown onset of the recording). The loss is the soft minimum::
+
+        L = -tau log( mean_s exp(-L_s / tau) ),   dL/dx = sum_s pi_s dL_s/dx,
+        pi = softmax(-L_s / tau),
+
+    which lies in ``[min_s L_s, min_s L_s + tau log(n_shifts)]`` and tends to
+    ``min_s L_s`` as ``tau -> 0``.
+
+    Parameters
+    ----------
+    ecg : ECG or ndarray, shape (n_leads, n_samples)
+    target : ndarray, shape (n_leads, n_samples)
+    max_shift_ms : float
+        Largest shift tried (ms), >= 0.
+    dt : float, optional
+        Sampling interval (ms); default that of ``ecg`` (an :class:`ECG`) or 1 ms.
+    temperature : float
+        ``tau`` (units of the loss), > 0.
+    eps : float
+        As for :func:`correlation_loss`.
+
+    Returns
+    -------
+    value : float
+    grad : ndarray, shape (n_leads, n_samples)
+    """
+    x, y = _pair(ecg, target)
+    if dt is None:
+        dt = ecg.dt if isinstance(ecg, ECG) else 1.0
+    dt = as_scalar("dt", dt, positive=True)
+    tau = as_scalar("temperature", temperature, positive=True)
+    smax = int(math.floor(as_scalar("max_shift_ms", max_shift_ms, nonnegative=True) / dt + 1e-9))
+    n = x.shape[1]
+    if n - smax < 2:
+        raise ShapeError(f"max_shift_ms={max_shift_ms} leaves fewer than 2 overlapping samples of {n}")
+    shifts = np.arange(-smax, smax + 1)
+    vals = np.empty(shifts.size)
+    grads = np.zeros((shifts.size,) + x.shape)
+    for i, s in enumerate(shifts):
+        # x delayed by s samples: x[j - s] against y[j]
+        xs = slice(0, n - s) if s >= 0 else slice(-s, n)
+        ys = slice(s, n) if s >= 0 else slice(0, n + s)
+        vals[i], grads[i][:, xs] = correlation_loss(x[:, xs], y[:, ys], eps=eps)
+    z = -vals / tau
+    zmax = float(z.max())
+    w = np.exp(z - zmax)
+    value = -tau * (zmax + math.log(float(w.mean())))
+    pi = w / w.sum()
+    return float(value), np.tensordot(pi, grads, axes=1)

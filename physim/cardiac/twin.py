@@ -12,7 +12,8 @@ and pulls a cotangent ``dL/dphi`` back to ``dL/dx`` by chaining
 :func:`physim.eikonal.adjoint` (to ``D``, source times and point-source
 positions), :func:`physim.eikonal.conduction_tensor_vjp` (to velocities) and
 each model's own vjp. Objective builders (:func:`activation_objective`,
-:func:`ecg_objective`) return ``fun(x) -> (value, grad)`` for
+:func:`ecg_objective`, :func:`multimodal_objective`, from
+:mod:`physim.cardiac.objectives`) return ``fun(x) -> (value, grad)`` for
 :func:`physim.optim.minimize`; :meth:`TwinModel.transform` gives the
 :class:`physim.optim.Bounded` transform to optimise in unconstrained variables.
 
@@ -32,7 +33,8 @@ from physim._result import Result, readonly
 from physim._validate import as_float_array, as_index_array, as_int, as_scalar
 from physim.errors import InvalidInputError, InvalidTypeError, ShapeError
 
-from . import ecg as _ecg
+from .objectives import activation_objective, ecg_objective, multimodal_objective
+from .priors import SiteCountPrior
 
 __all__ = [
     "VelocityModel",
@@ -47,6 +49,7 @@ __all__ = [
     "TwinState",
     "activation_objective",
     "ecg_objective",
+    "multimodal_objective",
     "heart_regions",
     "element_adjacency",
     "V_MIN",
@@ -312,9 +315,24 @@ class CandidateSites(SiteModel):
         ``-lam / (n_sites (t_max - t_min))`` pushes every site later; a site
         stays early only where the data term pulls it there, and dormant sites
         (zero data gradient) drift to ``t_max``.
+    count_prior : SiteCountPrior, optional
+        Prior on the number of firing sites (:class:`physim.cardiac.priors.SiteCountPrior`),
+        added to the sparsity prior.
+
+    See Also
+    --------
+    CandidateSites.subendocardial : candidates in the subendocardial layer of a heart.
     """
 
-    def __init__(self, nodes, t_min: float = 0.0, t_max: float = 150.0, *, sparsity: float = 0.0):
+    def __init__(
+        self,
+        nodes,
+        t_min: float = 0.0,
+        t_max: float = 150.0,
+        *,
+        sparsity: float = 0.0,
+        count_prior: SiteCountPrior | None = None,
+    ):
         self.nodes = readonly(as_index_array("nodes", nodes, shape=(None,)))
         if self.nodes.size == 0:
             raise ShapeError("nodes must contain at least one candidate site")
@@ -323,7 +341,56 @@ class CandidateSites(SiteModel):
         self.n_params = int(self.nodes.size)
         self.lower, self.upper = _time_bounds(self.n_params, t_min, t_max)
         self.sparsity = as_scalar("sparsity", sparsity, nonnegative=True)
+        if count_prior is not None and not isinstance(count_prior, SiteCountPrior):
+            raise InvalidInputError(f"count_prior must be a SiteCountPrior, got {type(count_prior).__name__}")
+        self.count_prior = count_prior
         self.names = tuple(f"t_site[{int(i)}]" for i in self.nodes)
+
+    @classmethod
+    def subendocardial(
+        cls,
+        heart,
+        depth: float = 2.5,
+        *,
+        spacing: float | None = None,
+        n_sites: int | None = None,
+        exclude_base: bool = True,
+        seed=0,
+        t_min: float = 0.0,
+        t_max: float = 150.0,
+        sparsity: float = 0.0,
+        count_prior: SiteCountPrior | None = None,
+    ) -> CandidateSites:
+        """Candidate sites in the subendocardial layer of a heart (Purkinje-muscle junctions).
+
+        Parameters
+        ----------
+        heart : BiventricularMesh
+        depth : float
+            Layer depth below the LV and RV endocardium (mm), default 2.5.
+        spacing : float, optional
+            Density: minimum distance between candidates (mm), chosen by
+            farthest-point sampling of the layer's nodes. Default: every node
+            of the layer.
+        n_sites : int, optional
+            Density: number of candidates (farthest-point sampling).
+        exclude_base : bool
+            Leave out base nodes.
+        seed : int
+            Seed of the sampling.
+        t_min, t_max, sparsity, count_prior
+            As for :class:`CandidateSites`.
+
+        Returns
+        -------
+        CandidateSites
+        """
+        from .heart import subendocardial_nodes
+
+        nodes = subendocardial_nodes(
+            heart, depth, spacing=spacing, n_sites=n_sites, exclude_base=exclude_base, seed=seed
+        )
+        return cls(nodes, t_min, t_max, sparsity=sparsity, count_prior=count_prior)
 
     def sources(self, p):
         return self.nodes, p
@@ -332,11 +399,29 @@ class CandidateSites(SiteModel):
         return np.asarray(grad.source_times, dtype=float).copy()
 
     def regularization(self, p):
-        if self.sparsity == 0:
-            return 0.0, np.zeros_like(p)
-        span = float(self.upper[0] - self.lower[0])
-        c = self.sparsity / (self.n_params * span)
-        return c * float(np.sum(self.upper[0] - p)), np.full_like(p, -c, dtype=float)
+        val, g = 0.0, np.zeros_like(p, dtype=float)
+        if self.sparsity != 0:
+            span = float(self.upper[0] - self.lower[0])
+            c = self.sparsity / (self.n_params * span)
+            val += c * float(np.sum(self.upper[0] - p))
+            g -= c
+        if self.count_prior is not None:
+            v, gc = self.count_prior(p)
+            val += v
+            g += gc
+        return val, g
+
+    def firing(self, p, times) -> np.ndarray:
+        """Which sites initiate activation: ``times[node] == t`` (bool, shape (n_sites,)).
+
+        Parameters
+        ----------
+        p : ndarray (n_sites,)
+            Site times (ms).
+        times : ndarray (n_points,)
+            The activation map solved with them (ms).
+        """
+        return np.abs(np.asarray(times)[self.nodes] - np.asarray(p)) < 1e-9
 
 
 class PointSites(SiteModel):
@@ -512,154 +597,6 @@ class TwinModel:
         v, g = self.velocity.regularization(pv)
         w, h = self.sites.regularization(ps)
         return float(v + w), np.concatenate([g, h])
-
-
-# --------------------------------------------------------------------------- objectives
-
-
-class _Objective:
-    """Callable ``fun(x) -> (value, grad)`` keeping the last state for inspection."""
-
-    def __init__(self, model: TwinModel):
-        self.model = model
-        self.last_state = None
-        self.n_calls = 0
-
-    def __call__(self, x):
-        x = as_float_array("x", x, shape=(self.model.n_params,))
-        self.n_calls += 1
-        st = self.model.forward(x)
-        self.last_state = st
-        val, d_times, extra = self._data_term(st)
-        grad = self.model.backward(st, d_times)
-        rv, rg = self.model.regularization(x)
-        return float(val + rv), grad + rg
-
-    def _data_term(self, state):  # pragma: no cover - interface
-        raise NotImplementedError
-
-
-class _ActivationObjective(_Objective):
-    def __init__(self, model, nodes, times, weights):
-        super().__init__(model)
-        self.nodes = readonly(nodes)
-        self.times = readonly(times)
-        self.weights = readonly(weights)
-
-    def _data_term(self, state):
-        phi = state.times[self.nodes]
-        r = phi - self.times
-        val = float(np.sum(self.weights * r * r))
-        d = np.zeros(self.model.mesh.n_points)
-        np.add.at(d, self.nodes, 2.0 * self.weights * r)
-        return val, d, None
-
-
-def activation_objective(model: TwinModel, nodes, times, *, weights=None):
-    """Least squares fit to measured activation times (e.g. electro-anatomical mapping).
-
-    ``L(x) = sum_i w_i (phi_x(node_i) - t_i)^2 + R(x)`` with ``w_i = 1/n`` by
-    default (mean squared error, ms²) and ``R`` the velocity and site models' penalties.
-
-    Parameters
-    ----------
-    model : TwinModel
-    nodes : int array_like, shape (n,)
-        Measured nodes.
-    times : array_like, shape (n,)
-        Measured activation times (ms), finite.
-    weights : array_like, shape (n,), optional
-
-    Returns
-    -------
-    callable
-        ``fun(x) -> (value, grad)``; ``fun.last_state`` holds the last forward state.
-    """
-    nodes = as_index_array("nodes", nodes, upper=model.mesh.n_points, shape=(None,))
-    t = as_float_array("times", times, shape=(nodes.size,))
-    if nodes.size == 0:
-        raise ShapeError("nodes must contain at least one measurement")
-    w = (
-        np.full(nodes.size, 1.0 / nodes.size)
-        if weights is None
-        else as_float_array("weights", weights, shape=(nodes.size,))
-    )
-    return _ActivationObjective(model, nodes, t, w)
-
-
-class _ECGObjective(_Objective):
-    def __init__(self, model, lf, target, loss, ap, n_samples, dt, t0):
-        super().__init__(model)
-        self.lf = lf
-        self.target = readonly(target)
-        self.loss = loss
-        self.ap = ap
-        self.n_samples = n_samples
-        self.dt = dt
-        self.t0 = t0
-        self.last_ecg = None
-
-    def _data_term(self, state):
-        e = _ecg.simulate_ecg(
-            self.lf, state.times, model=self.ap, n_samples=self.n_samples, dt=self.dt, t0=self.t0
-        )
-        self.last_ecg = e
-        val, g = self.loss(e, self.target)
-        return val, _ecg.adjoint(e, g).times, e
-
-
-def ecg_objective(
-    model: TwinModel,
-    lead_field,
-    target,
-    *,
-    loss: str = "correlation",
-    action_potential=None,
-    dt: float = 1.0,
-    t0: float = 0.0,
-):
-    """Fit to a measured ECG: ``L(x) = loss(ECG(phi_x), target) + R(x)``.
-
-    Parameters
-    ----------
-    model : TwinModel
-    lead_field : LeadField
-        From :func:`physim.cardiac.ecg.lead_field` on the same mesh.
-    target : ndarray, shape (n_leads, n_samples)
-        Measured ECG (mV), finite, sampled every ``dt`` ms from ``t0``.
-    loss : {"correlation", "mse"}
-        :func:`~physim.cardiac.ecg.correlation_loss` (amplitude-insensitive) or
-        :func:`~physim.cardiac.ecg.mse_loss` (normalised per lead).
-    action_potential : ActionPotential, optional
-
-    Returns
-    -------
-    callable
-        ``fun(x) -> (value, grad)``; ``fun.last_ecg`` holds the last simulated ECG.
-    """
-    if not isinstance(lead_field, _ecg.LeadField):
-        raise InvalidInputError(f"lead_field must be a LeadField, got {type(lead_field).__name__}")
-    if lead_field.n_points != model.mesh.n_points:
-        raise ShapeError(
-            f"lead_field has {lead_field.n_points} points but the model mesh has {model.mesh.n_points}"
-        )
-    y = as_float_array("target", target)
-    if y.ndim != 2 or y.shape[0] != lead_field.n_leads:
-        raise ShapeError(f"target must have shape ({lead_field.n_leads}, n_samples), got {y.shape}")
-    losses = {"correlation": _ecg.correlation_loss, "mse": _ecg.mse_loss}
-    if loss not in losses:
-        raise InvalidInputError(f"loss must be one of {sorted(losses)}, got {loss!r}")
-    ap = _ecg.ActionPotential() if action_potential is None else action_potential
-    return _ECGObjective(
-        model,
-        lead_field,
-        y,
-        losses[loss],
-        ap,
-        y.shape[1],
-        as_scalar("dt", dt, positive=True),
-        as_scalar("t0", t0),
-    )
 
 
 # --------------------------------------------------------------------------- helpers

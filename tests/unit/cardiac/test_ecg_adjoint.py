@@ -36,7 +36,7 @@ def test_gradient_wrt_activation_times(problem, name, loss):
     target = E.simulate_ecg(
         lf, phi + rng.normal(0, 3.0, phi.shape), model=model, n_samples=150, dt=0.8
     ).signals
-    lossf = E.mse_loss if loss == "mse" else E.correlation_loss
+    lossf = E.lead_mse_loss if loss == "mse" else E.correlation_loss
 
     def fun(p):
         ecg = E.simulate_ecg(lf, p, model=model, n_samples=150, dt=0.8)
@@ -57,7 +57,7 @@ def test_gradient_wrt_conductivity(problem):
     def fun(Gx):
         lfx = E.lead_field((pts, tets), system, Gx)
         ecg = E.simulate_ecg(lfx, phi, model=model, n_samples=120)
-        v, g = E.mse_loss(ecg, target, normalize=False)
+        v, g = E.lead_mse_loss(ecg, target, normalize=False)
         return v, E.adjoint(ecg, g, conductivity=True).conductivity
 
     d = rng.standard_normal(G.shape)
@@ -75,7 +75,7 @@ def test_gradient_wrt_sigma_through_fibers(problem):
     def fun(s):
         Gx = E.intracellular_conductivity(fibers, s[0], s[1])
         ecg = E.simulate_ecg(E.lead_field((pts, tets), system, Gx), phi, n_samples=100)
-        v, g = E.mse_loss(ecg, target, normalize=False)
+        v, g = E.lead_mse_loss(ecg, target, normalize=False)
         dG = E.adjoint(ecg, g, conductivity=True).conductivity
         dl, dt = E.intracellular_conductivity_vjp(fibers, dG)
         return v, np.array([dl.sum(), dt.sum()])

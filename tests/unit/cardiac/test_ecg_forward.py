@@ -201,13 +201,13 @@ def test_losses_values_and_invariance():
     x = 3.0 * y + 2.0
     assert E.correlation_loss(x, y)[0] == pytest.approx(0.0, abs=1e-12)
     np.testing.assert_allclose(E.lead_correlations(x, y), 1.0)
-    v, g = E.mse_loss(y, y)
+    v, g = E.lead_mse_loss(y, y)
     assert v == 0.0 and np.all(g == 0)
-    v, _ = E.mse_loss(y + 1.0, y, normalize=False)
+    v, _ = E.lead_mse_loss(y + 1.0, y, normalize=False)
     assert v == pytest.approx(4.0)
 
 
-@pytest.mark.parametrize("loss", [E.mse_loss, E.correlation_loss])
+@pytest.mark.parametrize("loss", [E.lead_mse_loss, E.correlation_loss])
 def test_loss_gradients(loss):
     from physim.optim import check_gradient
 
@@ -258,7 +258,7 @@ def test_non_finite_target_rejected():
     y = np.zeros((2, 10))
     y[1, 4] = np.nan
     with pytest.raises(NonFiniteError, match=r"target.*\(1, 4\)"):
-        E.mse_loss(np.zeros((2, 10)), y)
+        E.lead_mse_loss(np.zeros((2, 10)), y)
     with pytest.raises(NonFiniteError, match="target"):
         E.correlation_loss(np.zeros((2, 10)), np.full((2, 10), np.inf))
     with pytest.raises(ShapeError, match="target"):
