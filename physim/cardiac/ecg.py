@@ -93,6 +93,9 @@ __all__ = [
 #: default intracellular conductivities (S/m) along and across fibres (Roth 1997)
 SIGMA_FIBER = 0.17
 SIGMA_CROSS = 0.019
+#: default distance of the limb electrodes from the heart centre, in heart radii
+#: (roughly the shoulders and the lower left abdomen, where Mason-Likar torso electrodes sit)
+LIMB_DISTANCE_RADII = 3.0
 #: default conductivity of the surrounding medium (S/m)
 SIGMA_BATH = 0.2
 
@@ -317,13 +320,25 @@ def standard_12_lead(
     centroid to apex node; LV to RV endocardial centroids). The body frame puts
     the long axis 60° below the horizontal in the frontal plane (a normal
     electrical axis): left ``l = u/2 - (√3/2) r``, superior ``s = -(√3/2) u - r/2``,
-    anterior ``a = l × s``. Limb electrodes RA, LA, LL sit at ``limb_distance``
-    (default 10 × heart radius) in the frontal plane (Einthoven triangle); V1–V6
-    lie on an arc around the anterior-left chest at the heart radius plus
-    ``chest_margin`` mm, from right of the sternum (V1) to the left mid-axillary
-    line (V6). Leads: I, II, III, aVR, aVL, aVF (augmented leads against the
-    mean of the other two limb electrodes) and V1–V6 against the Wilson central
-    terminal (RA + LA + LL) / 3.
+    anterior ``a = l × s``. Limb electrodes RA, LA, LL sit in the frontal plane
+    where torso electrodes (Mason-Likar) record them: RA and LA at the right and
+    left shoulder, 30° above the horizontal, LL below the heart, all at
+    ``limb_distance`` from the centre (default 3 × heart radius, about 190 mm for
+    the default heart); V1–V6 lie on an arc around the anterior-left chest at the
+    heart radius plus ``chest_margin`` mm, from right of the sternum (V1) to the
+    left mid-axillary line (V6). Leads: I, II, III, aVR, aVL, aVF (augmented
+    leads against the mean of the other two limb electrodes) and V1–V6 against
+    the Wilson central terminal (RA + LA + LL) / 3.
+
+    Amplitudes: in the infinite homogeneous medium of :func:`lead_field` the
+    potential of the heart's dipole falls off as 1/r², so leads between distant
+    electrodes are small. For the default 65k heart (landmark activation, QRS
+    peak-to-peak) the model gives about 0.1-0.2 mV in the limb leads (II: 0.22)
+    and 0.07-0.56 mV in V1-V6, against clinical values of about 0.5-1.5 mV and
+    1-2 mV: there is no torso (whose insulating surface raises body-surface
+    potentials), the heart is small, and the cardiac sources are idealised.
+    Limb electrodes 10 heart radii away (an earlier default) gave 0.004-0.02 mV.
+    Fits that use :func:`correlation_loss` do not depend on the amplitudes.
 
     Parameters
     ----------
@@ -335,7 +350,8 @@ def standard_12_lead(
     chest_margin : float
         Distance (mm) between the farthest heart node and the precordial arc.
     limb_distance : float, optional
-        Distance (mm) of the limb electrodes from the centre.
+        Distance (mm) of the limb electrodes from the centre (default 3 × the
+        largest node distance from the centre, at least 1.5 × the precordial radius).
 
     Returns
     -------
@@ -373,7 +389,10 @@ def standard_12_lead(
     radius = float(np.linalg.norm(X, axis=1).max())
     as_scalar("chest_margin", chest_margin, positive=True)
     R = radius + chest_margin
-    D = 10.0 * radius if limb_distance is None else as_scalar("limb_distance", limb_distance, positive=True)
+    if limb_distance is None:
+        D = max(LIMB_DISTANCE_RADII * radius, 1.5 * R)
+    else:
+        D = as_scalar("limb_distance", limb_distance, positive=True)
     if D <= R:
         raise InvalidInputError(f"limb_distance ({D}) must exceed the precordial radius ({R:.3g} mm)")
     ra = c + D * _unit(-h * left + 0.5 * sup)

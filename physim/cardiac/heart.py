@@ -900,20 +900,37 @@ def read_biventricular(path: str | os.PathLike) -> BiventricularMesh:
     )
 
 
-def load_biventricular(size: str = "10k") -> BiventricularMesh:
-    """The shipped biventricular mesh ``meshes/bivent_<size>.vtu``.
+def load_biventricular(size: str | os.PathLike = "10k") -> BiventricularMesh:
+    """The shipped biventricular mesh ``meshes/bivent_<size>.vtu``, or a tagged mesh file.
 
-    If the file is missing (e.g. ``"large"``, which is not shipped) it is
-    generated; it is also written there when that directory is writable.
+    If the file of a named size is missing (e.g. ``"large"``, which is not
+    shipped) it is generated; it is also written there when that directory is
+    writable.
 
     Parameters
     ----------
-    size : {"10k", "65k", "large"}
+    size : {"10k", "65k", "large"} or path
+        A named size, or the path of a ``.vtu`` written by
+        :func:`save_biventricular` (any tagged biventricular mesh, e.g. a
+        user's own heart).
 
     Returns
     -------
     BiventricularMesh
+
+    Raises
+    ------
+    InvalidInputError
+        An unknown size, or a path that does not exist.
+    MeshError
+        The file is not a tagged biventricular mesh.
     """
+    if isinstance(size, os.PathLike) or (isinstance(size, str) and size not in SIZES):
+        p = Path(size)
+        if p.suffix or p.exists():
+            if not p.is_file():
+                raise InvalidInputError(f"mesh file {str(p)!r} not found (or give a size: {sorted(SIZES)})")
+            return read_biventricular(p)
     if not isinstance(size, str) or size not in SIZES:
         raise InvalidInputError(f"size must be one of {sorted(SIZES)}, got {size!r}")
     path = mesh_path(size)

@@ -281,6 +281,12 @@ class MultimodalObjective:
         self.last_ecg = last_ecg
         return float(total + rv), grad + rg
 
+    def __getstate__(self):
+        # the last evaluation's state is large and not needed elsewhere (e.g. on a worker)
+        d = dict(self.__dict__)
+        d.update(last_state=None, last_ecg=None, last_values={})
+        return d
+
     def __repr__(self) -> str:
         parts = ", ".join(f"{w:g} * {t.name}" for t, w in zip(self.terms, self.weights))
         return f"MultimodalObjective({parts} + prior; {self.model.n_params} parameters)"

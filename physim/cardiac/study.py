@@ -1,308 +1,479 @@
-"""Shared set-up, fitting loop and pictures of the digital-twin scenarios
-(``twin_activation_fit`` and ``twin_ecg_fit``): a synthetic study with a known ground truth."""
+"""Synthetic twin studies: a tagged heart, a ground truth drawn from a seed, and the data it makes.
+
+A :class:`SyntheticStudy` holds everything a digital-twin experiment with a
+known answer needs: the heart mesh, rule-based fibres, the 12-lead lead field,
+the action-potential model, a :class:`GroundTruth` (initiation sites, their
+times and the conduction velocities), the true activation map, the true and
+the noisy 12-lead ECG, and noisy activation times at endocardial points (an
+electro-anatomical map). Methods score fitted activation maps against the
+truth. Any tagged biventricular mesh works (:func:`physim.cardiac.heart.load_biventricular`
+accepts a named size or the path of a ``.vtu`` written by ``save_biventricular``).
+
+::
+
+    from physim.cardiac import load_biventricular
+    from physim.cardiac.study import GroundTruth, SyntheticStudy
+
+    heart = load_biventricular("65k")
+    truth = GroundTruth.draw(heart, seed=0)             # sites, times, velocities from the seed
+    study = SyntheticStudy(heart, truth, seed=0)        # 1 % ECG noise drawn from the seed too
+    study.target_ecg                                    # (12, 500) mV, what a fit sees
+    nodes, times = study.endocardial_points(10)         # noisy mapping points (ms)
+    study.activation_error(fitted_times)                # |fitted - true| per node (ms)
+
+How a truth is drawn (:meth:`GroundTruth.draw`, the same for every method
+compared on it): the number of sites uniformly from :attr:`TruthPrior.n_sites`
+(6-10, Camps et al.'s range of root nodes), their nodes uniformly among the
+nodes of the subendocardial layer (``depth`` mm, default 2.5; Grandits et al.)
+with a minimum distance between sites, their times uniformly in
+:attr:`TruthPrior.time_range_ms` with the earliest at 0 ms, the fibre velocity
+and the cross-fibre / fibre ratio uniformly in their ranges. The noise of the
+data is drawn from the same seed through separate streams.
+"""
 
 from __future__ import annotations
 
-import time
+from dataclasses import dataclass, field
 
 import numpy as np
 
-from physim.cardiac import ecg as E
-from physim.cardiac import twin as T
-from physim.cardiac.fibers import rule_based
-from physim.cardiac.heart import LANDMARKS, load_biventricular
-from physim.io import write_mesh
-from physim.optim import minimize, transformed
+from physim._result import Result, readonly
+from physim._validate import as_float_array, as_index_array, as_scalar
+from physim.errors import InvalidInputError
 
-#: ground-truth velocities (mm/ms) and the initial guess of the fits
-V_TRUE = (0.6, 0.3)
-V_START = (1.0, 0.6)
-#: initial time of every candidate site (ms) and the upper bound of site times
-T_START = 20.0
-T_MIN, T_MAX = -10.0, 150.0
+from . import ecg as E
+from . import twin as T
+from .fibers import rule_based
+from .heart import LANDMARKS, BiventricularMesh, subendocardial_nodes
 
-#: ground-truth initiation sites: (name, target point in mm, surface tag, time in ms)
-TRUE_SITES = tuple(
-    (name, *LANDMARKS[name], t)
-    for name, t in (("LV septum", 0.0), ("LV anterior", 2.0), ("LV posterior", 4.0), ("LV apex", 8.0),
-                    ("RV free wall", 5.0))
-)  # fmt: skip
+__all__ = [
+    "TruthPrior",
+    "GroundTruth",
+    "SyntheticStudy",
+    "N_SAMPLES",
+    "DT",
+    "NOISE_FRACTION",
+    "add_mesh_argument",
+    "load_heart",
+]
 
-#: ECG sampling: 500 samples at 1 ms
+#: ECG sampling of the studies: 500 samples at 1 ms
 N_SAMPLES, DT = 500, 1.0
+#: default ECG noise: Gaussian, this fraction of each lead's peak amplitude
+NOISE_FRACTION = 0.01
+
+# independent random streams derived from a study's seed
+_STREAM_TRUTH, _STREAM_ECG_NOISE, _STREAM_POINTS = 12, 2, 3
 
 
-def farthest_point_sample(points, candidates, k, seed=0):
-    """k well-spread nodes among ``candidates`` (greedy farthest-point sampling)."""
-    rng = np.random.default_rng(seed)
-    cand = np.asarray(candidates)
-    chosen = [int(rng.integers(cand.size))]
-    d = np.linalg.norm(points[cand] - points[cand[chosen[0]]], axis=1)
-    for _ in range(k - 1):
-        j = int(np.argmax(d))
-        chosen.append(j)
-        d = np.minimum(d, np.linalg.norm(points[cand] - points[cand[j]], axis=1))
-    return cand[np.array(chosen)]
+@dataclass(frozen=True)
+class TruthPrior:
+    """How :meth:`GroundTruth.draw` draws a ground truth (uniform in each range).
+
+    Attributes
+    ----------
+    n_sites : (int, int)
+        Inclusive range of the number of initiation sites (default 6-10).
+    time_range_ms : (float, float)
+        Range of the site times (ms); the earliest site is shifted to 0 ms.
+    v_fiber : (float, float)
+        Range of the fibre velocity (mm/ms).
+    cross_ratio : (float, float)
+        Range of the cross-fibre / fibre velocity ratio.
+    depth : float
+        Thickness of the subendocardial layer the sites lie in (mm).
+    min_separation : float
+        Minimum distance between two sites (mm).
+    """
+
+    n_sites: tuple = (6, 10)
+    time_range_ms: tuple = (0.0, 15.0)
+    v_fiber: tuple = (0.5, 0.7)
+    cross_ratio: tuple = (0.35, 0.55)
+    depth: float = 2.5
+    min_separation: float = 20.0
+
+    def __post_init__(self):
+        lo, hi = (int(v) for v in self.n_sites)
+        if not 1 <= lo <= hi:
+            raise InvalidInputError(f"TruthPrior.n_sites must be 1 <= low <= high, got {self.n_sites}")
+        object.__setattr__(self, "n_sites", (lo, hi))
+        for name in ("time_range_ms", "v_fiber", "cross_ratio"):
+            a, b = (float(v) for v in getattr(self, name))
+            if not (np.isfinite(a) and np.isfinite(b) and a <= b):
+                raise InvalidInputError(f"TruthPrior.{name} must be a finite (low, high) pair, got {(a, b)}")
+            object.__setattr__(self, name, (a, b))
+        if self.v_fiber[0] <= 0 or self.cross_ratio[0] <= 0:
+            raise InvalidInputError("TruthPrior velocities and ratios must be > 0")
+        object.__setattr__(self, "depth", as_scalar("depth", self.depth, nonnegative=True))
+        object.__setattr__(
+            self, "min_separation", as_scalar("min_separation", self.min_separation, nonnegative=True)
+        )
 
 
-class Setup:
-    """Heart, fibres, lead field, ground truth and the model to fit."""
+@dataclass(frozen=True, eq=False)
+class GroundTruth(Result):
+    """Initiation sites, their times and the conduction velocities of a synthetic heart.
 
-    def __init__(self, ctx, n_candidates):
-        self.size = ctx.extra.get("mesh") or ("10k" if ctx.quick else "65k")
-        self.heart = load_biventricular(self.size)
+    Attributes
+    ----------
+    nodes : ndarray, int64, shape (k,)
+        Mesh nodes of the initiation sites.
+    times : ndarray, float64, shape (k,)
+        Their activation times (ms).
+    v_fiber, v_cross : float
+        Fibre and cross-fibre velocities (mm/ms).
+    names : tuple of str
+        A label per site.
+    seed : int or None
+        Seed it was drawn from (None for a fixed truth).
+    """
+
+    nodes: np.ndarray
+    times: np.ndarray
+    v_fiber: float
+    v_cross: float
+    names: tuple = ()
+    seed: int | None = None
+
+    def __post_init__(self):
+        object.__setattr__(self, "nodes", readonly(as_index_array("nodes", self.nodes, shape=(None,))))
+        object.__setattr__(
+            self, "times", readonly(as_float_array("times", self.times, shape=(self.nodes.size,)))
+        )
+        if self.nodes.size == 0:
+            raise InvalidInputError("a ground truth needs at least one site")
+        object.__setattr__(self, "v_fiber", as_scalar("v_fiber", self.v_fiber, positive=True))
+        object.__setattr__(self, "v_cross", as_scalar("v_cross", self.v_cross, positive=True))
+        names = tuple(self.names) or tuple(f"site {i}" for i in range(self.nodes.size))
+        if len(names) != self.nodes.size:
+            raise InvalidInputError(f"names has {len(names)} entries for {self.nodes.size} sites")
+        object.__setattr__(self, "names", names)
+        super().__post_init__()
+
+    @property
+    def n_sites(self) -> int:
+        return int(self.nodes.size)
+
+    @classmethod
+    def draw(cls, heart: BiventricularMesh, seed: int, prior: TruthPrior | None = None) -> GroundTruth:
+        """Draw a ground truth from ``seed`` (see the module docstring for how).
+
+        Parameters
+        ----------
+        heart : BiventricularMesh
+        seed : int
+        prior : TruthPrior, optional
+
+        Returns
+        -------
+        GroundTruth
+        """
+        if not isinstance(heart, BiventricularMesh):
+            raise InvalidInputError(f"heart must be a BiventricularMesh, got {type(heart).__name__}")
+        pr = TruthPrior() if prior is None else prior
+        rng = np.random.default_rng([int(seed), _STREAM_TRUTH])
+        k = int(rng.integers(pr.n_sites[0], pr.n_sites[1] + 1))
+        layer = subendocardial_nodes(heart, pr.depth)
+        chosen: list[int] = []
+        pts = heart.points
+        for n in rng.permutation(layer):
+            if all(np.linalg.norm(pts[n] - pts[c]) >= pr.min_separation for c in chosen):
+                chosen.append(int(n))
+                if len(chosen) == k:
+                    break
+        if len(chosen) < k:
+            raise InvalidInputError(
+                f"could not place {k} sites {pr.min_separation} mm apart in the subendocardial layer"
+            )
+        times = rng.uniform(*pr.time_range_ms, k)
+        times -= times.min()
+        vf = float(rng.uniform(*pr.v_fiber))
+        ratio = float(rng.uniform(*pr.cross_ratio))
+        names = tuple(("RV" if heart.rv_endo[heart.nearest_node(pts[n], _endo_mask(heart))] else "LV") + f" site {i}"
+                      for i, n in enumerate(chosen))  # fmt: skip
+        return cls(np.array(chosen), times, vf, vf * ratio, names, int(seed))
+
+    @classmethod
+    def landmarks(cls, heart: BiventricularMesh, candidates=None) -> GroundTruth:
+        """The fixed truth of ``twin_ecg_fit`` and ``twin_activation_fit``.
+
+        Five named endocardial sites (:data:`physim.cardiac.heart.LANDMARKS`)
+        firing at 0, 2, 4, 8 and 5 ms; velocities 0.6 / 0.3 mm/ms. With
+        ``candidates`` (node indices) each site snaps to the nearest candidate,
+        so the truth is one parameter set of a model with those candidates.
+        """
+        spec = (("LV septum", 0.0), ("LV anterior", 2.0), ("LV posterior", 4.0), ("LV apex", 8.0),
+                ("RV free wall", 5.0))  # fmt: skip
+        if candidates is None:
+            nodes = [heart.nearest_node(LANDMARKS[n][0], LANDMARKS[n][1]) for n, _ in spec]
+        else:
+            cand = as_index_array("candidates", candidates, upper=heart.n_points, shape=(None,))
+            cp = heart.points[cand]
+            nodes = [
+                int(cand[np.argmin(np.linalg.norm(cp - np.asarray(LANDMARKS[n][0]), axis=1))])
+                for n, _ in spec
+            ]
+        return cls(np.array(nodes), np.array([t for _, t in spec]), 0.6, 0.3, tuple(n for n, _ in spec), None)
+
+
+def _endo_mask(heart):
+    return heart.lv_endo | heart.rv_endo
+
+
+@dataclass(eq=False)
+class SyntheticStudy:
+    """A heart, its ground truth and the data a twin fit sees.
+
+    Parameters
+    ----------
+    heart : BiventricularMesh
+    truth : GroundTruth
+    seed : int
+        Seed of the ECG noise and of :meth:`endocardial_points` (separate streams).
+    noise_fraction : float
+        ECG noise: Gaussian with this fraction of each lead's peak amplitude (default 0.01).
+    n_samples, dt : int, float
+        ECG sampling (default 500 samples at 1 ms).
+    fibers : ndarray (n_tets, 3), optional
+        Fibre directions; default :func:`physim.cardiac.fibers.rule_based` (+60 / -60 degrees).
+
+    Attributes
+    ----------
+    heart, truth, mesh (TetMesh), fibers (n_tets, 3)
+    lead_field : LeadField
+        Standard 12-lead layout (:func:`physim.cardiac.ecg.standard_12_lead`).
+    action_potential : ActionPotential
+        Transmural APD gradient (270 ms at the endocardium to 240 ms at the
+        epicardium), which makes the T-waves upright.
+    true_times : ndarray (n_points,)
+        True activation map (ms).
+    true_ecg, target_ecg : ndarray (12, n_samples)
+        Noise-free and noisy 12-lead ECG (mV).
+    """
+
+    heart: BiventricularMesh
+    truth: GroundTruth
+    seed: int = 0
+    noise_fraction: float = NOISE_FRACTION
+    n_samples: int = N_SAMPLES
+    dt: float = DT
+    fibers: np.ndarray | None = None
+    mesh: object = field(init=False, repr=False)
+    lead_field: E.LeadField = field(init=False, repr=False)
+    action_potential: E.ActionPotential = field(init=False, repr=False)
+    true_times: np.ndarray = field(init=False, repr=False)
+    true_ecg: np.ndarray = field(init=False, repr=False)
+    target_ecg: np.ndarray = field(init=False, repr=False)
+
+    def __post_init__(self):
+        from physim.eikonal import conduction_tensor, solve
+
         h = self.heart
-        self.fibers = rule_based(h).fibers
+        if not isinstance(h, BiventricularMesh):
+            raise InvalidInputError(f"heart must be a BiventricularMesh, got {type(h).__name__}")
+        if not isinstance(self.truth, GroundTruth):
+            raise InvalidInputError(f"truth must be a GroundTruth, got {type(self.truth).__name__}")
+        if int(self.truth.nodes.max()) >= h.n_points:
+            raise InvalidInputError("the truth's site nodes are not nodes of this heart")
+        self.noise_fraction = as_scalar("noise_fraction", self.noise_fraction, nonnegative=True)
+        self.dt = as_scalar("dt", self.dt, positive=True)
+        self.fibers = readonly(
+            rule_based(h).fibers if self.fibers is None else as_float_array("fibers", self.fibers)
+        )
         self.mesh = h.tet_mesh()
-        endo = (h.lv_endo | h.rv_endo) & ~h.base
-        self.endo_nodes = np.nonzero(endo)[0]
-        # candidate sites: well-spread endocardial nodes (not on the base)
-        self.candidates = np.sort(
-            farthest_point_sample(h.points, self.endo_nodes, n_candidates, seed=ctx.seed)
+        D = conduction_tensor(self.fibers, self.truth.v_fiber, self.truth.v_cross)
+        self.true_times = readonly(solve(self.mesh, D, self.truth.nodes, self.truth.times).times)
+        self.lead_field = E.lead_field(h, E.standard_12_lead(h), E.intracellular_conductivity(self.fibers))
+        self.action_potential = E.ActionPotential(apd_ms=270.0 - 30.0 * np.clip(h.transmural, 0, 1))
+        self.true_ecg = readonly(self.ecg(self.true_times))
+        rng = np.random.default_rng([int(self.seed), _STREAM_ECG_NOISE])
+        peak = np.abs(self.true_ecg).max(axis=1, keepdims=True)
+        noise = self.noise_fraction * peak * rng.standard_normal(self.true_ecg.shape)
+        self.target_ecg = readonly(self.true_ecg + noise)
+
+    # ------------------------------------------------------------------ data
+
+    def ecg(self, times) -> np.ndarray:
+        """12-lead ECG (mV) of an activation map, shape (12, n_samples)."""
+        return E.simulate_ecg(
+            self.lead_field, times, model=self.action_potential, n_samples=self.n_samples, dt=self.dt
+        ).signals
+
+    @property
+    def endocardial_nodes(self) -> np.ndarray:
+        """LV and RV endocardial nodes off the base (where a mapping catheter records)."""
+        h = self.heart
+        return np.nonzero((h.lv_endo | h.rv_endo) & ~h.base)[0]
+
+    def endocardial_points(self, n: int, noise_ms: float = 1.0, seed: int | None = None):
+        """Noisy activation times at ``n`` random endocardial nodes (an electro-anatomical map).
+
+        Parameters
+        ----------
+        n : int
+            Number of points.
+        noise_ms : float
+            Standard deviation of the Gaussian measurement noise (ms).
+        seed : int, optional
+            Default: the study's seed (a separate stream from the ECG noise).
+
+        Returns
+        -------
+        nodes : ndarray, int64, shape (n,), sorted
+        times : ndarray, float64, shape (n,)  (ms)
+        """
+        endo = self.endocardial_nodes
+        n = int(n)
+        if not 1 <= n <= endo.size:
+            raise InvalidInputError(f"n must be in [1, {endo.size}], got {n}")
+        s = self.seed if seed is None else int(seed)
+        rng = np.random.default_rng([s, _STREAM_POINTS])
+        nodes = np.sort(rng.choice(endo, n, replace=False))
+        times = self.true_times[nodes] + rng.normal(0.0, as_scalar("noise_ms", noise_ms, nonnegative=True), n)
+        return nodes, times
+
+    # ------------------------------------------------------------------ scoring
+
+    def activation_error(self, times) -> np.ndarray:
+        """``|times - true_times|`` per node (ms), shape (n_points,)."""
+        t = as_float_array("times", times, shape=(self.heart.n_points,))
+        return np.abs(t - self.true_times)
+
+    def fit_report(self, model, x, target=None) -> tuple[dict, np.ndarray, np.ndarray]:
+        """The figures of a fit of ``model`` at parameters ``x`` against the truth.
+
+        Parameters
+        ----------
+        model : TwinModel
+            On this study's mesh.
+        x : array_like (n_params,)
+            Fitted parameters.
+        target : ndarray (12, n_samples), optional
+            The ECG the fit saw (default :attr:`target_ecg`).
+
+        Returns
+        -------
+        report : dict
+            ``activation_error_mean_ms``, ``_max_ms``, ``_p95_ms``, total
+            activation times, ``ecg_correlation_min`` and per lead (against
+            ``target``), ``ecg_correlation_min_vs_noise_free``, the fitted
+            velocities (mm/ms) and, for candidate sites, how many fire.
+        times : ndarray (n_points,)
+            Fitted activation map (ms).
+        ecg : ndarray (12, n_samples)
+            Its ECG (mV).
+        """
+        x = as_float_array("x", x, shape=(model.n_params,))
+        tgt = (
+            self.target_ecg if target is None else as_float_array("target", target, shape=self.true_ecg.shape)
         )
-        # the model to fit: global velocities + one time per candidate site
-        self.model = T.TwinModel(
-            self.mesh,
-            self.fibers,
-            T.GlobalVelocities(h.n_tets),
-            T.CandidateSites(self.candidates, T_MIN, T_MAX),
-        )
-        # ground truth: one parameter set of that model -- five candidates near the named
-        # anatomical positions fire at 0-8 ms, every other candidate is dormant (T_MAX)
-        cand_pts = h.points[self.candidates]
-        self.true_index = np.array(
-            [int(np.argmin(np.linalg.norm(cand_pts - np.asarray(p), axis=1))) for _, p, _, _ in TRUE_SITES]
-        )
-        self.true_nodes = self.candidates[self.true_index]
-        self.true_times = np.array([t for *_, t in TRUE_SITES])
-        self.x_true = np.r_[V_TRUE, np.full(self.candidates.size, T_MAX)]
-        self.x_true[2 + self.true_index] = self.true_times
-        self.true_times_map = self.model.forward(self.x_true).times
-        self.x0 = np.r_[V_START, np.full(self.candidates.size, T_START)]
-        # ECG: standard 12 leads, transmural APD gradient (shorter at the epicardium)
-        self.system = E.standard_12_lead(h)
-        self.lead_field = E.lead_field(h, self.system, E.intracellular_conductivity(self.fibers))
-        self.ap = E.ActionPotential(apd_ms=270.0 - 30.0 * np.clip(h.transmural, 0, 1))
-        self.true_ecg = self.ecg(self.true_times_map)
-
-    def ecg(self, times):
-        return E.simulate_ecg(self.lead_field, times, model=self.ap, n_samples=N_SAMPLES, dt=DT).signals
-
-
-def add_arguments(parser):
-    """``--mesh`` overrides the mesh (default 65k; 10k with --quick)."""
-    parser.add_argument(
-        "--mesh",
-        choices=["10k", "65k", "large"],
-        default=None,
-        help="biventricular mesh (default 65k, 10k with --quick)",
-    )
-
-
-def fit(ctx, setup, fun, maxiter):
-    """L-BFGS in the unconstrained variables of the model's Bounded transform."""
-    t = setup.model.transform()
-    fz = transformed(fun, t)
-    t0 = time.perf_counter()
-    res = minimize(fz, t.inverse(setup.x0), method="lbfgs", maxiter=maxiter, tol=1e-12)
-    fit_time = time.perf_counter() - t0
-    ctx.log(
-        f"fit: {res.nit} iterations, {res.nfev} evaluations, loss {res.fun:.4g}, {fit_time:.1f} s ({res.message})"
-    )
-    return t.forward(res.x), res, fit_time
-
-
-def summarise(setup, x_fit, res, fit_time, target_ecg):
-    """The figures reported by both scenarios."""
-    st = setup.model.forward(x_fit)
-    fitted = st.times
-    err = np.abs(fitted - setup.true_times_map)
-    fitted_ecg = setup.ecg(fitted)
-    corr_target = E.lead_correlations(fitted_ecg, target_ecg)
-    corr_truth = E.lead_correlations(fitted_ecg, setup.true_ecg)
-    site_t = x_fit[2:]
-    fired = np.abs(fitted[setup.candidates] - site_t) < 1e-9
-    names = setup.system.lead_names
-    hist = [h["fun"] for h in res.history]
-    return (
-        {
-            "mesh": setup.size,
-            "n_tets": setup.heart.n_tets,
-            "n_points": setup.heart.n_points,
-            "n_candidate_sites": int(setup.candidates.size),
+        st = model.forward(x)
+        fitted = np.asarray(st.times)
+        err = self.activation_error(fitted)
+        ecg = self.ecg(fitted)
+        corr = E.lead_correlations(ecg, tgt)
+        corr_truth = E.lead_correlations(ecg, self.true_ecg)
+        rep = {
             "activation_error_mean_ms": float(err.mean()),
             "activation_error_max_ms": float(err.max()),
             "activation_error_p95_ms": float(np.percentile(err, 95)),
-            "total_activation_time_true_ms": float(setup.true_times_map.max()),
+            "total_activation_time_true_ms": float(self.true_times.max()),
             "total_activation_time_fitted_ms": float(fitted.max()),
-            "ecg_correlation_min": float(np.min(corr_target)),
-            "ecg_correlation_per_lead": dict(zip(names, corr_target.tolist())),
+            "ecg_correlation_min": float(np.min(corr)),
+            "ecg_correlation_per_lead": dict(zip(self.lead_field.leads.lead_names, corr.tolist())),
             "ecg_correlation_min_vs_noise_free": float(np.min(corr_truth)),
-            "parameters": {
-                "v_fiber_mm_per_ms": {"true": V_TRUE[0], "initial": V_START[0], "fitted": float(x_fit[0])},
-                "v_cross_mm_per_ms": {"true": V_TRUE[1], "initial": V_START[1], "fitted": float(x_fit[1])},
-                "true_sites": {
-                    n: {"node": int(i), "time_ms": float(t)}
-                    for (n, *_), i, t in zip(TRUE_SITES, setup.true_nodes, setup.true_times)
-                },
-                "fitted_sites_firing": int(fired.sum()),
-                "fitted_site_time_range_ms": [float(site_t.min()), float(site_t.max())],
+            "v_fiber_mm_per_ms": float(np.mean(st.v_fiber)),
+            "v_cross_mm_per_ms": float(np.mean(st.v_cross)),
+        }
+        if isinstance(model.sites, T.CandidateSites):
+            ps = x[model.n_velocity :]
+            rep["fitted_sites_firing"] = int(model.sites.firing(ps, fitted).sum())
+            rep["fitted_site_time_range_ms"] = [float(ps.min()), float(ps.max())]
+        return rep, fitted, ecg
+
+    def write_fit_vtu(self, path, fitted, candidate_nodes=None, candidate_times=None):
+        """Mesh with ``activation_true``, ``activation_fitted``, ``activation_error`` (fitted -
+        true), ``candidate_site_time`` (NaN off the candidates), the heart's tags, fibres and regions."""
+        from physim.io import write_mesh
+
+        h = self.heart
+        fitted = as_float_array("fitted", fitted, shape=(h.n_points,))
+        site_time = np.full(h.n_points, np.nan)
+        if candidate_nodes is not None:
+            site_time[np.asarray(candidate_nodes)] = np.asarray(candidate_times, dtype=float)
+        return write_mesh(
+            path,
+            h.points,
+            {"tetra": h.tets},
+            point_data={
+                "activation_true": self.true_times,
+                "activation_fitted": fitted,
+                "activation_error": fitted - self.true_times,
+                "candidate_site_time": site_time,
+                **h.point_data(),
             },
-            "iterations": int(res.nit),
-            "evaluations": int(res.nfev),
-            "final_loss": float(res.fun),
-            "loss_history": hist,
-            "fit_time_s": float(fit_time),
-            "optimizer_message": str(res.message),
-        },
-        fitted,
-        fitted_ecg,
-        err,
-    )
-
-
-def write_outputs(
-    ctx, setup, fitted, err, fitted_ecg, target_ecg, history, x_fit, title, loss_title, reference_loss=None
-):
-    """``fitted_model.vtu`` and, with plots on, the pictures; ``reference_loss``
-    (e.g. the loss of the true parameters) is drawn as a horizontal line."""
-    files = []
-    h = setup.heart
-    site_time = np.full(h.n_points, np.nan)
-    site_time[setup.candidates] = x_fit[2:]
-    vtu = write_mesh(
-        ctx.path("fitted_model.vtu"),
-        h.points,
-        {"tetra": h.tets},
-        point_data={
-            "activation_true": setup.true_times_map,
-            "activation_fitted": fitted,
-            "activation_error": fitted - setup.true_times_map,
-            "candidate_site_time": site_time,
-            **h.point_data(),
-        },
-        cell_data={"fibers": setup.fibers, "region": h.region},
-    )
-    files.append(vtu.name)
-    if not ctx.plots:
-        return files
-    files.append(activation_picture(ctx.path("activation_true_vs_fitted.png"), setup, fitted, err).name)
-    files.append(ecg_picture(ctx.path("ecg_target_vs_fitted.png"), setup, target_ecg, fitted_ecg, title).name)
-    from physim.viz import write_view_html
-
-    page = write_view_html(
-        ctx.path("view.html"),
-        h,
-        {
-            "true activation (ms)": setup.true_times_map,
-            "fitted activation (ms)": fitted,
-            "abs. activation error (ms)": err,
-            "region (0 LV, 1 septum, 2 RV)": h.region,
-        },
-        title=f"{ctx.name}: true vs fitted activation",
-        cmaps={
-            "true activation (ms)": "turbo_r",
-            "fitted activation (ms)": "turbo_r",
-            "abs. activation error (ms)": "magma_r",
-        },
-    )
-    files.append(page.name)
-    from physim.viz import plot_curves
-
-    curves = {"loss": history}
-    if reference_loss is not None:
-        curves["loss of the true parameters"] = ([0, max(len(history) - 1, 1)], [reference_loss] * 2)
-    files.append(
-        plot_curves(
-            curves,
-            ctx.path("loss.png"),
-            xlabel="L-BFGS iteration",
-            ylabel="loss",
-            title=loss_title,
-            logy=True,
-        ).name
-    )
-    return files
-
-
-def activation_picture(path, setup, fitted, err):
-    import pyvista as pv
-
-    from physim.viz import plotter, save_scene
-
-    h = setup.heart
-    cells = np.hstack([np.full((h.n_tets, 1), 4), h.tets]).ravel()
-    grid = pv.UnstructuredGrid(cells, np.full(h.n_tets, pv.CellType.TETRA), h.points)
-    grid.point_data["true"] = setup.true_times_map
-    grid.point_data["fitted"] = fitted
-    grid.point_data["error"] = err
-    surf = grid.extract_surface(algorithm="dataset_surface")
-    tmax = float(np.ceil(max(setup.true_times_map.max(), fitted.max()) / 10.0) * 10.0)
-    levels = np.arange(10.0, tmax, 10.0)
-    cam = [(170.0, 190.0, 10.0), (10.0, 0.0, -30.0), (0.0, 0.0, 1.0)]
-    pl = plotter(window_size=(1800, 650), shape=(1, 3), border=False)
-    bar = {
-        "color": "black",
-        "n_labels": 5,
-        "fmt": "%.0f",
-        "vertical": False,
-        "position_x": 0.2,
-        "position_y": 0.04,
-        "width": 0.6,
-        "height": 0.08,
-        "title_font_size": 14,
-        "label_font_size": 12,
-    }
-    for col, (name, label, cmap, clim) in enumerate(
-        [
-            ("true", "true activation (ms)", "turbo_r", (0.0, tmax)),
-            ("fitted", "fitted activation (ms)", "turbo_r", (0.0, tmax)),
-            ("error", "abs. error (ms)", "magma_r", (0.0, max(float(np.ceil(err.max())), 1.0))),
-        ]
-    ):
-        pl.subplot(0, col)
-        pl.add_mesh(
-            surf.copy(),
-            scalars=name,
-            cmap=cmap,
-            clim=clim,
-            smooth_shading=True,
-            scalar_bar_args={**bar, "title": label},
+            cell_data={"fibers": self.fibers, "region": h.region},
         )
-        if name != "error":
-            iso = surf.contour(isosurfaces=levels, scalars=name)
-            if iso.n_points:
-                pl.add_mesh(iso, color="black", line_width=2)
-        text = {
-            "true": "ground truth, isochrones 10 ms",
-            "fitted": "fitted model, isochrones 10 ms",
-            "error": f"error: mean {err.mean():.1f} ms, max {err.max():.1f} ms",
-        }[name]
-        pl.add_text(text, color="black", font_size=11)
-        pl.camera_position = cam
-    return save_scene(pl, path)
+
+    def true_parameters(self, model) -> np.ndarray:
+        """The truth as a parameter vector of ``model`` when it can express it exactly.
+
+        ``model`` must have :class:`~physim.cardiac.twin.GlobalVelocities` or
+        :class:`~physim.cardiac.twin.AnisotropicVelocities` and
+        :class:`~physim.cardiac.twin.CandidateSites` containing every true
+        site; other candidates get ``t_max`` (dormant).
+
+        Raises
+        ------
+        InvalidInputError
+            The model cannot represent the truth.
+        """
+        vm, sm = model.velocity, model.sites
+        if isinstance(vm, T.GlobalVelocities):
+            pv = [self.truth.v_fiber, self.truth.v_cross]
+        elif isinstance(vm, T.AnisotropicVelocities):
+            pv = [self.truth.v_fiber, self.truth.v_cross / self.truth.v_fiber]
+        else:
+            raise InvalidInputError(f"cannot express the truth with {type(vm).__name__}")
+        if not isinstance(sm, T.CandidateSites):
+            raise InvalidInputError(f"cannot express the truth with {type(sm).__name__}")
+        pos = {int(n): i for i, n in enumerate(sm.nodes)}
+        missing = [int(n) for n in self.truth.nodes if int(n) not in pos]
+        if missing:
+            raise InvalidInputError(f"true site nodes {missing} are not candidate sites of the model")
+        ps = np.array(sm.upper, dtype=float)
+        for n, t in zip(self.truth.nodes, self.truth.times):
+            ps[pos[int(n)]] = t
+        return np.concatenate([pv, ps])
 
 
-def ecg_picture(path, setup, target, fitted, title):
-    from physim.viz import figure, save_figure
+# --------------------------------------------------------------------------- scenario options
 
-    names = setup.system.lead_names
-    t = np.arange(target.shape[1]) * DT
-    corr = E.lead_correlations(fitted, target)
-    fig, axes = figure(3, 4, figsize=(14, 7.5), sharex=True)
-    for i, ax in enumerate(axes.ravel()):
-        ax.plot(t, target[i], color="0.3", lw=1.0, label="target")
-        ax.plot(t, fitted[i], color="tab:red", lw=1.2, label="fitted")
-        ax.set_title(f"{names[i]}  (r = {corr[i]:.3f})", fontsize=10)
-        ax.grid(alpha=0.3)
-        if i >= 8:
-            ax.set_xlabel("time (ms)")
-        if i % 4 == 0:
-            ax.set_ylabel("mV")
-    axes[0, 0].legend(fontsize=8, loc="upper right")
-    fig.suptitle(title)
-    data = {"time (ms)": t}
-    for i, n in enumerate(names):
-        data[f"{n} target (mV)"] = target[i]
-        data[f"{n} fitted (mV)"] = fitted[i]
-    return save_figure(fig, path, data=data)  # the signals as CSV next to the picture
+
+def add_mesh_argument(parser) -> None:
+    """``--mesh SIZE|PATH`` for the twin scenarios (default 65k; 10k with ``--quick``).
+
+    ``SIZE`` is a shipped size (``10k``, ``65k``) or ``large`` (generated on
+    first use); ``PATH`` is a tagged ``.vtu`` written by
+    :func:`physim.cardiac.heart.save_biventricular` (e.g. your own heart).
+    """
+    parser.add_argument(
+        "--mesh",
+        default=None,
+        metavar="SIZE|PATH",
+        help="heart: 10k, 65k, large, or a tagged .vtu written by save_biventricular "
+        "(default 65k; 10k with --quick)",
+    )
+
+
+def load_heart(spec: str | None, quick: bool = False) -> tuple[BiventricularMesh, str]:
+    """The heart of ``--mesh`` and its label (the size name or the file name)."""
+    from pathlib import Path
+
+    from .heart import load_biventricular
+
+    spec = spec or ("10k" if quick else "65k")
+    heart = load_biventricular(spec)
+    label = spec if spec in ("10k", "65k", "large") else Path(spec).name
+    return heart, label
