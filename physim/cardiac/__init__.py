@@ -1,8 +1,10 @@
 """physim.cardiac — the cardiac application on top of :mod:`physim.eikonal`.
 
 Heart meshes (:mod:`.heart`), rule-based fibres (:mod:`.fibers`), the
-pseudo-ECG and its adjoint (:mod:`.ecg`), digital-twin models and objectives
-(:mod:`.twin`) and synthetic twin studies (:mod:`.study`). Everything here is
+pseudo-ECG and its adjoint (:mod:`.ecg`), digital-twin models (:mod:`.twin`),
+their objectives (:mod:`.objectives`) and physiological priors (:mod:`.priors`),
+ensembles of fits with calibrated spread (:mod:`.ensemble`), synthetic studies
+with a known ground truth (:mod:`.study`) and pictures (:mod:`.plots`). Everything here is
 built from the general eikonal solver's public API (mesh, conduction tensors,
 forward, adjoint). Units: mm, ms, mm/ms, mV.
 """
@@ -18,21 +20,39 @@ from .ecg import (
     lead_correlations,
     lead_field,
     lead_mse_loss,
+    shifted_correlation_loss,
     simulate_ecg,
     standard_12_lead,
 )
 from .ecg import adjoint as ecg_adjoint
 from .fibers import FiberField, rule_based
-from .heart import BiventricularMesh, HeartGeometry, biventricular_mesh, load_biventricular
+from .ensemble import EnsembleMember, StartDistribution, TwinEnsemble, fit_ensemble
+from .heart import (
+    BiventricularMesh,
+    HeartGeometry,
+    biventricular_mesh,
+    endocardial_depth,
+    load_biventricular,
+    save_biventricular,
+    subendocardial_nodes,
+)
+from .objectives import (
+    activation_objective,
+    activation_term,
+    ecg_objective,
+    ecg_term,
+    multimodal_objective,
+)
+from .priors import SiteCountPrior
+from .study import GroundTruth, SyntheticStudy, TruthPrior
 from .twin import (
+    AnisotropicVelocities,
     CandidateSites,
     FieldVelocities,
     GlobalVelocities,
     PointSites,
     RegionVelocities,
     TwinModel,
-    activation_objective,
-    ecg_objective,
 )
 
 __all__ = [
@@ -42,6 +62,9 @@ __all__ = [
     "HeartGeometry",
     "biventricular_mesh",
     "load_biventricular",
+    "save_biventricular",
+    "endocardial_depth",
+    "subendocardial_nodes",
     "ActionPotential",
     "LeadSystem",
     "LeadField",
@@ -54,6 +77,7 @@ __all__ = [
     "ecg_adjoint",
     "lead_mse_loss",
     "correlation_loss",
+    "shifted_correlation_loss",
     "lead_correlations",
     "TwinModel",
     "GlobalVelocities",
@@ -61,6 +85,18 @@ __all__ = [
     "FieldVelocities",
     "CandidateSites",
     "PointSites",
+    "AnisotropicVelocities",
+    "SiteCountPrior",
     "activation_objective",
     "ecg_objective",
+    "ecg_term",
+    "activation_term",
+    "multimodal_objective",
+    "fit_ensemble",
+    "TwinEnsemble",
+    "EnsembleMember",
+    "StartDistribution",
+    "GroundTruth",
+    "SyntheticStudy",
+    "TruthPrior",
 ]

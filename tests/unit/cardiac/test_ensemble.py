@@ -25,12 +25,16 @@ def problem():
     rng = np.random.default_rng(0)
     fib = rng.standard_normal((mesh.n_cells, 3))
     lf = E.lead_field(mesh, E.standard_12_lead(mesh), E.intracellular_conductivity(fib))
-    model = T.TwinModel(mesh, fib, T.GlobalVelocities(mesh.n_cells), T.CandidateSites([0, 20, 60, 100], -5.0, 40.0))
+    model = T.TwinModel(
+        mesh, fib, T.GlobalVelocities(mesh.n_cells), T.CandidateSites([0, 20, 60, 100], -5.0, 40.0)
+    )
     x_true = np.array([0.6, 0.3, 0.0, 3.0, 40.0, 40.0])
     tt = model.forward(x_true).times
     target = E.simulate_ecg(lf, tt, n_samples=80).signals
     nodes = np.array([5, 30, 70])
-    fun = multimodal_objective(model, ecg_term(lf, target), activation_term(nodes, tt[nodes]), weights=[1.0, 1e-3])
+    fun = multimodal_objective(
+        model, ecg_term(lf, target), activation_term(nodes, tt[nodes]), weights=[1.0, 1e-3]
+    )
     return model, fun, tt
 
 
@@ -131,7 +135,14 @@ def test_serial_and_embedded_cluster_give_identical_members(problem, tmp_path):
     import meshio
 
     mm = meshio.read(vtu)
-    for k in ("activation_mean", "activation_std", "activation_true", "activation_error", "z_score", "member_00"):
+    for k in (
+        "activation_mean",
+        "activation_std",
+        "activation_true",
+        "activation_error",
+        "z_score",
+        "member_00",
+    ):
         assert k in mm.point_data
     csv = a.write_ecg_csv(tmp_path / "ecg.csv")
     head = csv.read_text().splitlines()[0].split(",")
@@ -165,6 +176,8 @@ def test_fit_ensemble_bad_input(problem):
         fit_ensemble(model, lambda x: (0.0, x), scheduler="serial")
     with pytest.raises(InvalidInputError, match="weighting"):
         fit_ensemble(model, fun, weighting="best", scheduler="serial")
-    other = T.TwinModel(model.mesh, model.fibers, T.GlobalVelocities(model.mesh.n_cells), T.CandidateSites([0, 1]))
+    other = T.TwinModel(
+        model.mesh, model.fibers, T.GlobalVelocities(model.mesh.n_cells), T.CandidateSites([0, 1])
+    )
     with pytest.raises(InvalidInputError, match="another model"):
         fit_ensemble(other, fun, scheduler="serial")

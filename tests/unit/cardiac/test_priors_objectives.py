@@ -69,7 +69,9 @@ def test_count_prior_in_candidate_sites_and_full_objective(setup):
     assert val == pytest.approx(0.2 * np.mean((150.0 - t) / span) + cp(t)[0], rel=1e-13)
     np.testing.assert_allclose(g, -0.2 / (4 * span) + cp(t)[1], rtol=1e-13)
     m = T.TwinModel(mesh, fib, T.GlobalVelocities(mesh.n_cells), cs)
-    target = E.simulate_ecg(lf, m.forward(np.array([0.6, 0.3, 0.0, 3.0, 5.0, 7.0])).times, n_samples=120).signals
+    target = E.simulate_ecg(
+        lf, m.forward(np.array([0.6, 0.3, 0.0, 3.0, 5.0, 7.0])).times, n_samples=120
+    ).signals
     fun = ecg_objective(m, lf, target)
     for seed in range(2):
         chk = check_gradient(fun, np.array([0.8, 0.35, 1.0, 2.0, 4.0, 6.0]), seed=seed)
@@ -91,7 +93,9 @@ def test_count_prior_bad_input():
 
 def _signals(rng, n=160):
     t = np.arange(n, dtype=float)
-    base = np.stack([np.exp(-((t - 60 - 4 * i) ** 2) / 60) - 0.4 * np.exp(-((t - 100) ** 2) / 90) for i in range(4)])
+    base = np.stack(
+        [np.exp(-((t - 60 - 4 * i) ** 2) / 60) - 0.4 * np.exp(-((t - 100) ** 2) / 90) for i in range(4)]
+    )
     return base + 0.02 * rng.standard_normal(base.shape)
 
 
@@ -138,7 +142,9 @@ def test_shifted_correlation_taylor(tau):
 def test_shifted_correlation_through_the_twin(setup):
     mesh, fib, lf = setup
     m = T.TwinModel(mesh, fib, T.GlobalVelocities(mesh.n_cells), T.CandidateSites([0, 20, 60, 100]))
-    target = E.simulate_ecg(lf, m.forward(np.array([0.6, 0.3, 2.0, 3.0, 5.0, 7.0])).times, n_samples=120).signals
+    target = E.simulate_ecg(
+        lf, m.forward(np.array([0.6, 0.3, 2.0, 3.0, 5.0, 7.0])).times, n_samples=120
+    ).signals
     fun = ecg_objective(m, lf, target, loss="shifted_correlation", max_shift_ms=5.0, temperature=1e-3)
     chk = check_gradient(fun, np.array([0.8, 0.35, 1.0, 2.0, 4.0, 6.0]))
     assert chk.ok, chk
@@ -151,7 +157,9 @@ def test_shifted_correlation_through_the_twin(setup):
 
 def test_multimodal_objective_is_the_weighted_sum(setup):
     mesh, fib, lf = setup
-    m = T.TwinModel(mesh, fib, T.GlobalVelocities(mesh.n_cells), T.CandidateSites([0, 20, 60, 100], sparsity=0.1))
+    m = T.TwinModel(
+        mesh, fib, T.GlobalVelocities(mesh.n_cells), T.CandidateSites([0, 20, 60, 100], sparsity=0.1)
+    )
     x_true = np.array([0.6, 0.3, 0.0, 3.0, 5.0, 7.0])
     tt = m.forward(x_true).times
     target = E.simulate_ecg(lf, tt, n_samples=120).signals
@@ -193,3 +201,13 @@ def test_multimodal_bad_input(setup):
         ecg_term(lf, np.zeros((12, 50)), loss="dtw")
     with pytest.raises(InvalidInputError, match="noise_ms"):
         activation_term([1], [2.0], noise_ms=0.0)
+
+
+def test_ecg_mse_loss_has_its_own_name():
+    """physim.cardiac's ECG loss and physim.lattice's displacement loss no longer share a name."""
+    import physim.cardiac as C
+    import physim.lattice as L
+
+    assert C.lead_mse_loss is E.lead_mse_loss
+    assert not hasattr(C, "mse_loss") and not hasattr(E, "mse_loss")
+    assert hasattr(L, "mse_loss")

@@ -68,7 +68,12 @@ def test_surface_distance_equals_brute_force(heart):
     rng = np.random.default_rng(1)
     q = rng.choice(heart.n_points, 150, replace=False)
     brute = np.array(
-        [point_triangle_distance(np.repeat(P[[i]], len(tri), 0), P[tri[:, 0]], P[tri[:, 1]], P[tri[:, 2]]).min() for i in q]
+        [
+            point_triangle_distance(
+                np.repeat(P[[i]], len(tri), 0), P[tri[:, 0]], P[tri[:, 1]], P[tri[:, 2]]
+            ).min()
+            for i in q
+        ]
     )
     d = endocardial_depth(heart)
     np.testing.assert_allclose(d[q], brute, atol=1e-12)
