@@ -212,8 +212,27 @@ def _pictures(ctx, study, model, x_fit, fitted, fitted_ecg, target, out):
         P.MapField(err, "|error|", "absolute error (ms)",
                    cmap="magma_r", clim=(0.0, float(np.ceil(max(err.max(), 1.0))))),
     ]  # fmt: skip
+    from physim.viz import write_view_html
+
+    page = write_view_html(
+        ctx.path("view.html"),
+        h,
+        {
+            "true activation (ms)": study.true_times,
+            "fitted activation (ms)": fitted,
+            "abs. activation error (ms)": err,
+            "region (0 LV, 1 septum, 2 RV)": h.region,
+        },
+        title=f"{ctx.name}: true vs fitted activation",
+        cmaps={
+            "true activation (ms)": "turbo_r",
+            "fitted activation (ms)": "turbo_r",
+            "abs. activation error (ms)": "magma_r",
+        },
+    )
     t = np.arange(target.shape[1]) * DT
     return [
+        page.name,
         P.activation_figure(ctx.path("activation_true_vs_fitted.png"), h, fields, suptitle=f"ECG fit: activation error mean {err.mean():.1f} ms, max {err.max():.1f} ms").name,
         P.ecg_figure(ctx.path("ecg_target_vs_fitted.png"), study.lead_field.leads.lead_names, t, target, fitted_ecg,
                      target_label="noisy target", title="ECG fit: noisy target (grey) vs fitted (red)").name,

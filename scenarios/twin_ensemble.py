@@ -24,7 +24,8 @@ correlation of the member-averaged ECG; wall time. Writes ``ensemble.vtu`` /
 ``points_ensemble.vtu`` (mean, median, std, every member, truth, error,
 z-score), ``ecg.csv`` / ``points_ecg.csv``, ``members.csv``, pictures
 (``activation.png``: true / mean / std / error maps from three views;
-``ecg_band.png``; ``calibration.png``; and the ``points_`` ones) and ``view.html``.
+``ecg_target_vs_fitted.png``: target against the ensemble-mean ECG with its
++-2 sigma band; ``calibration.png``; and the ``points_`` ones) and ``view.html``.
 """
 
 from __future__ import annotations
@@ -123,7 +124,7 @@ def _pictures(ctx, prefix, ens, study, heart, sites, title, point_nodes=None):
     t = np.arange(study.n_samples) * DT
     files.append(
         P.ecg_figure(
-            ctx.path(f"{prefix}ecg_band.png"),
+            ctx.path(f"{prefix}ecg_target_vs_fitted.png"),
             study.lead_field.leads.lead_names,
             t,
             study.target_ecg,
@@ -216,6 +217,19 @@ def run(ctx: ScenarioContext) -> dict:
         ens_p.write_ecg_csv(ctx.path("points_ecg.csv"), dt=DT).name,
     ]
     if ctx.plots:
+        from physim.viz import write_view_html
+
+        fields = {"true activation (ms)": study.true_times}
+        for e, name in ((ens, "ECG only"), (ens_p, f"ECG + {N_POINTS} points")):
+            fields[f"{name}: mean (ms)"] = e.mean
+            fields[f"{name}: σ (ms)"] = e.sigma
+            fields[f"{name}: |mean − truth| (ms)"] = np.abs(e.mean - study.true_times)
+        cm = {
+            k: ("turbo_r" if k.endswith("mean (ms)") or k.startswith("true") else "magma_r") for k in fields
+        }
+        files.append(
+            write_view_html(ctx.path("view.html"), heart, fields, title="twin ensemble", cmaps=cm).name
+        )
         files += _pictures(ctx, "", ens, study, heart, sites, "ECG only")
         files += _pictures(ctx, "points_", ens_p, study, heart, sites, f"ECG + {N_POINTS} points", nodes)
     out["files"] = files

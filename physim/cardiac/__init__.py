@@ -25,8 +25,8 @@ from .ecg import (
     standard_12_lead,
 )
 from .ecg import adjoint as ecg_adjoint
-from .fibers import FiberField, rule_based
 from .ensemble import EnsembleMember, StartDistribution, TwinEnsemble, fit_ensemble
+from .fibers import FiberField, rule_based
 from .heart import (
     BiventricularMesh,
     HeartGeometry,

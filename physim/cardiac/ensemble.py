@@ -459,20 +459,21 @@ class TwinEnsemble(Result):
         return write_mesh(path, np.asarray(heart.points), cells, point_data=pd, cell_data=cd)
 
     def write_ecg_csv(self, path, *, dt: float = 1.0, t0: float = 0.0) -> Path:
-        """ECGs as CSV: time, then per lead the target, the ensemble mean and std, and each member (mV)."""
+        """ECGs as CSV: ``time (ms)``, then per lead ``<lead> target (mV)``, ``<lead> mean (mV)``,
+        ``<lead> std (mV)`` and ``<lead> member <k> (mV)`` for each member."""
         from physim.viz import write_csv
 
         if self.ecg_mean is None:
             raise InvalidInputError("this ensemble has no ECG (its objective has no ECG term)")
         n = self.ecg_mean.shape[1]
-        cols = {"t_ms": t0 + dt * np.arange(n)}
+        cols = {"time (ms)": t0 + dt * np.arange(n)}
         for i, name in enumerate(self.lead_names):
             if self.target_ecg is not None:
-                cols[f"{name}_target"] = self.target_ecg[i]
-            cols[f"{name}_mean"] = self.ecg_mean[i]
-            cols[f"{name}_std"] = self.ecg_std[i]
+                cols[f"{name} target (mV)"] = self.target_ecg[i]
+            cols[f"{name} mean (mV)"] = self.ecg_mean[i]
+            cols[f"{name} std (mV)"] = self.ecg_std[i]
             for m in self.members:
-                cols[f"{name}_member_{m.index:02d}"] = m.ecg[i]
+                cols[f"{name} member {m.index:02d} (mV)"] = m.ecg[i]
         return write_csv(path, cols)
 
 

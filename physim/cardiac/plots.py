@@ -162,6 +162,7 @@ def ecg_figure(
     members=None,
     target_label: str = "target",
     fitted_label: str = "fitted",
+    columns: tuple[str, str] = ("target", "fitted"),
     title: str = "",
 ) -> Path:
     """12-lead ECG: target (grey) against a fit (red), optionally with a +-2 sigma band.
@@ -178,6 +179,11 @@ def ecg_figure(
         Ensemble standard deviation: draws ``fitted +- 2 std``.
     members : ndarray (n_members, n_leads, n_samples), optional
         Member ECGs, drawn thin.
+    target_label, fitted_label : str
+        Legend entries.
+    columns : (str, str)
+        Names of the two signals in the CSV: columns ``time (ms)``,
+        ``<lead> <target> (mV)``, ``<lead> <fitted> (mV)`` (and ``<lead> std (mV)``).
     """
     from physim.cardiac.ecg import lead_correlations
     from physim.viz import figure, save_figure
@@ -190,7 +196,7 @@ def ecg_figure(
     ncols = 4 if n >= 4 else n
     nrows = int(np.ceil(n / ncols))
     fig, axes = figure(nrows, ncols, figsize=(3.6 * ncols, 2.5 * nrows + 0.6), sharex=True, squeeze=False)
-    data = {"t_ms": t}
+    data = {"time (ms)": t}
     for i, ax in enumerate(axes.ravel()):
         if i >= n:
             ax.set_axis_off()
@@ -198,11 +204,13 @@ def ecg_figure(
         if members is not None:
             for m in np.asarray(members):
                 ax.plot(t, m[i], color="tab:red", lw=0.4, alpha=0.25)
+        data[f"{lead_names[i]} {columns[0]} (mV)"] = target[i]
+        data[f"{lead_names[i]} {columns[1]} (mV)"] = fitted[i]
         if std is not None:
             s = np.asarray(std)[i]
             ax.fill_between(t, fitted[i] - 2 * s, fitted[i] + 2 * s, color="tab:red", alpha=0.25, lw=0,
                             label="±2σ band")  # fmt: skip
-            data[f"{lead_names[i]}_std_mV"] = s
+            data[f"{lead_names[i]} std (mV)"] = s
         ax.plot(t, target[i], color="0.25", lw=1.0, label=target_label)
         ax.plot(t, fitted[i], color="tab:red", lw=1.1, label=fitted_label)
         ax.set_title(f"{lead_names[i]}  (r = {corr[i]:.3f})", fontsize=10)
@@ -211,8 +219,6 @@ def ecg_figure(
             ax.set_xlabel("time (ms)")
         if i % ncols == 0:
             ax.set_ylabel("mV")
-        data[f"{lead_names[i]}_{target_label.replace(' ', '_')}_mV"] = target[i]
-        data[f"{lead_names[i]}_{fitted_label.replace(' ', '_')}_mV"] = fitted[i]
     axes[0, 0].legend(fontsize=8, loc="upper right")
     if title:
         fig.suptitle(title)
@@ -247,24 +253,21 @@ def calibration_figure(
     e = np.asarray(abs_error, dtype=float)
     edges = np.unique(np.quantile(s, np.linspace(0, 1, n_bins + 1)))
     idx = np.clip(np.searchsorted(edges, s, side="right") - 1, 0, max(len(edges) - 2, 0))
-    rows = {"sigma_ms": [], "rms_error_ms": [], "mean_abs_error_ms": [], "within_1sigma": [], "within_2sigma": [],
-            "n_nodes": []}  # fmt: skip
+    keys = ("sigma (ms)", "RMS error (ms)", "mean |error| (ms)", "within 1 sigma", "within 2 sigma", "nodes")
+    rows = {k: [] for k in keys}
     for b in range(max(len(edges) - 1, 1)):
         m = idx == b
         if not m.any():
             continue
-        rows["sigma_ms"].append(float(np.mean(s[m])))
-        rows["rms_error_ms"].append(float(np.sqrt(np.mean(e[m] ** 2))))
-        rows["mean_abs_error_ms"].append(float(np.mean(e[m])))
-        rows["within_1sigma"].append(float(np.mean(e[m] <= s[m])))
-        rows["within_2sigma"].append(float(np.mean(e[m] <= 2 * s[m])))
-        rows["n_nodes"].append(int(m.sum()))
+        for k, v in zip(keys, (np.mean(s[m]), np.sqrt(np.mean(e[m] ** 2)), np.mean(e[m]), np.mean(e[m] <= s[m]),
+                                np.mean(e[m] <= 2 * s[m]), m.sum())):  # fmt: skip
+            rows[k].append(float(v) if k != "nodes" else int(v))
     fig, (ax, ax2) = figure(1, 2, figsize=(11, 4.4))
-    top = max(max(rows["rms_error_ms"], default=1.0), max(rows["sigma_ms"], default=1.0)) * 1.1
+    top = max(max(rows["RMS error (ms)"], default=1.0), max(rows["sigma (ms)"], default=1.0)) * 1.1
     ax.plot([0, top], [0, top], color="0.4", ls="--", lw=1, label="calibrated (RMS error = σ)")
-    ax.plot(rows["sigma_ms"], rows["rms_error_ms"], "o-", color="tab:red", label=f"{label}: RMS error")
+    ax.plot(rows["sigma (ms)"], rows["RMS error (ms)"], "o-", color="tab:red", label=f"{label}: RMS error")
     ax.plot(
-        rows["sigma_ms"], rows["mean_abs_error_ms"], "s:", color="tab:blue", label=f"{label}: mean |error|"
+        rows["sigma (ms)"], rows["mean |error| (ms)"], "s:", color="tab:blue", label=f"{label}: mean |error|"
     )
     ax.set_xlabel("predicted σ per node (ms), bin mean")
     ax.set_ylabel("actual error of the ensemble mean (ms)")
@@ -273,8 +276,8 @@ def calibration_figure(
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8, loc="upper left")
     ax.set_title("error against predicted σ (quantile bins)")
-    ax2.plot(rows["sigma_ms"], rows["within_1sigma"], "o-", color="tab:green", label="within 1σ")
-    ax2.plot(rows["sigma_ms"], rows["within_2sigma"], "s-", color="tab:purple", label="within 2σ")
+    ax2.plot(rows["sigma (ms)"], rows["within 1 sigma"], "o-", color="tab:green", label="within 1σ")
+    ax2.plot(rows["sigma (ms)"], rows["within 2 sigma"], "s-", color="tab:purple", label="within 2σ")
     ax2.axhline(0.683, color="tab:green", ls="--", lw=1, label="Gaussian 1σ: 0.683")
     ax2.axhline(0.954, color="tab:purple", ls="--", lw=1, label="Gaussian 2σ: 0.954")
     ax2.set_ylim(0, 1.02)

@@ -11,7 +11,7 @@ from physim.cli import list_scenarios
 
 SCENARIOS = list_scenarios()
 #: scenarios with 3D results: they write an interactive view.html beside their pictures
-THREE_D = {"eikonal_activation", "twin_activation_fit", "twin_ecg_fit"}
+THREE_D = {"eikonal_activation", "twin_activation_fit", "twin_ecg_fit", "twin_ensemble"}
 
 
 @pytest.mark.parametrize("name", sorted(SCENARIOS))

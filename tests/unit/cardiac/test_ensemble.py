@@ -146,7 +146,8 @@ def test_serial_and_embedded_cluster_give_identical_members(problem, tmp_path):
         assert k in mm.point_data
     csv = a.write_ecg_csv(tmp_path / "ecg.csv")
     head = csv.read_text().splitlines()[0].split(",")
-    assert head[0] == "t_ms" and "I_target" in head and "V6_std" in head and "II_member_02" in head
+    assert head[0] == "time (ms)" and "I target (mV)" in head and "V6 std (mV)" in head
+    assert "II member 02 (mV)" in head
 
 
 def test_store_and_resume(problem, tmp_path):
