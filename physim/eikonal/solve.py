@@ -372,10 +372,19 @@ def solve(
     if kind == "nodes":
         positions = pts[src]
         elems = np.full(k, -1, dtype=np.int64)
-        sD = np.empty((k, mesh.dim, mesh.dim))
-        for s, node in enumerate(src):
-            inc = mesh.node_cells[mesh.node_cell_ptr[node] : mesh.node_cell_ptr[node + 1]]
-            sD[s] = Dm[inc].mean(axis=0)
+        ptr = mesh.node_cell_ptr
+        cnt = (ptr[src + 1] - ptr[src]).astype(np.int64)
+        if k and np.all(cnt > 0):
+            # mean of D over the cells incident to each source node, without a loop over sources
+            first = np.cumsum(cnt) - cnt
+            idx = mesh.node_cells[
+                np.repeat(ptr[src], cnt) + (np.arange(int(cnt.sum())) - np.repeat(first, cnt))
+            ]
+            sD = np.add.reduceat(Dm[idx], first, axis=0) / cnt[:, None, None]
+        else:
+            sD = np.empty((k, mesh.dim, mesh.dim))
+            for s, node in enumerate(src):
+                sD[s] = Dm[mesh.node_cells[ptr[node] : ptr[node + 1]]].mean(axis=0)
     else:
         positions = src
         elems, _ = mesh.locate(src)
@@ -390,7 +399,17 @@ def solve(
     phi = np.full(n, np.inf)
     source_of = np.full(n, -1, dtype=np.int64)
     used = mesh.used
-    for s in range(k):
+    if kind == "nodes" and init_radius == 0 and k:
+        # each source sets only its own node: the earliest source of a node wins (ties: the first)
+        order = np.lexsort((np.arange(k), st))
+        _, first_of_node = np.unique(src[order], return_index=True)
+        win = order[first_of_node]
+        phi[src[win]] = st[win]
+        source_of[src[win]] = win
+        k_loop = 0
+    else:
+        k_loop = k
+    for s in range(k_loop):
         p = positions[s]
         cand = []
         if kind == "nodes":

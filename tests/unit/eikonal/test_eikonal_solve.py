@@ -287,3 +287,31 @@ def test_speed_scaling_and_time_shift_identities(c, shift, seed):
     scaled = solve(mesh, c**2 * D, src, t0 / c + shift, tol=0.0)
     np.testing.assert_allclose(scaled.times, base.times / c + shift, rtol=1e-9, atol=1e-9)
     np.testing.assert_array_equal(scaled.update_kind, base.update_kind)
+
+
+def test_many_node_sources_with_repeated_nodes():
+    """Node sources set their own node (the earliest source of a node wins): a source list with
+    repeated nodes solves like the de-duplicated one, and source_D is the mean D of the incident cells."""
+    from physim.eikonal import box_tet_mesh, conduction_tensor, solve
+
+    mesh = box_tet_mesh(6, size=20.0, jitter=0.2, seed=3)
+    rng = np.random.default_rng(0)
+    D = conduction_tensor(rng.standard_normal((mesh.n_cells, 3)), 0.6, 0.3)
+    src = rng.choice(mesh.n_points, 40, replace=False)
+    src = np.r_[src, src[:10]]
+    t = rng.uniform(0, 10, src.size)
+    t[40:] = t[:10] + np.array([-1.0, 0.0, 1.0, -2.0, 0.0, 3.0, -0.5, 0.0, 2.0, -1.0])
+    a = solve(mesh, D, src, t)
+    best = {}
+    for i, (n, ti) in enumerate(zip(src.tolist(), t.tolist())):
+        if n not in best or ti < best[n][0]:
+            best[n] = (ti, i)
+    nodes = np.array(list(best))
+    b = solve(mesh, D, nodes, np.array([best[n][0] for n in nodes]))
+    np.testing.assert_array_equal(a.times, b.times)
+    for n, (_, i) in best.items():
+        assert a.source_of[n] in (i, -1)
+    ref = np.array(
+        [D[mesh.node_cells[mesh.node_cell_ptr[n] : mesh.node_cell_ptr[n + 1]]].mean(0) for n in src]
+    )
+    np.testing.assert_allclose(a.source_D, ref, rtol=1e-13, atol=1e-15)
