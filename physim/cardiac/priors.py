@@ -24,6 +24,11 @@ zero). The count prior is a Gaussian on that soft count::
 
 Sites that the data do not need (zero data gradient) drift later until they
 stop counting; sites the data need stay early unless the count is too high.
+
+Conduction velocities
+---------------------
+:class:`VelocityPrior` is a Gaussian prior on the parameters of a velocity
+model, e.g. a population range of myocardial conduction velocities.
 """
 
 from __future__ import annotations
@@ -33,8 +38,9 @@ from dataclasses import dataclass
 import numpy as np
 
 from physim._validate import as_float_array, as_scalar
+from physim.errors import InvalidInputError
 
-__all__ = ["SiteCountPrior"]
+__all__ = ["SiteCountPrior", "VelocityPrior"]
 
 
 def _sigmoid(z: np.ndarray) -> np.ndarray:
@@ -90,3 +96,43 @@ class SiteCountPrior:
         n, dn = self.count(times)
         z = (n - self.center) / self.width
         return float(self.weight * 0.5 * z * z), (self.weight * z / self.width) * dn
+
+
+@dataclass(frozen=True)
+class VelocityPrior:
+    """Independent Gaussian prior on the parameters of a velocity model.
+
+    ``R(p) = weight * 0.5 * sum_i ((p_i - mean_i) / std_i)^2``, gradient
+    ``weight * (p - mean) / std^2``. For
+    :class:`~physim.cardiac.twin.AnisotropicVelocities` the parameters are the
+    fibre velocity (mm/ms) and the cross/fibre ratio; for
+    :class:`~physim.cardiac.twin.GlobalVelocities` the fibre and cross-fibre
+    velocities (mm/ms).
+
+    Parameters
+    ----------
+    mean, std : sequence of float
+        One entry per velocity parameter; ``std > 0``.
+    weight : float
+        Multiplier (objective units per unit of negative log-density), >= 0.
+    """
+
+    mean: tuple
+    std: tuple
+    weight: float = 1.0
+
+    def __post_init__(self):
+        m = as_float_array("mean", self.mean, shape=(None,))
+        s = as_float_array("std", self.std, shape=(m.size,))
+        if np.any(s <= 0):
+            raise InvalidInputError(f"std must be > 0, got {s.tolist()}")
+        object.__setattr__(self, "mean", tuple(float(v) for v in m))
+        object.__setattr__(self, "std", tuple(float(v) for v in s))
+        object.__setattr__(self, "weight", as_scalar("weight", self.weight, nonnegative=True))
+
+    def __call__(self, p) -> tuple[float, np.ndarray]:
+        """Penalty and its gradient w.r.t. the velocity parameters ``p``."""
+        p = as_float_array("p", p, shape=(len(self.mean),))
+        s = np.asarray(self.std)
+        z = (p - np.asarray(self.mean)) / s
+        return float(self.weight * 0.5 * z @ z), self.weight * z / s

@@ -34,7 +34,7 @@ from physim._validate import as_float_array, as_index_array, as_int, as_scalar
 from physim.errors import InvalidInputError, InvalidTypeError, ShapeError
 
 from .objectives import activation_objective, ecg_objective, multimodal_objective
-from .priors import SiteCountPrior
+from .priors import SiteCountPrior, VelocityPrior
 
 __all__ = [
     "VelocityModel",
@@ -83,9 +83,23 @@ class VelocityModel:
         """Pull gradients w.r.t. per-element velocities back to the parameters."""
         raise NotImplementedError
 
+    prior = None
+
     def regularization(self, p: np.ndarray) -> tuple[float, np.ndarray]:
-        """Penalty added to objectives and its gradient (zero by default)."""
-        return 0.0, np.zeros_like(p)
+        """Penalty added to objectives and its gradient: the ``prior`` if any, else zero."""
+        if self.prior is None:
+            return 0.0, np.zeros_like(p)
+        return self.prior(p)
+
+
+def _check_prior(prior, n):
+    if prior is None:
+        return None
+    if not isinstance(prior, VelocityPrior):
+        raise InvalidInputError(f"prior must be a VelocityPrior, got {type(prior).__name__}")
+    if len(prior.mean) != n:
+        raise InvalidInputError(f"prior has {len(prior.mean)} entries for {n} velocity parameters")
+    return prior
 
 
 def _bounds(n, lo, hi):
@@ -104,13 +118,16 @@ class GlobalVelocities(VelocityModel):
     n_tets : int
     v_min, v_max : float
         Bounds (mm/ms), default 0.1 and 2.
+    prior : VelocityPrior, optional
+        Gaussian prior on ``(v_f, v_c)`` added to objectives.
     """
 
-    def __init__(self, n_tets: int, v_min: float = V_MIN, v_max: float = V_MAX):
+    def __init__(self, n_tets: int, v_min: float = V_MIN, v_max: float = V_MAX, *, prior=None):
         self.n_tets = as_int("n_tets", n_tets, lower=1)
         self.n_params = 2
         self.lower, self.upper = _bounds(2, v_min, v_max)
         self.names = ("v_fiber", "v_cross")
+        self.prior = _check_prior(prior, 2)
 
     def velocities(self, p):
         return np.full(self.n_tets, p[0]), np.full(self.n_tets, p[1])
@@ -132,10 +149,19 @@ class AnisotropicVelocities(VelocityModel):
         Bounds of ``v_f`` (mm/ms).
     r_min, r_max : float
         Bounds of the ratio ``v_c / v_f``.
+    prior : VelocityPrior, optional
+        Gaussian prior on ``(v_f, r)`` added to objectives.
     """
 
     def __init__(
-        self, n_tets: int, v_min: float = V_MIN, v_max: float = V_MAX, r_min: float = 0.1, r_max: float = 1.0
+        self,
+        n_tets: int,
+        v_min: float = V_MIN,
+        v_max: float = V_MAX,
+        r_min: float = 0.1,
+        r_max: float = 1.0,
+        *,
+        prior=None,
     ):
         self.n_tets = as_int("n_tets", n_tets, lower=1)
         self.n_params = 2
@@ -147,6 +173,7 @@ class AnisotropicVelocities(VelocityModel):
         self.lower = readonly(np.array([lo[0], rl]))
         self.upper = readonly(np.array([hi[0], rh]))
         self.names = ("v_fiber", "cross_to_fiber_ratio")
+        self.prior = _check_prior(prior, 2)
 
     def velocities(self, p):
         return np.full(self.n_tets, p[0]), np.full(self.n_tets, p[0] * p[1])
@@ -520,6 +547,9 @@ class TwinModel:
             )
         self.mesh = mesh
         self.fibers = readonly(as_float_array("fibers", fibers))
+        if self.fibers.ndim == 2:
+            nf = np.linalg.norm(self.fibers, axis=1, keepdims=True)
+            self._unit_fibers = readonly(self.fibers / np.where(nf > 0, nf, 1.0))
         if self.fibers.shape[0] != mesh.n_cells:
             raise ShapeError(
                 f"fibers must have {mesh.n_cells} rows (one per element), got {self.fibers.shape}"
@@ -586,8 +616,16 @@ class TwinModel:
 
         g = adjoint(state.activation, d_times)
         pv, ps = state.x[: self.n_velocity], state.x[self.n_velocity :]
-        cg = conduction_tensor_vjp(self.fibers, state.v_fiber, state.v_cross, None, g.D)
-        dv = self.velocity.vjp(pv, np.asarray(cg.v_fiber), np.asarray(cg.v_cross))
+        if self.fibers.ndim == 2:
+            # D = v_c^2 I + (v_f^2 - v_c^2) f f^T (unit f): only the velocity cotangents are needed
+            G = np.asarray(g.D)
+            gff = np.einsum("eij,ei,ej->e", G, self._unit_fibers, self._unit_fibers)
+            tr = np.einsum("eii->e", G)
+            d_vf, d_vc = 2.0 * state.v_fiber * gff, 2.0 * state.v_cross * (tr - gff)
+        else:
+            cg = conduction_tensor_vjp(self.fibers, state.v_fiber, state.v_cross, None, g.D)
+            d_vf, d_vc = np.asarray(cg.v_fiber), np.asarray(cg.v_cross)
+        dv = self.velocity.vjp(pv, d_vf, d_vc)
         ds = self.sites.vjp(ps, g)
         return np.concatenate([dv, ds])
 

@@ -76,6 +76,7 @@ def test_count_prior_in_candidate_sites_and_full_objective(setup):
     for seed in range(2):
         chk = check_gradient(fun, np.array([0.8, 0.35, 1.0, 2.0, 4.0, 6.0]), seed=seed)
         assert chk.ok, chk
+    fun(np.array([0.8, 0.35, 1.0, 2.0, 4.0, 6.0]))
     assert fun.last_values["prior"] == pytest.approx(cs.regularization(np.array([1.0, 2.0, 4.0, 6.0]))[0])
 
 
@@ -211,3 +212,30 @@ def test_ecg_mse_loss_has_its_own_name():
     assert C.lead_mse_loss is E.lead_mse_loss
     assert not hasattr(C, "mse_loss") and not hasattr(E, "mse_loss")
     assert hasattr(L, "mse_loss")
+
+
+def test_velocity_prior_value_gradient_and_in_the_objective(setup):
+    from physim.cardiac.priors import VelocityPrior
+
+    vp = VelocityPrior(mean=(0.6, 0.45), std=(0.05, 0.1), weight=0.3)
+    p = np.array([0.7, 0.3])
+    assert vp(p)[0] == pytest.approx(0.3 * 0.5 * ((0.1 / 0.05) ** 2 + (0.15 / 0.1) ** 2), rel=1e-14)
+    chk = check_gradient(vp, p)
+    assert chk.ok, chk
+    mesh, fib, lf = setup
+    m = T.TwinModel(
+        mesh, fib, T.AnisotropicVelocities(mesh.n_cells, prior=vp), T.CandidateSites([0, 20, 60, 100])
+    )
+    target = E.simulate_ecg(
+        lf, m.forward(np.array([0.6, 0.5, 0.0, 3.0, 5.0, 7.0])).times, n_samples=120
+    ).signals
+    fun = ecg_objective(m, lf, target)
+    x = np.array([0.8, 0.4, 1.0, 2.0, 4.0, 6.0])
+    chk = check_gradient(fun, x)
+    assert chk.ok, chk
+    fun(x)
+    assert fun.last_values["prior"] == pytest.approx(vp(x[:2])[0], rel=1e-12)
+    with pytest.raises(InvalidInputError, match="entries"):
+        T.GlobalVelocities(10, prior=VelocityPrior(mean=(0.6,), std=(0.1,)))
+    with pytest.raises(InvalidInputError, match="std"):
+        VelocityPrior(mean=(0.6, 0.3), std=(0.1, 0.0))
