@@ -1,4 +1,8 @@
-"""Numba kernels of the eikonal solver (private; inputs are validated by the callers).
+"""Numba kernels of the eikonal local update in its Lagrange/Cholesky form (private).
+
+The adjoint re-evaluates every recorded update with these functions (the
+weights λ and length s at the final times), and the tests check the fast
+K form of the forward (:mod:`physim.eikonal._fim`) against them.
 
 Conventions
 -----------
@@ -33,7 +37,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .._jit import njit
+from .._jit import njit, prange
 
 INF = np.inf
 
@@ -93,15 +97,15 @@ def _chol(A, dim, L, floor):
     return True
 
 
-@njit
+@njit(parallel=True)
 def d2_grad_to_D(edge_vectors, D, g):
     """dL/dD_e = -Σ_k g[e,k] w_k w_kᵀ with w_k = D_e⁻¹ v_k (the vjp of element_metrics)."""
     m, ne, dim = edge_vectors.shape
     out = np.zeros((m, dim, dim))
-    L = np.zeros((3, 3))
-    y = np.zeros(3)
-    w = np.zeros(3)
-    for e in range(m):
+    for e in prange(m):
+        L = np.zeros((3, 3))
+        y = np.zeros(3)
+        w = np.zeros(3)
         factored = False
         for k in range(ne):
             gk = g[e, k]
@@ -124,56 +128,6 @@ def d2_grad_to_D(edge_vectors, D, g):
                 for j in range(dim):
                     out[e, i, j] -= gk * w[i] * w[j]
     return out
-
-
-@njit
-def metric_heights(d2, pair):
-    """h[e, a]: metric distance from vertex a to the opposite face (tets) / edge (triangles).
-
-    From Gram determinants of the squared metric edge lengths:
-    tets ``h_a² = det G₃ / det G₂(opposite face)``, triangles ``h_a² = det G₂ / d(opposite edge)``.
-    Every local update of vertex a is ≥ (min upwind time) + h[e, a].
-    """
-    m = d2.shape[0]
-    nv = pair.shape[0]
-    h = np.empty((m, nv))
-    for e in range(m):
-        if nv == 4:
-            # Gram of the edges from vertex 0
-            d01 = d2[e, pair[0, 1]]
-            d02 = d2[e, pair[0, 2]]
-            d03 = d2[e, pair[0, 3]]
-            d12 = d2[e, pair[1, 2]]
-            d13 = d2[e, pair[1, 3]]
-            d23 = d2[e, pair[2, 3]]
-            g12 = 0.5 * (d01 + d02 - d12)
-            g13 = 0.5 * (d01 + d03 - d13)
-            g23 = 0.5 * (d02 + d03 - d23)
-            det3 = (
-                d01 * (d02 * d03 - g23 * g23) - g12 * (g12 * d03 - g23 * g13) + g13 * (g12 * g23 - d02 * g13)
-            )
-            det3 = max(det3, 0.0)
-            for a in range(4):
-                j0 = 0 + (a <= 0)
-                j1 = 1 + (a <= 1)
-                j2 = 2 + (a <= 2)
-                p = d2[e, pair[j0, j1]]
-                q = d2[e, pair[j0, j2]]
-                r = d2[e, pair[j1, j2]]
-                # 4·area² of the face from its squared edge lengths (Heron, Gram form)
-                gpq = 0.5 * (p + q - r)
-                det2 = p * q - gpq * gpq
-                h[e, a] = np.sqrt(det3 / det2) if det2 > 0.0 else 0.0
-        else:
-            d01 = d2[e, pair[0, 1]]
-            d02 = d2[e, pair[0, 2]]
-            d12 = d2[e, pair[1, 2]]
-            g = 0.5 * (d01 + d02 - d12)
-            det2 = max(d01 * d02 - g * g, 0.0)
-            h[e, 0] = np.sqrt(det2 / d12)
-            h[e, 1] = np.sqrt(det2 / d02)
-            h[e, 2] = np.sqrt(det2 / d01)
-    return h
 
 
 # ----------------------------------------------------------------------------------
@@ -345,238 +299,6 @@ def element_update(phi, cells, d2, pair, e, a):
     return best, code
 
 
-@njit
-def _sort3(a, b, c):
-    if a > b:
-        a, b = b, a
-    if b > c:
-        b, c = c, b
-    if a > b:
-        a, b = b, a
-    return a, b, c
-
-
-@njit
-def element_update_through(phi, cells, d2, pair, e, a, c):
-    """Local update of local vertex ``a`` of element ``e`` restricted to the
-    candidates whose support contains local vertex ``c`` (whose time just changed).
-
-    The other candidates were evaluated when their own support vertices last
-    changed, so the fast iterative method only needs these. Supports are
-    handled in increasing local index order, as in :func:`support_update`.
-    Returns (value, code) like :func:`element_update`.
-    """
-    nv = cells.shape[1]
-    tc = phi[cells[e, c]]
-    dac = d2[e, pair[a, c]]
-    best = tc + np.sqrt(dac)
-    code = (1 << c) | (a << 4)
-    if nv == 4:
-        # the two vertices other than a and c
-        k0 = -1
-        k1 = -1
-        for j in range(4):
-            if j != a and j != c:
-                if k0 < 0:
-                    k0 = j
-                else:
-                    k1 = j
-        t0 = phi[cells[e, k0]]
-        t1 = phi[cells[e, k1]]
-        f0 = t0 < INF
-        f1 = t1 < INF
-        if f0 and f1:
-            j0, j1, j2 = _sort3(c, k0, k1)
-            u0 = phi[cells[e, j0]]
-            u1 = phi[cells[e, j1]]
-            u2 = phi[cells[e, j2]]
-            da0 = d2[e, pair[a, j0]]
-            da1 = d2[e, pair[a, j1]]
-            da2 = d2[e, pair[a, j2]]
-            mu, l0, l1, l2, s, ok = upd3(
-                u0,
-                u1,
-                u2,
-                da0,
-                0.5 * (da0 + da1 - d2[e, pair[j0, j1]]),
-                0.5 * (da0 + da2 - d2[e, pair[j0, j2]]),
-                da1,
-                0.5 * (da1 + da2 - d2[e, pair[j1, j2]]),
-                da2,
-            )
-            if ok:
-                return mu, (1 << j0) | (1 << j1) | (1 << j2) | (a << 4)
-        if f0:
-            if c < k0:
-                best, code = _face(best, code, tc, t0, dac, d2[e, pair[a, k0]], d2[e, pair[c, k0]], c, k0, a)
-            else:
-                best, code = _face(best, code, t0, tc, d2[e, pair[a, k0]], dac, d2[e, pair[c, k0]], k0, c, a)
-        if f1:
-            if c < k1:
-                best, code = _face(best, code, tc, t1, dac, d2[e, pair[a, k1]], d2[e, pair[c, k1]], c, k1, a)
-            else:
-                best, code = _face(best, code, t1, tc, d2[e, pair[a, k1]], dac, d2[e, pair[c, k1]], k1, c, a)
-    else:
-        k0 = 3 - a - c
-        t0 = phi[cells[e, k0]]
-        if t0 < INF:
-            if c < k0:
-                best, code = _face(best, code, tc, t0, dac, d2[e, pair[a, k0]], d2[e, pair[c, k0]], c, k0, a)
-            else:
-                best, code = _face(best, code, t0, tc, d2[e, pair[a, k0]], dac, d2[e, pair[c, k0]], k0, c, a)
-    return best, code
-
-
-# ----------------------------------------------------------------------------------
-# fast iterative method
-# ----------------------------------------------------------------------------------
-@njit
-def _sift_up(heap, pos, phi, k):
-    v = heap[k]
-    key = phi[v]
-    while k > 0:
-        parent = (k - 1) >> 1
-        u = heap[parent]
-        if phi[u] <= key:
-            break
-        heap[k] = u
-        pos[u] = k
-        k = parent
-    heap[k] = v
-    pos[v] = k
-
-
-@njit
-def _sift_down(heap, pos, phi, k, size):
-    v = heap[k]
-    key = phi[v]
-    while True:
-        c = 2 * k + 1
-        if c >= size:
-            break
-        if c + 1 < size and phi[heap[c + 1]] < phi[heap[c]]:
-            c += 1
-        u = heap[c]
-        if phi[u] >= key:
-            break
-        heap[k] = u
-        pos[u] = k
-        k = c
-    heap[k] = v
-    pos[v] = k
-
-
-@njit
-def fim(phi, rec_elem, rec_code, cells, d2, hgt, pair, ptr, ncells, nlocal, tol, max_visits, ordered):
-    """Fast iterative method with an active list, in place.
-
-    ``phi`` holds the initial values (sources, inf elsewhere); ``rec_elem`` /
-    ``rec_code`` receive the records (-1 for source-initialised nodes).
-    Processing an active node updates every other vertex of its incident
-    elements through the local-update candidates whose support contains the
-    node (the only ones its new value enters; the others were evaluated when
-    their own support last changed); each vertex whose
-    value drops by more than ``tol`` (or is reached for the first time) joins
-    the active list. The list is a FIFO queue (``ordered=False``, the classic
-    FIM sweep) or a binary heap keyed on the current time (``ordered=True``),
-    which visits nodes roughly in arrival order and so re-activates far fewer.
-    Both stop at the same discrete fixed point. Every local update of vertex
-    ``b`` is at least (smallest other time in the element) + ``hgt[e, b]``
-    (its metric distance to the opposite face), so targets already at or
-    below that bound are skipped without evaluating the update.
-
-    Returns the number of active-list visits (negative if ``max_visits`` was hit).
-    """
-    n = phi.shape[0]
-    nv = cells.shape[1]
-    queue = np.empty(n, dtype=np.int64)
-    pos = np.full(n, -1, dtype=np.int64)  # heap position, or 0 = "in FIFO"
-    head = 0
-    count = 0
-    for i in range(n):
-        if phi[i] < INF:
-            if ordered:
-                queue[count] = i
-                pos[i] = count
-                count += 1
-                _sift_up(queue, pos, phi, count - 1)
-            else:
-                queue[count] = i
-                pos[i] = 0
-                count += 1
-    visits = 0
-    while count > 0:
-        if ordered:
-            i = queue[0]
-            count -= 1
-            pos[i] = -1
-            if count > 0:
-                queue[0] = queue[count]
-                pos[queue[0]] = 0
-                _sift_down(queue, pos, phi, 0, count)
-        else:
-            i = queue[head]
-            head += 1
-            if head == n:
-                head = 0
-            count -= 1
-            pos[i] = -1
-        visits += 1
-        if visits > max_visits:
-            return -visits
-        for p in range(ptr[i], ptr[i + 1]):
-            e = ncells[p]
-            ai = nlocal[p]
-            # the two smallest times among the element's vertices
-            m1 = INF
-            m2 = INF
-            for b in range(nv):
-                tb = phi[cells[e, b]]
-                if tb < m1:
-                    m2 = m1
-                    m1 = tb
-                elif tb < m2:
-                    m2 = tb
-            for b in range(nv):
-                if b == ai:
-                    continue
-                v = cells[e, b]
-                old = phi[v]
-                # smallest time among the other vertices of e
-                tmin = m2 if old == m1 else m1
-                bound = tmin + hgt[e, b]
-                if old <= bound - 1e-15 * abs(bound):
-                    continue
-                val, code = element_update_through(phi, cells, d2, pair, e, b, ai)
-                if val < old:
-                    phi[v] = val
-                    rec_elem[v] = e
-                    rec_code[v] = code
-                    if ordered:
-                        if pos[v] >= 0:
-                            _sift_up(queue, pos, phi, pos[v])
-                        elif old - val > tol:
-                            queue[count] = v
-                            pos[v] = count
-                            count += 1
-                            _sift_up(queue, pos, phi, count - 1)
-                    elif pos[v] < 0 and old - val > tol:
-                        queue[(head + count) % n] = v
-                        pos[v] = 0
-                        count += 1
-                    # the element's minimum times change with phi[v]
-                    m1 = INF
-                    m2 = INF
-                    for c in range(nv):
-                        tc = phi[cells[e, c]]
-                        if tc < m1:
-                            m2 = m1
-                            m1 = tc
-                        elif tc < m2:
-                            m2 = tc
-    return visits
-
-
 # ----------------------------------------------------------------------------------
 # adjoint sweep
 # ----------------------------------------------------------------------------------
@@ -624,203 +346,52 @@ def support_update(phi, cells, d2, pair, e, code):
 
 
 @njit
-def _adjoint_node(i, li, phi, rec_elem, rec_code, cells, d2, pair, lam, g, propagate):
-    """Push the adjoint ``li`` of node i through its recorded local update (envelope theorem).
+def record_weights(phi, rec_elem, rec_code, cells, d2, pair, i, w, s):
+    """Weights λ (``w[i, local vertex]``) and length ``s[i]`` of node i's recorded update
+    re-evaluated at the times ``phi`` (zero for nodes without a record).
 
-    Adds to dL/dd2 of the element, and (if ``propagate``) to the adjoint of the upwind nodes.
+    Where the recorded support is no longer feasible at ``phi`` (possible for
+    intermediate times of the forward's policy evaluation) the weights are
+    clipped to the simplex. ``s`` is always the exact metric length
+    ``sqrt(Σ_j λ_j d_bj − Σ_{j<k} λ_j λ_k d_jk)`` for the weights, so every row
+    is a feasible control: ``φ_i ≤ Σ_j λ_j φ_j + s_i`` holds at the solution.
     """
+    nv = cells.shape[1]
+    for j in range(nv):
+        w[i, j] = 0.0
+    s[i] = 0.0
     e = rec_elem[i]
-    if e < 0 or li == 0.0:
+    if e < 0 or not phi[i] < INF:
         return
     code = rec_code[i]
     a = code >> 4
-    mu, s, n, o0, o1, o2, l0, l1, l2 = support_update(phi, cells, d2, pair, e, code)
-    c = li / (2.0 * s)
-    g[e, pair[a, o0]] += c * l0
-    if propagate:
-        lam[cells[e, o0]] += li * l0
-    if n >= 2:
-        g[e, pair[a, o1]] += c * l1
-        g[e, pair[o0, o1]] -= c * l0 * l1
-        if propagate:
-            lam[cells[e, o1]] += li * l1
-    if n == 3:
-        g[e, pair[a, o2]] += c * l2
-        g[e, pair[o0, o2]] -= c * l0 * l2
-        g[e, pair[o1, o2]] -= c * l1 * l2
-        if propagate:
-            lam[cells[e, o2]] += li * l2
+    mu, si, ns, o0, o1, o2, l0, l1, l2 = support_update(phi, cells, d2, pair, e, code)
+    if not (l0 >= 0.0 and l1 >= 0.0 and l2 >= 0.0 and l0 + l1 + l2 > 0.0):
+        l0 = max(l0, 0.0) if l0 == l0 else 0.0
+        l1 = max(l1, 0.0) if l1 == l1 else 0.0
+        l2 = max(l2, 0.0) if l2 == l2 else 0.0
+        tot = l0 + l1 + l2
+        if not tot > 0.0:
+            l0 = 1.0
+            l1 = 0.0
+            l2 = 0.0
+            tot = 1.0
+        l0 /= tot
+        l1 /= tot
+        l2 /= tot
+    w[i, o0] = l0
+    q = l0 * d2[e, pair[a, o0]]
+    if ns >= 2:
+        w[i, o1] = l1
+        q += l1 * d2[e, pair[a, o1]] - l0 * l1 * d2[e, pair[o0, o1]]
+    if ns == 3:
+        w[i, o2] = l2
+        q += l2 * d2[e, pair[a, o2]] - l0 * l2 * d2[e, pair[o0, o2]] - l1 * l2 * d2[e, pair[o1, o2]]
+    s[i] = np.sqrt(max(q, 0.0))
 
 
-@njit
-def _upwind_node(rec_elem, rec_code, cells, i, k):
-    """k-th upwind node (support vertex) of node i's record, or -1."""
-    e = rec_elem[i]
-    if e < 0:
-        return -1
-    mask = rec_code[i] & 15
-    c = 0
-    for j in range(cells.shape[1]):
-        if mask & (1 << j):
-            if c == k:
-                return cells[e, j]
-            c += 1
-    return -1
-
-
-@njit
-def upwind_components(phi, rec_elem, rec_code, cells):
-    """Strongly connected components of the recorded upwind graph (Tarjan, iterative).
-
-    Edges run from a node to its support vertices. Components are emitted
-    upstream first (every component after all components it depends on).
-    Returns (order (n_reached,), comp_ptr (n_comp + 1,)): the nodes of
-    component c are ``order[comp_ptr[c]:comp_ptr[c + 1]]``.
-    """
-    n = phi.shape[0]
-    index = np.full(n, -1, dtype=np.int64)
-    low = np.zeros(n, dtype=np.int64)
-    onstack = np.zeros(n, dtype=np.bool_)
-    sstack = np.empty(n, dtype=np.int64)
-    sp = 0
-    cstack = np.empty(n, dtype=np.int64)
-    cedge = np.empty(n, dtype=np.int64)
-    order = np.empty(n, dtype=np.int64)
-    comp_ptr = np.zeros(n + 1, dtype=np.int64)
-    n_out = 0
-    n_comp = 0
-    counter = 0
-    for r in range(n):
-        if index[r] >= 0 or not phi[r] < INF:
-            continue
-        cp = 0
-        cstack[0] = r
-        cedge[0] = 0
-        index[r] = counter
-        low[r] = counter
-        counter += 1
-        sstack[sp] = r
-        sp += 1
-        onstack[r] = True
-        cp = 1
-        while cp > 0:
-            v = cstack[cp - 1]
-            k = cedge[cp - 1]
-            w = _upwind_node(rec_elem, rec_code, cells, v, k) if k < 3 else -1
-            if w >= 0:
-                cedge[cp - 1] = k + 1
-                if index[w] < 0:
-                    index[w] = counter
-                    low[w] = counter
-                    counter += 1
-                    sstack[sp] = w
-                    sp += 1
-                    onstack[w] = True
-                    cstack[cp] = w
-                    cedge[cp] = 0
-                    cp += 1
-                elif onstack[w]:
-                    if index[w] < low[v]:
-                        low[v] = index[w]
-                continue
-            # all edges of v done
-            cp -= 1
-            if cp > 0:
-                u = cstack[cp - 1]
-                if low[v] < low[u]:
-                    low[u] = low[v]
-            if low[v] == index[v]:
-                while True:
-                    sp -= 1
-                    x = sstack[sp]
-                    onstack[x] = False
-                    order[n_out] = x
-                    n_out += 1
-                    if x == v:
-                        break
-                n_comp += 1
-                comp_ptr[n_comp] = n_out
-    return order[:n_out], comp_ptr[: n_comp + 1]
-
-
-@njit
-def adjoint_sweep(phi, rec_elem, rec_code, cells, d2, pair, lam):
-    """Reverse sweep through the recorded upwind graph, in place on ``lam``.
-
-    ``lam`` enters as dL/dphi and leaves as the adjoint variable of every node
-    (its total derivative, including the paths through downstream nodes).
-    Components of the upwind graph are visited downstream first (reverse of
-    :func:`upwind_components`), which is decreasing arrival time wherever the
-    updates are causal. A component with several nodes (a cycle of
-    non-causal updates) solves its small coupled system
-    ``(I − J_CCᵀ) λ_C = b_C`` exactly before pushing to its upwind nodes.
-
-    Returns (g_d2 (m, ne) = dL/dd2, n_cyclic nodes, largest component size).
-    """
-    m = cells.shape[0]
-    ne = d2.shape[1]
-    g = np.zeros((m, ne))
-    order, comp_ptr = upwind_components(phi, rec_elem, rec_code, cells)
-    n_comp = comp_ptr.shape[0] - 1
-    n_cyclic = 0
-    largest = 1 if order.shape[0] > 0 else 0
-    for c in range(n_comp - 1, -1, -1):
-        a0 = comp_ptr[c]
-        a1 = comp_ptr[c + 1]
-        k = a1 - a0
-        if k == 1:
-            i = order[a0]
-            _adjoint_node(i, lam[i], phi, rec_elem, rec_code, cells, d2, pair, lam, g, True)
-            continue
-        n_cyclic += k
-        if k > largest:
-            largest = k
-        members = order[a0:a1]
-        # local positions of the members
-        A = np.eye(k)
-        for r in range(k):
-            i = members[r]
-            e = rec_elem[i]
-            if e < 0:
-                continue
-            mu, s, ns, o0, o1, o2, l0, l1, l2 = support_update(phi, cells, d2, pair, e, rec_code[i])
-            for q in range(ns):
-                oj = o0 if q == 0 else (o1 if q == 1 else o2)
-                lj = l0 if q == 0 else (l1 if q == 1 else l2)
-                v = cells[e, oj]
-                for r2 in range(k):
-                    if members[r2] == v:
-                        A[r2, r] -= lj  # (I - Jᵀ)[v, i] = -∂φ_i/∂φ_v
-        b = np.empty(k)
-        for r in range(k):
-            b[r] = lam[members[r]]
-        x = np.linalg.solve(A, b)
-        for r in range(k):
-            lam[members[r]] = x[r]
-        # push to upwind nodes outside the component, and to the element metrics
-        for r in range(k):
-            i = members[r]
-            e = rec_elem[i]
-            if e < 0 or x[r] == 0.0:
-                continue
-            li = x[r]
-            code = rec_code[i]
-            a = code >> 4
-            mu, s, ns, o0, o1, o2, l0, l1, l2 = support_update(phi, cells, d2, pair, e, code)
-            cc = li / (2.0 * s)
-            for q in range(ns):
-                oj = o0 if q == 0 else (o1 if q == 1 else o2)
-                lj = l0 if q == 0 else (l1 if q == 1 else l2)
-                v = cells[e, oj]
-                inside = False
-                for r2 in range(k):
-                    if members[r2] == v:
-                        inside = True
-                if not inside:
-                    lam[v] += li * lj
-                g[e, pair[a, oj]] += cc * lj
-                for q2 in range(q + 1, ns):
-                    ok2 = o0 if q2 == 0 else (o1 if q2 == 1 else o2)
-                    lk = l0 if q2 == 0 else (l1 if q2 == 1 else l2)
-                    g[e, pair[oj, ok2]] -= cc * lj * lk
-    return g, n_cyclic, largest
+@njit(parallel=True)
+def node_weights(phi, rec_elem, rec_code, cells, d2, pair, w, s):
+    """:func:`record_weights` of every node, in parallel."""
+    for i in prange(phi.shape[0]):
+        record_weights(phi, rec_elem, rec_code, cells, d2, pair, i, w, s)

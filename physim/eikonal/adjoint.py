@@ -58,10 +58,14 @@ elements that are obtuse in the metric, e.g. with anisotropic ``D``) can
 create dependency cycles in the recorded graph. The sweep therefore visits
 the strongly connected components of the upwind graph (Tarjan, O(n)) in
 reverse topological order; a component ``C`` with several nodes solves its
-small coupled system ``(I − J_CCᵀ) λ̄_C = b_C`` (``b_C``: contributions
-gathered from downstream) exactly — the implicit-function derivative of the
-fixed point — before pushing to its upwind nodes. ``n_cyclic`` counts the
-nodes on such cycles.
+coupled system ``(I − J_CCᵀ) λ̄_C = b_C`` (``b_C``: contributions gathered
+from downstream) — the implicit-function derivative of the fixed point —
+before pushing to its upwind nodes. ``J_CC`` has at most three entries per
+row and is substochastic, so ``I − J_CCᵀ`` is a nonsingular M-matrix: it is
+solved by Gauss–Seidel sweeps in decreasing arrival time to round-off, with
+memory linear in the component size (at strong anisotropy a component can
+hold thousands of nodes); a component whose sweeps converge too slowly is
+factorised by a sparse LU instead. ``n_cyclic`` counts the nodes on such cycles.
 """
 
 from __future__ import annotations
@@ -69,12 +73,18 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
+import scipy.sparse as sps
+import scipy.sparse.linalg as spla
 
 from .._result import Result
 from .._validate import as_float_array
 from ..errors import InvalidTypeError, NonFiniteError
+from . import _graph as G
 from . import _kernels as K
 from .solve import Activation
+
+#: Gauss–Seidel sweeps of a cyclic component before it is solved by a sparse LU instead
+_MAX_SWEEPS = 2000
 
 __all__ = ["EikonalGradient", "adjoint"]
 
@@ -95,7 +105,8 @@ class EikonalGradient(Result):
         The adjoint variable of every node (total dL/dφ_i including downstream
         dependence; 0 at unreached nodes).
     n_cyclic : int
-        Nodes on a dependency cycle (0 in practice), see the module notes.
+        Nodes on a dependency cycle of non-causal updates (none with isotropic
+        ``D`` on well-shaped meshes, many at strong anisotropy), see the module notes.
     """
 
     D: np.ndarray
@@ -111,6 +122,37 @@ class EikonalGradient(Result):
             f"source_points={'None' if self.source_points is None else self.source_points.shape}, "
             f"n_cyclic={self.n_cyclic})"
         )
+
+
+def _reverse_sweep(act, lam):
+    """λ̄ = (I − Λ)⁻ᵀ lam in place and dL/dd2, through the components of the upwind graph."""
+    mesh = act.mesh
+    n, nv = mesh.n_points, mesh.nodes_per_cell
+    w = np.empty((n, nv))
+    s = np.empty(n)
+    cells, pair = mesh.cells, mesh.pair_index
+    phi, rec_elem, rec_code = act.times, act.upwind_element, act.update_code
+    K.node_weights(phi, rec_elem, rec_code, cells, act.metric_edges, pair, w, s)
+    g = np.zeros_like(act.metric_edges)
+    order, comp_ptr = G.upwind_components(phi, rec_elem, rec_code, cells)
+    c = comp_ptr.size - 2
+    n_cyclic = 0
+    while c >= 0:
+        c, nc, _ = G.adjoint_sweep(
+            order, comp_ptr, phi, rec_elem, rec_code, cells, w, s, pair, lam, g, c, _MAX_SWEEPS
+        )
+        n_cyclic += nc
+        if c < 0:
+            break
+        # a slowly converging cyclic component: sparse LU of (I − Λ_CC)ᵀ (memory ~ its fill)
+        members = order[comp_ptr[c] : comp_ptr[c + 1]]
+        r, q, v = G.component_matrix(members, rec_elem, cells, w, n)
+        k = members.size
+        A = sps.csc_matrix((v, (q, r)), shape=(k, k))  # transposed
+        lam[members] = spla.splu(A).solve(lam[members])
+        G.push_component(members, rec_elem, rec_code, cells, w, s, pair, lam, g, n)
+        c -= 1
+    return g, n_cyclic
 
 
 def adjoint(activation: Activation, d_loss_d_times) -> EikonalGradient:
@@ -142,9 +184,7 @@ def adjoint(activation: Activation, d_loss_d_times) -> EikonalGradient:
         i = int(np.argmax(bad))
         raise NonFiniteError(f"d_loss_d_times[{i}] = {g[i]!r} is not finite at a reached point")
     lam = np.where(reached, g, 0.0)
-    g_d2, n_cyclic, _ = K.adjoint_sweep(
-        act.times, act.upwind_element, act.update_code, mesh.cells, act.metric_edges, mesh.pair_index, lam
-    )
+    g_d2, n_cyclic = _reverse_sweep(act, lam)
     dD = K.d2_grad_to_D(mesh.edge_vectors, act.D, g_d2)
 
     # sources

@@ -186,6 +186,14 @@ class SimplexMesh:
             warnings.warn(self.drop_report(), DroppedElementsWarning, stacklevel=3)
         self.h_max = float(np.sqrt((ev**2).sum(-1)).max())
 
+    def _incidence(self) -> np.ndarray:
+        """``element * 4 + local index`` per CSR entry of the node -> element adjacency (cached)."""
+        inc = self.__dict__.get("_incidence_cache")
+        if inc is None:
+            inc = _readonly(np.ascontiguousarray(self.node_cells * 4 + self.node_cell_local))
+            self.__dict__["_incidence_cache"] = inc
+        return inc
+
     # -- geometry -----------------------------------------------------------------
     @property
     def n_points(self) -> int:

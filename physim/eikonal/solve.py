@@ -4,7 +4,7 @@ Solves ``sqrt(∇φᵀ D ∇φ) = 1`` (fim-python convention: ``D`` is the squar
 velocity tensor, ``D = v² I`` for isotropic speed ``v``; mm, ms, mm/ms) with
 ``φ = t_k`` at the sources, by the fast iterative method (Fu, Kirby &
 Whitaker, SIAM J. Sci. Comput. 2013) with the standard piecewise-linear local
-update (see :mod:`physim.eikonal._kernels`). The discrete solution is the
+update (see :mod:`physim.eikonal._fim`). The discrete solution is the
 fixed point ``φ_i = min(init_i, min_{e ∋ i} U_e(i))``: the minimum over the
 incident elements of the local update from the element's other vertices,
 which is also what fim-python computes on the same mesh and ``D``. Linear
@@ -34,10 +34,22 @@ import numpy as np
 from .._result import Result
 from .._validate import as_float_array, as_index_array, as_int, as_scalar, check_spd
 from ..errors import ConvergenceError, InvalidInputError, InvalidTypeError, ShapeError
-from . import _kernels as K
+from . import _fim as F
+from . import _graph as G
 from .mesh import SimplexMesh
 
 __all__ = ["Activation", "solve", "UnreachedPointsWarning", "prepare_D"]
+
+#: visits per node before small drops are left pending for a policy evaluation
+_CAP = 3
+#: the same after a policy evaluation
+_CAP_NEWTON = 1
+#: drops above this many typical metric heights always re-activate a node
+_BIG = 0.25
+#: Gauss–Seidel sweeps per cyclic component in a policy evaluation
+_POLICY_SWEEPS = 200
+#: relative size (w.r.t. the largest time) of a pending drop treated as round-off
+_ROUNDOFF = 1e-13
 
 
 class UnreachedPointsWarning(RuntimeWarning):
@@ -209,23 +221,127 @@ def prepare_D(mesh: SimplexMesh, D) -> np.ndarray:
         return np.ascontiguousarray(np.broadcast_to(a, (m, dim, dim)))
     if a.shape != (m, dim, dim):
         raise ShapeError(f"D must be a scalar, ({dim}, {dim}) or ({m}, {dim}, {dim}), got {a.shape}")
-    return a  # symmetry and definiteness are checked by the Cholesky in K.element_metrics
+    return a  # symmetry and definiteness are checked by the Cholesky in F.element_geometry
 
 
-def _element_metrics(mesh, Dm):
-    d2, bad = K.element_metrics(mesh.edge_vectors, Dm, 1e-13)
-    if bad >= 0:
+def _element_geometry(mesh, Dm):
+    """(kmat, d2) of every element for ``Dm`` (see :mod:`physim.eikonal._fim`)."""
+    m = mesh.n_cells
+    kmat = np.empty((m, 10 if mesh.nodes_per_cell == 4 else 3))
+    d2 = np.empty((m, mesh.edges.shape[0]))
+    bad = F.element_geometry(mesh.points, mesh.cells, Dm, mesh.edges, kmat, d2, 1e-13)
+    if bad.any():
+        e = int(np.flatnonzero(bad)[0])
         # word the error with the eigenvalue check (the kernel only detects)
-        check_spd(f"D[{bad}]", Dm[bad])
-        raise InvalidInputError(f"D[{bad}] is not numerically positive definite: {Dm[bad].tolist()}")
-    over = ~np.isfinite(d2).all(axis=1)
-    if over.any():
-        e = int(np.argmax(over))
-        raise InvalidInputError(
-            f"D[{e}] is too small for the mesh ({int(over.sum())} element(s)): the travel-time metric "
-            f"of its edges overflows float64 (D[{e}] = {Dm[e].tolist()})"
+        check_spd(f"D[{e}]", Dm[e])
+        raise InvalidInputError(f"D[{e}] is not numerically positive definite: {Dm[e].tolist()}")
+    for arr, what in ((d2, "small"), (kmat, "large")):
+        over = ~np.isfinite(arr).all(axis=1)
+        if over.any():
+            e = int(np.argmax(over))
+            raise InvalidInputError(
+                f"D[{e}] is too {what} for the mesh ({int(over.sum())} element(s)): the travel-time "
+                f"metric of its edges overflows float64 (D[{e}] = {Dm[e].tolist()})"
+            )
+    return kmat, d2
+
+
+def _fixed_point(mesh, phi, kmat, d2, tol, max_visits, ordered):
+    """Fast iterative method with bounded work, and Newton steps on the recorded policy.
+
+    Returns (rec_elem, rec_code, visits, policy_evaluations); ``phi`` is updated in place.
+
+    On meshes that are obtuse in the metric (strong anisotropy) some updates
+    are non-causal and form cycles whose times converge only geometrically
+    under the fast iterative method, every small drop cascading downstream.
+    So a node visited ``_CAP`` times (``_CAP_NEWTON`` after a policy
+    evaluation) is re-activated only for drops above ``_BIG`` typical metric
+    heights; smaller drops are left pending. When the active list is empty
+    and drops are pending, every reached node is re-solved with its recorded
+    update held fixed (a policy evaluation: a Newton step of the fixed point,
+    a few flops per node, converging quadratically) and the changed and
+    pending nodes are propagated again with fresh visit budgets. Every step
+    keeps the times above the discrete solution and decreasing, and the loop
+    ends when no drop above ``tol`` is pending: the same fixed point as the
+    plain method, with bounded work.
+    """
+    n = mesh.n_points
+    nv = mesh.nodes_per_cell
+    init = phi.copy()
+    rec_elem = np.full(n, -1, dtype=np.int64)
+    rec_code = np.full(n, -1, dtype=np.int64)
+    queue = np.empty(n, dtype=np.int64)
+    pos = np.full(n, -1, dtype=np.int64)
+    state = np.zeros(4, dtype=np.int64)
+    cnt = np.zeros(n, dtype=np.int64)
+    pending = np.zeros(n)
+    visited = np.empty(n, dtype=np.int64)
+    ptr, inc = mesh.node_cell_ptr, mesh._incidence()
+    propagate = F.propagate_tet if nv == 4 else F.propagate_tri
+    # a typical metric height (the time a wave needs to cross one element)
+    sample = kmat[:: max(1, mesh.n_cells // 4096), :nv]
+    big = _BIG / np.sqrt(np.median(sample))
+    F.activate(phi, queue, pos, state, np.flatnonzero(np.isfinite(phi)), ordered)
+    visits = 0
+    evaluations = 0
+    while True:
+        v = propagate(
+            phi,
+            rec_elem,
+            rec_code,
+            mesh.cells,
+            kmat,
+            d2,
+            ptr,
+            inc,
+            queue,
+            pos,
+            state,
+            tol,
+            ordered,
+            _CAP if evaluations == 0 else _CAP_NEWTON,
+            big,
+            cnt,
+            pending,
+            visited,
+            max_visits - visits,
         )
-    return d2
+        visits += abs(v)
+        if v < 0:
+            raise ConvergenceError(
+                f"fast iterative method exceeded max_visits={max_visits} active-list visits"
+            )
+        if state[3] == 0:
+            return rec_elem, rec_code, visits, evaluations
+        vis = visited[: state[2]]
+        pend = vis[pending[vis] > max(tol, _ROUNDOFF * float(phi[vis].max()))]
+        cnt[vis] = 0
+        pending[vis] = 0.0
+        state[2] = 0
+        state[3] = 0
+        if pend.size == 0:
+            return rec_elem, rec_code, visits, evaluations
+        evaluations += 1
+        nodes = np.flatnonzero(np.isfinite(phi))
+        local = np.full(n, -1, dtype=np.int64)
+        changed = np.empty(nodes.size, dtype=np.int64)
+        nc = G.evaluate_policy(
+            phi,
+            init,
+            rec_elem,
+            rec_code,
+            mesh.cells,
+            d2,
+            mesh.pair_index,
+            nodes,
+            local,
+            np.empty((n, nv)),
+            np.empty(n),
+            _POLICY_SWEEPS,
+            tol,
+            changed,
+        )
+        F.activate(phi, queue, pos, state, np.concatenate([changed[:nc], pend]), ordered)
 
 
 def _metric_norm(Dk, r):
@@ -308,15 +424,16 @@ def solve(
     tol : float
         A node whose time drops by at most ``tol`` (ms) is not re-activated,
         so the result is the discrete fixed point up to about ``tol`` (the
-        adjoint is exact for the recorded updates). On anisotropic meshes
-        with non-causal updates, tiny corrections otherwise cascade: 1e-8 ms
-        keeps finite-difference checks clean, 1e-6 ms is about 1.5x faster on
-        400k-tet meshes, 0 gives the exact fixed point (slowest).
+        adjoint is exact for the recorded updates); 0 gives the exact fixed
+        point to round-off. At strong anisotropy (non-causal updates) the
+        work stays bounded at any ``tol``: slowly converging cycles are
+        resolved by Newton steps on the recorded updates (see ``_fixed_point``).
     init_radius : float
         Initialise every node within this distance (mm) of a source exactly,
         assuming ``D`` locally constant (``source_D``). 0 disables it.
     max_visits : int, optional
-        Safety cap on active-list visits (default ``1000 * n_points``).
+        Safety cap on active-list visits (default ``1000 * n_points``; a few
+        per node are used at any anisotropy).
     active_list : {"heap", "fifo"}
         Order of the active list: ``"heap"`` (by current time; fewest visits) or
         ``"fifo"`` (the classic FIM sweep). Both give the same discrete solution.
@@ -427,27 +544,10 @@ def solve(
         phi[nodes[better]] = vals[better]
         source_of[nodes[better]] = s
 
-    d2 = _element_metrics(mesh, Dm)
-    hgt = K.metric_heights(d2, mesh.pair_index)
-    rec_elem = np.full(n, -1, dtype=np.int64)
-    rec_code = np.full(n, -1, dtype=np.int64)
-    visits = K.fim(
-        phi,
-        rec_elem,
-        rec_code,
-        mesh.cells,
-        d2,
-        hgt,
-        mesh.pair_index,
-        mesh.node_cell_ptr,
-        mesh.node_cells,
-        mesh.node_cell_local,
-        tol,
-        int(max_visits),
-        active_list == "heap",
+    kmat, d2 = _element_geometry(mesh, Dm)
+    rec_elem, rec_code, visits, _ = _fixed_point(
+        mesh, phi, kmat, d2, tol, int(max_visits), active_list == "heap"
     )
-    if visits < 0:
-        raise ConvergenceError(f"fast iterative method exceeded max_visits={max_visits} active-list visits")
     source_of[rec_elem >= 0] = -1
 
     unreached = ~np.isfinite(phi)
