@@ -98,14 +98,14 @@ def numba_probe(_task):
     """Solve a tiny eikonal problem; return the Numba cache hits/misses of the eikonal kernels."""
     import numpy as np
 
-    from physim.eikonal import _kernels as K
-    from physim.eikonal import box_tet_mesh, conduction_tensor, solve
+    from physim.eikonal import _fim, _graph, _kernels, box_tet_mesh, conduction_tensor, solve
 
     mesh = box_tet_mesh(3, size=3.0)
     D = conduction_tensor(np.tile([1.0, 0.0, 0.0], (mesh.n_cells, 1)), 0.6, 0.3)
     act = solve(mesh, D, [0], [0.0])
     hits = misses = 0
-    for obj in vars(K).values():
+    kernels = [obj for mod in (_fim, _graph, _kernels) for obj in vars(mod).values()]
+    for obj in kernels:
         st = getattr(obj, "stats", None)
         if st is not None and hasattr(st, "cache_hits"):
             hits += sum(st.cache_hits.values())
