@@ -11,8 +11,10 @@ lengths ``lg``), the elastic elongation is ``e = C u + lg - l0``, the tension
 
 restricted to the free dofs. ``K`` is assembled on a cached sparsity pattern
 by a Numba kernel, factorised once (SuperLU in symmetric mode with a minimum
-degree ordering on ``K + K^T``), and the factorisation is reused for every
-right-hand side of a batch and for the adjoint solve.
+degree ordering on ``K + K^T``; a dense LAPACK Cholesky factorisation for
+networks of at most ``DENSE_FACTOR_LIMIT`` free dofs, where it is several
+times faster), and the factorisation is reused for every right-hand side of a
+batch and for the adjoint solve.
 
 Nonlinear model (``nonlinear=True``): energy ``sum_i k_i (l_i - l0_i)^2 / 2``
 with the exact current lengths ``l_i = |x_b + u_b - x_a - u_a|``; residual
@@ -50,6 +52,8 @@ PIVOT_RTOL = 1e-10
 FLOPPY_RTOL = 1e-10
 #: largest number of free dofs for the dense null-space computation
 _DENSE_LIMIT = 2500
+#: largest number of free dofs factorised by dense Cholesky (linear model) instead of SuperLU
+DENSE_FACTOR_LIMIT = 150
 
 
 # ---------------------------------------------------------------------------
@@ -82,10 +86,48 @@ class _Factor:
         return out
 
 
+class _DenseFactor:
+    """A dense Cholesky factorisation ``K = L L^T`` of a small SPD free-dof matrix."""
+
+    __slots__ = ("cho", "n")
+
+    def __init__(self, cho, n: int):
+        self.cho = cho
+        self.n = n
+
+    def solve(self, rhs: np.ndarray) -> np.ndarray:
+        """Solve ``K x = rhs`` for rhs (n_free,) or (n_free, B), all columns at once."""
+        from scipy.linalg import cho_solve
+
+        rhs = np.asarray(rhs, dtype=np.float64)
+        return cho_solve(self.cho, rhs, check_finite=False)
+
+    def relative_pivots(self, K) -> np.ndarray:
+        """``L_jj^2 / K_jj``: the Cholesky pivots relative to the diagonal."""
+        d = np.diag(self.cho[0]) ** 2
+        kd = np.abs(K.diagonal())
+        with np.errstate(divide="ignore", invalid="ignore"):
+            return np.where(kd > 0, d / kd, 0.0)
+
+
 def _csc(network: SpringNetwork, data: np.ndarray) -> sp.csc_matrix:
     _, indices, indptr = network._pattern
     nf = network.n_free
     return sp.csc_matrix((data, indices, indptr), shape=(nf, nf))
+
+
+def _dense(network: SpringNetwork, data: np.ndarray) -> np.ndarray:
+    """The free-dof matrix with CSC ``data`` on the network's pattern, as a dense array."""
+    idx = network.__dict__.get("_dense_index")
+    nf = network.n_free
+    if idx is None:
+        _, indices, indptr = network._pattern
+        cols = np.repeat(np.arange(nf, dtype=np.int64), np.diff(indptr))
+        idx = indices.astype(np.int64) * nf + cols
+        network.__dict__["_dense_index"] = idx
+    K = np.zeros(nf * nf)
+    K[idx] = data
+    return K.reshape(nf, nf)
 
 
 def stiffness_matrix(network: SpringNetwork, stiffness) -> sp.csc_matrix:
@@ -114,16 +156,29 @@ def _assemble_linear(network: SpringNetwork, k: np.ndarray) -> np.ndarray:
     )
 
 
-def _factorize(K: sp.csc_matrix, *, symmetric_pd: bool):
+def _factorize(K, *, symmetric_pd: bool):
     """SuperLU factorisation (raises RuntimeError if exactly singular).
 
     ``symmetric_pd``: no pivoting away from the diagonal (Cholesky-like fill on
     the symmetric minimum-degree ordering); otherwise a weak diagonal
-    preference for symmetric indefinite tangents.
+    preference for symmetric indefinite tangents. ``K`` is a CSC matrix or,
+    for small symmetric positive definite systems, a dense array (factorised
+    by LAPACK Cholesky; SuperLU takes over if that fails).
     """
     n = K.shape[0]
     if n == 0:
         return _Factor(None, 0)
+    if symmetric_pd and n <= DENSE_FACTOR_LIMIT:
+        from scipy.linalg import LinAlgError, cho_factor
+
+        try:
+            cho = cho_factor(K if isinstance(K, np.ndarray) else K.toarray(), lower=True, check_finite=False)
+            if np.all(np.isfinite(cho[0].diagonal())):
+                return _DenseFactor(cho, n)
+        except LinAlgError:
+            pass  # singular or not numerically positive definite: SuperLU decides below
+    if isinstance(K, np.ndarray):
+        K = sp.csc_matrix(K)
     opts = {"SymmetricMode": True}
     lu = splu(
         K,
@@ -136,6 +191,8 @@ def _factorize(K: sp.csc_matrix, *, symmetric_pd: bool):
 
 def _relative_pivots(f: _Factor, K: sp.csc_matrix) -> np.ndarray:
     """|U_jj| / |K_jj| in the factorisation's pivot order (1 for a diagonal K)."""
+    if isinstance(f, _DenseFactor):
+        return f.relative_pivots(K)
     lu = f.lu
     piv = np.abs(lu.U.diagonal())
     kd = np.empty(f.n)
@@ -238,8 +295,10 @@ def _floppy_error(network: SpringNetwork, fm: FloppyModes) -> SingularSystemErro
 
 
 def _linear_factor(network: SpringNetwork, k: np.ndarray, check: bool):
-    """Assemble and factorise K; check rigidity unless already known."""
-    K = _csc(network, _assemble_linear(network, k))
+    """Assemble and factorise K (dense for small networks); check rigidity unless already known."""
+    data = _assemble_linear(network, k)
+    nf = network.n_free
+    K = _dense(network, data) if 0 < nf <= DENSE_FACTOR_LIMIT else _csc(network, data)
     known_rigid = network.__dict__.get("_rigid", False)
     try:
         fac = _factorize(K, symmetric_pd=True)

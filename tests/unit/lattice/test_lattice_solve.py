@@ -253,3 +253,26 @@ def test_out_of_range_bond_indices_always_rejected(data):
     pts = np.column_stack([np.arange(n, dtype=float), np.zeros(n)])
     with pytest.raises(InvalidInputError, match=f"index {bad}"):
         SpringNetwork(pts, [[0, 1], [1, bad]], [0])
+
+
+@pytest.mark.parametrize("batched", [False, True])
+def test_dense_and_sparse_factorisations_agree(monkeypatch, batched):
+    """Small networks use dense Cholesky; the answer equals SuperLU's and the floppy check still works."""
+    import importlib
+
+    solve_mod = importlib.import_module("physim.lattice.solve")
+    rng = np.random.default_rng(5)
+    net = triangular_lattice((5, 4, 3, 2), 16e-3, fixed=[0, 4])
+    k = rng.uniform(100, 170, net.n_bonds)
+    f = 1e-2 * rng.standard_normal((3, net.n_nodes, 2) if batched else (net.n_nodes, 2))
+    assert net.n_free <= solve_mod.DENSE_FACTOR_LIMIT
+    eq_dense = solve(net, k, f)
+    assert isinstance(eq_dense._factors[0], solve_mod._DenseFactor)
+    monkeypatch.setattr(solve_mod, "DENSE_FACTOR_LIMIT", 0)
+    eq_sparse = solve(net, k, f)
+    assert not isinstance(eq_sparse._factors[0], solve_mod._DenseFactor)
+    np.testing.assert_allclose(eq_dense.displacements, eq_sparse.displacements, rtol=1e-10, atol=1e-16)
+    monkeypatch.undo()
+    floppy = triangular_lattice((5, 4, 3, 2), 16e-3, fixed=[0])  # one pinned node: a rigid rotation
+    with pytest.raises(SingularSystemError, match="floppy"):
+        solve(floppy, k, f)
