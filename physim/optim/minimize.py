@@ -361,6 +361,7 @@ def minimize(
     n_samples: int | None = None,
     batch_size: int | None = None,
     seed: int = 0,
+    lr_schedule: str | Callable[[int, int], float] | None = None,
     options: dict | None = None,
 ) -> MinimizeResult:
     """Minimise ``fun`` from ``x0``.
@@ -412,6 +413,12 @@ def minimize(
         Adam minibatching (each >= 1).
     seed : int
         Seed (>= 0) of the Adam batch shuffling.
+    lr_schedule : {None, "constant", "cosine"} or callable, optional
+        Adam step-size schedule: the step size of update ``t`` (0-based) out of
+        ``T`` (steps of the whole run: epochs times batches per epoch) is
+        ``lr * factor(t, T)``; ``"cosine"`` is ``0.5 (1 + cos(pi t / T))``
+        (Loshchilov & Hutter 2017, without restarts), a callable gives the
+        factor itself. A checkpointed run resumes on the same schedule.
     options : dict, optional
         Extra scipy options.
 
@@ -479,8 +486,11 @@ def minimize(
         arrays=arrays,
         args=args,
     )
+    schedule = _schedule(lr_schedule)
     if method == "adam":
-        return _adam(run, lr, betas, eps, epochs, n_samples, batch_size, seed)
+        return _adam(run, lr, betas, eps, epochs, n_samples, batch_size, seed, schedule)
+    if schedule is not None:
+        raise InvalidInputError(f"lr_schedule applies to method='adam' only, not {method!r}")
     return _scipy(run, constraints, options)
 
 
@@ -766,7 +776,24 @@ def _adam_params(lr, betas, eps):
     return lr, b1, b2, eps
 
 
-def _adam(run: _Run, lr, betas, eps, epochs, n_samples, batch_size, seed):
+def _cosine(t: int, total: int) -> float:
+    return 0.5 * (1.0 + np.cos(np.pi * t / max(total, 1)))
+
+
+def _schedule(lr_schedule):
+    """The step-size factor ``factor(t, T)`` for an ``lr_schedule`` argument (None: constant)."""
+    if lr_schedule is None or (isinstance(lr_schedule, str) and lr_schedule == "constant"):
+        return None
+    if isinstance(lr_schedule, str) and lr_schedule == "cosine":
+        return _cosine
+    if callable(lr_schedule):
+        return lr_schedule
+    raise InvalidInputError(
+        f"lr_schedule must be None, 'constant', 'cosine' or a callable factor(t, T), got {lr_schedule!r:.60}"
+    )
+
+
+def _adam(run: _Run, lr, betas, eps, epochs, n_samples, batch_size, seed, schedule=None):
     n = run.x0.size
     lr, b1, b2, eps = _adam_params(lr, betas, eps)
     seed = as_int("seed", seed, lower=0)
@@ -781,6 +808,7 @@ def _adam(run: _Run, lr, betas, eps, epochs, n_samples, batch_size, seed):
         epochs = as_int("epochs", epochs, lower=0)
     total = epochs if (minibatch and epochs is not None) else run.maxiter
     n_batches = -(-n_samples // batch_size) if minibatch else 1
+    total_steps = total * n_batches
     obj = _Objective(run.fun, n, run.args, log_evals=False, track_best=not minibatch)
     S = _AdamState(run.x0.copy(), np.zeros(n), np.zeros(n), 0, 0, 0, (), 0.0, None)
     if run.state is not None:
@@ -824,7 +852,12 @@ def _adam(run: _Run, lr, betas, eps, epochs, n_samples, batch_size, seed):
         v = b2 * s.v + (1 - b2) * g * g
         mhat = m / (1 - b1**step)
         vhat = v / (1 - b2**step)
-        x = s.x - lr * mhat / (np.sqrt(vhat) + eps)
+        a = lr
+        if schedule is not None:
+            a = lr * float(schedule(step - 1, total_steps))
+            if not np.isfinite(a) or a < 0:
+                raise InvalidInputError(f"lr_schedule gave step size {a} at step {step - 1}")
+        x = s.x - a * mhat / (np.sqrt(vhat) + eps)
         if lo is not None:
             x = np.clip(x, lo, hi)
         gn = max(s.gnorm, float(np.linalg.norm(g)))

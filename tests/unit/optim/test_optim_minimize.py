@@ -245,3 +245,63 @@ def test_result_value_matches_returned_iterate(method):
         f, g = rosen(res.x)
         assert res.fun == pytest.approx(f, rel=1e-12)
         np.testing.assert_allclose(res.jac, g, rtol=1e-10)
+
+
+def _reference_adam(fun, x0, lr, factor, n_samples, batch_size, epochs, seed):
+    """Plain minibatch Adam with a step-size factor, written out (slow reference)."""
+    x, m, v, t = np.array(x0, dtype=float), 0.0, 0.0, 0
+    n_batches = -(-n_samples // batch_size)
+    for e in range(epochs):
+        perm = np.random.default_rng([seed, e]).permutation(n_samples)
+        for s in range(0, n_samples, batch_size):
+            _, g = fun(x, perm[s : s + batch_size])
+            m = 0.9 * m + 0.1 * g
+            v = 0.999 * v + 0.001 * g * g
+            step = lr * factor(t, epochs * n_batches)
+            t += 1
+            x = x - step * (m / (1 - 0.9**t)) / (np.sqrt(v / (1 - 0.999**t)) + 1e-8)
+    return x
+
+
+@pytest.mark.parametrize("schedule", ["cosine", lambda t, total: 0.5**t])
+def test_adam_lr_schedule_matches_reference(schedule):
+    pts = np.random.default_rng(3).standard_normal((10, 3))
+
+    def fun(x, idx):
+        r = x[None, :] - pts[idx]
+        return 0.5 * float(np.mean(np.sum(r * r, axis=1))), np.mean(r, axis=0)
+
+    res = minimize(
+        fun, np.zeros(3), method="adam", epochs=5, n_samples=10, batch_size=4, lr=0.3, lr_schedule=schedule
+    )
+    factor = (lambda t, total: 0.5 * (1 + np.cos(np.pi * t / total))) if schedule == "cosine" else schedule
+    np.testing.assert_allclose(res.x, _reference_adam(fun, np.zeros(3), 0.3, factor, 10, 4, 5, 0), rtol=1e-13)
+
+
+def test_adam_lr_schedule_resumes_exactly(tmp_path):
+    full = minimize(rosen, [-1.2, 1.0], method="adam", maxiter=30, lr=0.05, lr_schedule="cosine")
+    ck = tmp_path / "run.npz"
+    calls = {"n": 0}
+
+    def interrupted(x):
+        calls["n"] += 1
+        if calls["n"] == 15:
+            raise KeyboardInterrupt
+        return rosen(x)
+
+    minimize(
+        interrupted, [-1.2, 1.0], method="adam", maxiter=30, lr=0.05, lr_schedule="cosine", checkpoint=ck
+    )
+    resumed = minimize(
+        rosen, [-1.2, 1.0], method="adam", maxiter=30, lr=0.05, lr_schedule="cosine", resume=ck
+    )
+    np.testing.assert_array_equal(resumed.x, full.x)
+
+
+def test_lr_schedule_validation():
+    with pytest.raises(InvalidInputError, match="lr_schedule"):
+        minimize(rosen, [0.0, 0.0], method="adam", lr_schedule="linear")
+    with pytest.raises(InvalidInputError, match="applies to method=.adam. only"):
+        minimize(rosen, [0.0, 0.0], method="lbfgs", lr_schedule="cosine")
+    with pytest.raises(InvalidInputError, match="step size"):
+        minimize(rosen, [0.0, 0.0], method="adam", lr_schedule=lambda t, total: -1.0)
