@@ -7,13 +7,21 @@ sparse factorisation per batch (:mod:`.solve`, Numba kernels in
 bond stiffnesses, rest lengths and loads by the in situ adjoint rule
 ``dL/dk_i = e_i(forward) e_i(adjoint)`` (:mod:`.adjoint`); losses on output
 dofs (:mod:`.losses`); training helpers on top of :mod:`physim.optim`
-(:mod:`.learning`); ``.vtu`` output and pictures (:mod:`.plotting`).
+(:mod:`.learning`); classification with the paper's force encoding
+(:mod:`.classify`); ``.vtu`` output and pictures (:mod:`.plotting`).
 Units: SI (m, N, N/m).
 
 >>> from physim.lattice import paper_network, solve, adjoint, mse_loss
 """
 
 from .adjoint import LatticeGradient, adjoint
+from .classify import (
+    PAPER_FORCE_SCALE,
+    ClassifierResult,
+    confusion_matrix,
+    feature_forces,
+    train_classifier,
+)
 from .learning import (
     PAPER,
     LatticeObjective,
@@ -59,6 +67,11 @@ __all__ = [
     "accuracy",
     "paper_network",
     "load_iris",
+    "PAPER_FORCE_SCALE",
+    "feature_forces",
+    "train_classifier",
+    "ClassifierResult",
+    "confusion_matrix",
     "write_network",
     "plot_network",
 ]
