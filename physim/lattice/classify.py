@@ -21,10 +21,10 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass, field
-from types import MappingProxyType
 
 import numpy as np
 
+from .._result import Result, readonly
 from .._validate import as_float_array, as_index_array, as_scalar
 from ..errors import InvalidInputError, InvalidTypeError, ShapeError
 from ..optim import Transform
@@ -50,12 +50,6 @@ __all__ = [
 
 #: Largest input force of the paper's encoding (N): a 5 g weight.
 PAPER_FORCE_SCALE = weight_force(5.0)
-
-
-def _readonly(a) -> np.ndarray:
-    a = np.array(a, copy=True)
-    a.flags.writeable = False
-    return a
 
 
 def _check_network(network) -> None:
@@ -159,7 +153,7 @@ def confusion_matrix(labels, predicted, n_classes: int) -> np.ndarray:
 
 
 @dataclass(frozen=True, repr=False)
-class ClassifierResult:
+class ClassifierResult(Result):
     """A trained mechanical classifier: stiffnesses, encoding and training record.
 
     Attributes
@@ -175,7 +169,7 @@ class ClassifierResult:
         Feature divisors of the encoding.
     force_scale : float
         Force (N) of a feature at its maximum.
-    history : mapping of str to read-only ndarray
+    history : dict of str to read-only ndarray
         Of the kept start: ``loss`` (epochs,) mean minibatch cross-entropy per
         epoch; ``train_accuracy`` (epochs,) on the training set after each
         epoch; ``stiffness`` (epochs, m) after each epoch (N/m). Of every
@@ -197,7 +191,7 @@ class ClassifierResult:
     outputs: np.ndarray
     feature_max: np.ndarray
     force_scale: float
-    history: MappingProxyType = field(default_factory=lambda: MappingProxyType({}))
+    history: dict = field(default_factory=dict)
     best_restart: int = 0
     n_solves: int = 0
     message: str = ""
@@ -257,7 +251,7 @@ class ClassifierResult:
             float(np.mean(predict_class(solve(self.network, k, f).displacements, self.outputs) == y))
             for k in self.history["stiffness"]
         ]
-        return _readonly(np.array(out))
+        return readonly(np.array(out))
 
 
 def _seed(seed: int, restart: int) -> int:
@@ -414,22 +408,20 @@ def train_classifier(
         float(np.mean(predict_class(solve(network, kk, forces).displacements, out) == y))
         for kk in b["snapshots"]
     ]
-    history = MappingProxyType(
-        {
-            "loss": _readonly(b["history"]),
-            "train_accuracy": _readonly(train_acc),
-            "stiffness": _readonly(b["snapshots"]),
-            "restart_loss": _readonly([q["loss"] for q in runs]),
-            "restart_train_accuracy": _readonly([q["accuracy"] for q in runs]),
-            "restart_seconds": _readonly([q["seconds"] for q in runs]),
-        }
-    )
+    history = {
+        "loss": readonly(b["history"]),
+        "train_accuracy": readonly(train_acc),
+        "stiffness": readonly(b["snapshots"]),
+        "restart_loss": readonly([q["loss"] for q in runs]),
+        "restart_train_accuracy": readonly([q["accuracy"] for q in runs]),
+        "restart_seconds": readonly([q["seconds"] for q in runs]),
+    }
     return ClassifierResult(
         network=network,
-        stiffness=_readonly(b["stiffness"]),
-        inputs=_readonly(inp),
-        outputs=_readonly(out),
-        feature_max=_readonly(xmax),
+        stiffness=readonly(b["stiffness"]),
+        inputs=readonly(inp),
+        outputs=readonly(out),
+        feature_max=readonly(xmax),
         force_scale=scale,
         history=history,
         best_restart=int(best),
