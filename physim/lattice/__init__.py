@@ -8,7 +8,8 @@ bond stiffnesses, rest lengths and loads by the in situ adjoint rule
 ``dL/dk_i = e_i(forward) e_i(adjoint)`` (:mod:`.adjoint`); losses on output
 dofs (:mod:`.losses`); training helpers on top of :mod:`physim.optim`
 (:mod:`.learning`); classification with the paper's force encoding
-(:mod:`.classify`); ``.vtu`` output and pictures (:mod:`.plotting`).
+(:mod:`.classify`); printable solids of trained networks (:mod:`.export`); the physical
+learning rules coupled learning and equilibrium propagation (:mod:`.rules`); ``.vtu`` output and pictures (:mod:`.plotting`).
 Units: SI (m, N, N/m).
 
 >>> from physim.lattice import paper_network, solve, adjoint, mse_loss
@@ -22,6 +23,7 @@ from .classify import (
     feature_forces,
     train_classifier,
 )
+from .export import PrintableSolid, check_closed, export_printable, printable_solid
 from .learning import (
     PAPER,
     LatticeObjective,
@@ -37,6 +39,15 @@ from .learning import (
 from .losses import class_probabilities, classifier_loss, mse_loss, output_values, predict_class
 from .network import SpringNetwork, from_mesh, remove_bonds, square_lattice, triangular_lattice
 from .plotting import plot_network, write_network
+from .rules import (
+    RULES,
+    RuleObjective,
+    RuleUpdate,
+    class_targets,
+    coupled_learning,
+    coupled_learning_limit,
+    equilibrium_propagation,
+)
 from .solve import Equilibrium, FloppyModes, floppy_modes, solve, stiffness_matrix
 
 __all__ = [
@@ -72,6 +83,17 @@ __all__ = [
     "train_classifier",
     "ClassifierResult",
     "confusion_matrix",
+    "export_printable",
+    "printable_solid",
+    "PrintableSolid",
+    "check_closed",
+    "RULES",
+    "RuleUpdate",
+    "RuleObjective",
+    "coupled_learning",
+    "coupled_learning_limit",
+    "equilibrium_propagation",
+    "class_targets",
     "write_network",
     "plot_network",
 ]

@@ -1,10 +1,17 @@
-"""Files for spring networks: ``.vtu`` meshes of bonds and pyvista pictures.
+"""Files and pictures of spring networks: ``.vtu`` meshes of bonds and PNG figures.
 
 :func:`write_network` stores the bonds as ``line`` cells with stiffness,
-tension and elongation as cell fields and the displacement as a point field;
-:func:`plot_network` draws the bonds coloured by stiffness with a line width
-proportional to it, the deformed shape overlaid (displacements magnified),
-pinned nodes, load and output nodes.
+tension and elongation as cell fields and the displacement as a point field.
+
+:func:`draw_network` draws a 2D network into a matplotlib axes: bonds
+coloured by stiffness with a line width proportional to it, the deformed
+shape as a dashed wireframe (displacements magnified by a stated factor),
+pinned, loaded and output nodes, targets and removed bonds, each in the
+legend; :func:`plot_network` saves one such panel with its colorbar. Networks
+of more than ``FIELD_LIMIT`` nodes, whose bonds are too thin to see (and
+alias into moiré patterns), are drawn as smooth fields instead: the mean
+stiffness of the bonds at each node, and the displacement magnitude on the
+deformed shape. 3D networks are rendered with pyvista.
 """
 
 from __future__ import annotations
@@ -17,7 +24,10 @@ import numpy as np
 from ..io import write_mesh
 from .network import SpringNetwork
 
-__all__ = ["write_network", "plot_network"]
+__all__ = ["write_network", "plot_network", "draw_network", "FIELD_LIMIT"]
+
+#: networks with more nodes are drawn as smooth node fields, not bond by bond
+FIELD_LIMIT = 3000
 
 
 def _pad3(x: np.ndarray) -> np.ndarray:
@@ -49,6 +59,213 @@ def write_network(
     return write_mesh(path, network.points, {"line": network.bonds}, point_data=pd, cell_data=cd)
 
 
+def _magnification(network: SpringNetwork, u: np.ndarray) -> float:
+    """A round factor making the largest displacement about a quarter of a bond."""
+    umax = float(np.abs(u).max())
+    if umax <= 0:
+        return 1.0
+    raw = 0.25 * float(network.lengths.mean()) / umax
+    mag = 10.0 ** np.floor(np.log10(raw))
+    for m in (5.0, 2.0, 1.0):
+        if m * mag <= raw:
+            return float(m * mag)
+    return float(mag)
+
+
+def _fmt_factor(s: float) -> str:
+    return f"{s:.0f}" if s >= 1 and abs(s - round(s)) < 1e-9 else f"{s:.3g}"
+
+
+def draw_network(
+    ax,
+    network: SpringNetwork,
+    stiffness,
+    displacements=None,
+    *,
+    scale: float | None = None,
+    clim=None,
+    loads=(),
+    outputs=(),
+    targets=None,
+    removed=None,
+    highlight=(),
+    node_labels: dict | None = None,
+    max_linewidth: float = 6.0,
+    cmap: str = "viridis",
+):
+    """Draw a 2D network into a matplotlib axes (coordinates in mm).
+
+    Parameters
+    ----------
+    ax : matplotlib.axes.Axes
+    network : SpringNetwork
+        2D network.
+    stiffness : array_like, shape (m,)
+        Bond stiffness (N/m): colour, and line width (from a third of
+        ``max_linewidth`` at ``clim[0]`` to ``max_linewidth`` at ``clim[1]``).
+    displacements : array_like, shape (n, 2), optional
+        Drawn as a dashed wireframe at ``points + scale * u``.
+    scale : float, optional
+        Displacement magnification (default a round factor making the largest
+        displacement about a quarter of a bond); stated in the legend.
+    clim : (float, float), optional
+        Stiffness colour range (N/m); default the data range.
+    loads, outputs : sequence of int
+        Loaded (input) and output nodes.
+    targets : array_like, shape (t, 2), optional
+        Target positions' displacements at the output nodes (m), drawn as
+        stars at ``points[outputs] + scale * targets`` on the deformed shape.
+    removed : array_like of int, shape (r, 2), optional
+        Node pairs of removed bonds, drawn as red dotted lines.
+    highlight : sequence of int
+        Nodes drawn with a larger ring (e.g. the output of the predicted class).
+    node_labels : dict of int to str, optional
+        Text placed next to nodes.
+
+    Returns
+    -------
+    (mappable, handles) : the colour mappable (for a colorbar) and the legend handles.
+    """
+    import matplotlib as mpl
+    from matplotlib.collections import LineCollection
+    from matplotlib.lines import Line2D
+
+    if network.dim != 2:
+        raise ValueError("draw_network draws 2D networks; use plot_network for 3D ones")
+    k = np.asarray(stiffness, dtype=float) * np.ones(network.n_bonds)
+    lo, hi = (float(k.min()), float(k.max())) if clim is None else (float(clim[0]), float(clim[1]))
+    if hi <= lo:
+        hi = lo + 1e-9 * max(abs(lo), 1.0)
+    norm = mpl.colors.Normalize(lo, hi)
+    pts = np.asarray(network.points, dtype=float) * 1e3
+    handles = []
+    big = network.n_nodes > FIELD_LIMIT
+    u = None if displacements is None else np.asarray(displacements, dtype=float)
+    if u is not None and scale is None:
+        scale = _magnification(network, u)
+    if big:
+        import matplotlib.tri as mtri
+
+        # node field: mean stiffness of the bonds meeting at each node (no aliasing of thin lines)
+        acc = np.zeros(network.n_nodes)
+        cnt = np.zeros(network.n_nodes)
+        np.add.at(acc, network.bonds.ravel(), np.repeat(k, 2))
+        np.add.at(cnt, network.bonds.ravel(), 1.0)
+        tri = mtri.Triangulation(pts[:, 0], pts[:, 1])
+        mappable = ax.tripcolor(tri, acc / np.maximum(cnt, 1), shading="gouraud", cmap=cmap, norm=norm)
+        mappable.set_rasterized(True)
+        if u is not None:
+            d = pts + scale * u * 1e3
+            hull = _outline(network, d)
+            ax.plot(hull[:, 0], hull[:, 1], color="0.15", lw=1.0, ls="--")
+            handles.append(
+                Line2D(
+                    [],
+                    [],
+                    color="0.15",
+                    lw=1.0,
+                    ls="--",
+                    label=f"deformed outline (u x {_fmt_factor(scale)})",
+                )
+            )
+    else:
+        seg = pts[network.bonds]
+        lw = max_linewidth / 3 + (max_linewidth - max_linewidth / 3) * norm(np.clip(k, lo, hi))
+        if u is not None:
+            d = pts + scale * u * 1e3
+            ax.add_collection(
+                LineCollection(d[network.bonds], colors="0.25", linewidths=0.9, linestyles="--", zorder=1)
+            )
+            handles.append(
+                Line2D(
+                    [], [], color="0.25", lw=0.9, ls="--", label=f"deformed shape (u x {_fmt_factor(scale)})"
+                )
+            )
+        coll = LineCollection(seg, cmap=cmap, norm=norm, linewidths=lw, capstyle="round", zorder=2)
+        coll.set_array(k)
+        ax.add_collection(coll)
+        mappable = coll
+        handles.append(
+            Line2D([], [], color=mpl.colormaps[cmap](0.6), lw=max_linewidth * 0.6, label="bond (width ~ k)")
+        )
+        ms = 9 if network.n_nodes <= 200 else 4
+        ax.plot(pts[:, 0], pts[:, 1], "o", color="white", mec="0.4", ms=ms * 0.55, zorder=3)
+    ms = 9 if network.n_nodes <= 200 else 4
+    fixed = network.fixed_nodes
+    if fixed.size:
+        ax.plot(pts[fixed, 0], pts[fixed, 1], "^", color="black", ms=ms, zorder=5, ls="none")
+        handles.append(Line2D([], [], marker="^", color="black", ls="none", ms=ms, label="pinned node"))
+    if len(loads):
+        li = np.asarray(loads, dtype=int)
+        ax.plot(pts[li, 0], pts[li, 1], "v", color="crimson", ms=ms, zorder=6, ls="none")
+        handles.append(
+            Line2D([], [], marker="v", color="crimson", ls="none", ms=ms, label="loaded node (input force)")
+        )
+    if len(outputs):
+        oi = np.asarray(outputs, dtype=int)
+        ax.plot(pts[oi, 0], pts[oi, 1], "s", color="royalblue", ms=ms, zorder=6, ls="none")
+        handles.append(Line2D([], [], marker="s", color="royalblue", ls="none", ms=ms, label="output node"))
+        if u is not None:
+            d = pts + scale * u * 1e3
+            ax.plot(d[oi, 0], d[oi, 1], "s", mfc="none", mec="royalblue", ms=ms, zorder=6, ls="none")
+    if targets is not None and len(outputs):
+        tg = np.asarray(targets, dtype=float).reshape(-1, 2)
+        tp = pts[np.asarray(outputs, dtype=int)] + scale * tg * 1e3
+        ax.plot(
+            tp[:, 0],
+            tp[:, 1],
+            "*",
+            color="darkorange",
+            mec="black",
+            mew=0.5,
+            ms=ms * 1.6,
+            zorder=7,
+            ls="none",
+        )
+        handles.append(
+            Line2D(
+                [],
+                [],
+                marker="*",
+                color="darkorange",
+                mec="black",
+                ls="none",
+                ms=ms * 1.4,
+                label="target position",
+            )
+        )
+    if removed is not None and len(removed):
+        rb = np.asarray(removed, dtype=int).reshape(-1, 2)
+        ax.add_collection(LineCollection(pts[rb], colors="red", linewidths=2.0, linestyles=":", zorder=4))
+        mid = pts[rb].mean(axis=1)
+        ax.plot(mid[:, 0], mid[:, 1], "x", color="red", ms=ms, mew=2, zorder=4, ls="none")
+        handles.append(Line2D([], [], color="red", lw=2.0, ls=":", marker="x", label="removed bond"))
+    if len(highlight):
+        hi_n = np.asarray(highlight, dtype=int)
+        ax.plot(
+            pts[hi_n, 0], pts[hi_n, 1], "o", mfc="none", mec="gold", mew=2.5, ms=ms * 2.0, zorder=8, ls="none"
+        )
+    for node, text in (node_labels or {}).items():
+        ax.annotate(text, pts[int(node)], xytext=(6, 6), textcoords="offset points", fontsize=8, zorder=9)
+    allp = pts if u is None else np.vstack([pts, pts + scale * u * 1e3])
+    pad = 0.08 * float(np.ptp(allp, axis=0).max())
+    ax.set_xlim(allp[:, 0].min() - pad, allp[:, 0].max() + pad)
+    ax.set_ylim(allp[:, 1].min() - pad, allp[:, 1].max() + pad)
+    ax.set_aspect("equal")
+    ax.set_xlabel("x [mm]")
+    ax.set_ylabel("y [mm]")
+    return mappable, handles
+
+
+def _outline(network: SpringNetwork, pts: np.ndarray) -> np.ndarray:
+    """Closed polyline around the points (their convex hull): the outline of a convex patch."""
+    from scipy.spatial import ConvexHull
+
+    h = ConvexHull(pts)
+    v = np.append(h.vertices, h.vertices[0])
+    return pts[v]
+
+
 def plot_network(
     path: str | os.PathLike,
     network: SpringNetwork,
@@ -60,11 +277,21 @@ def plot_network(
     title: str = "",
     loads=(),
     outputs=(),
-    max_width: float = 12.0,
+    targets=None,
+    removed=None,
+    highlight=(),
+    node_labels: dict | None = None,
+    max_width: float = 6.0,
+    figsize=(7.0, 6.0),
     window_size=(1000, 800),
     show_nodes: bool | None = None,
 ) -> Path:
-    """Picture of a network: bond colour and width = stiffness, deformed overlay.
+    """Picture of a network: bond colour and width = stiffness, deformed wireframe, legend, colorbar.
+
+    2D networks are drawn with :func:`draw_network` (see there for the
+    arguments) and saved with a horizontal colorbar and the legend below the
+    drawing; 3D networks are rendered with pyvista (bonds coloured by
+    stiffness, the deformed shape as a grey overlay).
 
     Parameters
     ----------
@@ -74,114 +301,88 @@ def plot_network(
     stiffness : array_like, shape (m,)
         Bond stiffness (N/m).
     displacements : array_like, shape (n, d), optional
-        Drawn as a thin dark overlay at ``points + scale * u``.
-    scale : float, optional
-        Displacement magnification; default makes the largest displacement
-        a quarter of the mean bond length.
-    clim : (float, float), optional
-        Stiffness colour range (default the data range).
     title : str
-        Text in the top-left corner (the magnification is appended).
-    loads, outputs : sequence of int
-        Nodes marked red (loads) and blue (outputs).
+        Figure title (wrapped, never clipped).
     max_width : float
-        Line width (pixels) of the stiffest bond; the softest is a third of it.
-    show_nodes : bool, optional
-        Draw node spheres (default: for networks up to 500 nodes).
+        Line width (points) of the stiffest bond.
+    figsize : (float, float)
+        2D: figure size in inches.
+    window_size : (int, int)
+        3D: picture size in pixels.
+
+    Returns
+    -------
+    pathlib.Path
     """
+    from .. import viz
+
+    if network.dim == 3:
+        return _plot_network_3d(
+            path, network, stiffness, displacements, scale=scale, clim=clim, title=title,
+            loads=loads, outputs=outputs, window_size=window_size, show_nodes=show_nodes,
+        )  # fmt: skip
+    import textwrap
+
+    fig, ax = viz.figure(figsize=figsize, layout="constrained")
+    mappable, handles = draw_network(
+        ax, network, stiffness, displacements, scale=scale, clim=clim, loads=loads, outputs=outputs,
+        targets=targets, removed=removed, highlight=highlight, node_labels=node_labels,
+        max_linewidth=max_width,
+    )  # fmt: skip
+    big = network.n_nodes > FIELD_LIMIT
+    label = "mean stiffness of the bonds at a node [N/m]" if big else "bond stiffness k [N/m]"
+    fig.colorbar(mappable, ax=ax, orientation="horizontal", label=label, shrink=0.8, pad=0.02, aspect=40)
+    if handles:
+        fig.legend(
+            handles=handles, loc="outside lower center", ncol=min(3, len(handles)), fontsize=8, frameon=False
+        )
+    if title:
+        ax.set_title("\n".join(textwrap.wrap(title, 70)), fontsize=10)
+    return viz.save_figure(fig, path)
+
+
+def _plot_network_3d(
+    path, network, stiffness, displacements, *, scale, clim, title, loads, outputs, window_size, show_nodes
+):
     from .. import viz
 
     viz.ensure_offscreen()
     import pyvista as pv
 
     k = np.asarray(stiffness, dtype=float) * np.ones(network.n_bonds)
-    pts = _pad3(np.asarray(network.points, dtype=float))
+    pts = np.asarray(network.points, dtype=float)
     lines = np.column_stack([np.full(network.n_bonds, 2), network.bonds]).ravel()
     lo, hi = (float(k.min()), float(k.max())) if clim is None else (float(clim[0]), float(clim[1]))
     if hi <= lo:
-        hi = lo + 1e-12 * max(abs(lo), 1.0)
-    big = network.n_nodes > 2000
+        hi = lo + 1e-9 * max(abs(lo), 1.0)
+    pl = viz.plotter(window_size=window_size)
+    text = title
+    if displacements is not None:
+        u = np.asarray(displacements, dtype=float)
+        if scale is None:
+            scale = _magnification(network, u)
+        pl.add_mesh(pv.PolyData(pts + scale * u, lines=lines), color="dimgray", line_width=2.0, opacity=0.8)
+        text = f"{title}\n" if title else ""
+        text += f"grey: deformed shape, displacements x {_fmt_factor(scale)}"
+    poly = pv.PolyData(pts, lines=lines)
+    poly.cell_data["stiffness [N/m]"] = k
+    pl.add_mesh(
+        poly, scalars="stiffness [N/m]", cmap="viridis", clim=(lo, hi), line_width=4,
+        scalar_bar_args=viz.scalar_bar_args("stiffness [N/m]", (lo, hi), vertical=False),
+    )  # fmt: skip
     if show_nodes is None:
         show_nodes = network.n_nodes <= 500
-    side_by_side = big and displacements is not None
-    if side_by_side:
-        pl = viz.plotter(window_size=(2 * window_size[0], window_size[1]), shape=(1, 2))
-    else:
-        pl = viz.plotter(window_size=window_size)
-    if displacements is not None:
-        u = _pad3(np.asarray(displacements, dtype=float))
-        umax = float(np.abs(u).max())
-        if scale is None:
-            scale = 0.25 * float(network.lengths.mean()) / umax if umax > 0 else 1.0
-        deformed = pv.PolyData(pts + scale * u, lines=lines)
-        if side_by_side:
-            # large networks: the deformed shape, coloured by |u|, in its own panel
-            pl.subplot(0, 1)
-            deformed.point_data["|u| [mm]"] = np.linalg.norm(u, axis=1) * 1e3
-            pl.add_mesh(
-                deformed,
-                scalars="|u| [mm]",
-                cmap="magma",
-                line_width=1.0,
-                scalar_bar_args={"title": "|u| [mm]", "color": "black"},
-            )
-            pl.add_text(f"deformed x{scale:.3g}", color="black", font_size=11)
-            if network.dim == 2:
-                pl.view_xy()
-            else:
-                pl.view_isometric()
-            pl.subplot(0, 0)
-        else:
-            # deformed overlay first (underneath the bonds)
-            pl.add_mesh(deformed, color="dimgray", line_width=3.0, opacity=0.8)
-            title = f"{title}  (deformed x{scale:.3g})" if title else f"deformed x{scale:.3g}"
-    # bonds binned by stiffness: line width grows with stiffness
-    n_bins = 8
-    edges = np.linspace(lo, hi, n_bins + 1)
-    which = np.clip(np.searchsorted(edges, k, side="right") - 1, 0, n_bins - 1)
-    w_min = max_width / 3.0
-    for b in range(n_bins):
-        sel = np.flatnonzero(which == b)
-        if sel.size == 0:
-            continue
-        poly = pv.PolyData(pts, lines=np.column_stack([np.full(sel.size, 2), network.bonds[sel]]).ravel())
-        poly.cell_data["stiffness [N/m]"] = k[sel]
-        width = w_min + (max_width - w_min) * (b + 0.5) / n_bins
-        pl.add_mesh(
-            poly,
-            scalars="stiffness [N/m]",
-            cmap="viridis",
-            clim=(lo, hi),
-            line_width=(width / 3.0 if big else width),
-            render_lines_as_tubes=not big,
-            show_scalar_bar=(b == int(which.max())),
-            scalar_bar_args={
-                "title": "stiffness [N/m]",
-                "color": "black",
-                "vertical": True,
-                "position_x": 0.88,
-                "position_y": 0.2,
-            },
-        )
     if show_nodes:
-        pl.add_points(pts, color="lightgray", point_size=10, render_points_as_spheres=True)
-    fixed = network.fixed_nodes
-    marker = 14 if not big else 4
-    if fixed.size:
-        pl.add_points(pts[fixed], color="black", point_size=marker, render_points_as_spheres=True)
+        pl.add_points(pts, color="lightgray", point_size=8, render_points_as_spheres=True)
+    if network.fixed_nodes.size:
+        pl.add_points(pts[network.fixed_nodes], color="black", point_size=12, render_points_as_spheres=True)
     if len(loads):
-        pl.add_points(
-            pts[np.asarray(loads)], color="red", point_size=marker + 2, render_points_as_spheres=True
-        )
+        pl.add_points(pts[np.asarray(loads)], color="red", point_size=14, render_points_as_spheres=True)
     if len(outputs):
         pl.add_points(
-            pts[np.asarray(outputs)], color="royalblue", point_size=marker + 2, render_points_as_spheres=True
+            pts[np.asarray(outputs)], color="royalblue", point_size=14, render_points_as_spheres=True
         )
-    if title:
-        pl.add_text(title, color="black", font_size=11)
-    if network.dim == 2:
-        pl.view_xy()
-        pl.camera.zoom(1.1)
-    else:
-        pl.view_isometric()
+    text += "\nblack: pinned, red: loaded, blue: output nodes"
+    pl.add_text(text.strip(), color="black", font_size=10)
+    pl.view_isometric()
     return viz.save_scene(pl, path)
