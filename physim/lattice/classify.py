@@ -8,7 +8,7 @@ displacements, ``p_j = |u_j| / sum_l |u_l|``, trained with cross-entropy and
 read out as ``argmax_j |u_j|``.
 
 :func:`train_classifier` trains the bond stiffnesses by minibatch Adam
-through the in situ adjoint (:class:`~physim.lattice.LatticeObjective`),
+through the in situ adjoint (or a physical learning rule of :mod:`.rules`),
 the widths bounded by the exact-derivative sigmoid transform, from several
 starts ("restarts"); it keeps the start with the highest training accuracy
 (ties: the lowest training loss), so no test data is used to choose. Its
@@ -30,7 +30,6 @@ from ..errors import InvalidInputError, InvalidTypeError, ShapeError
 from ..optim import Transform
 from .learning import (
     PAPER,
-    LatticeObjective,
     stiffness_from_width,
     stiffness_transform,
     train_adam,
@@ -38,6 +37,7 @@ from .learning import (
 )
 from .losses import class_probabilities, classifier_loss, predict_class
 from .network import SpringNetwork
+from .rules import RuleObjective, class_targets
 from .solve import solve
 
 __all__ = [
@@ -178,9 +178,9 @@ class ClassifierResult(Result):
     best_restart : int
         Index of the kept start.
     n_solves : int
-        Physical equilibrium solves spent on training: each sample of each
-        batch costs two (the forward state and the adjoint state of the in
-        situ rule), all starts together.
+        Physical equilibrium states measured in training, all starts together:
+        two per sample of each batch (free and adjoint states for the in situ
+        rule, free and clamped or nudged states for the physical rules).
     message : str
         The optimiser's message for the kept start.
     """
@@ -277,6 +277,8 @@ def train_classifier(
     stiffness0=None,
     transform: Transform | None = None,
     seed: int = 0,
+    rule: str = "in_situ",
+    nudge: float = 0.1,
     callback=None,
 ) -> ClassifierResult:
     """Train a mechanical network to classify samples from their features.
@@ -321,6 +323,15 @@ def train_classifier(
         derivative enters the gradient exactly.
     seed : int
         Seed of the starts and of the batch shuffling.
+    rule : {"in_situ", "coupled_learning", "equilibrium_propagation"}
+        How the training direction is measured: the exact in situ adjoint
+        gradient, or one of the physical learning rules of
+        :mod:`physim.lattice.rules` (coupled learning clamps the outputs a
+        fraction ``nudge`` of the way to :func:`~physim.lattice.class_targets`;
+        equilibrium propagation nudges with forces of at most ``nudge`` times
+        the largest input force).
+    nudge : float
+        The rules' nudge (ignored by ``"in_situ"``).
     callback : callable, optional
         ``callback(restart, epoch, intermediate_result)`` after each epoch;
         raise ``StopIteration`` to end that start.
@@ -362,8 +373,16 @@ def train_classifier(
         raise InvalidInputError("stiffness0 must lie strictly inside the transform's stiffness range")
 
     forces = feature_forces(network, x, inp, force_scale=scale, feature_max=xmax)
-    obj = LatticeObjective(network, forces, lambda u, idx: classifier_loss(u, out, y[idx]), t)
-    n = x.shape[0]
+    obj = RuleObjective(
+        network,
+        forces,
+        lambda u, idx: classifier_loss(u, out, y[idx]),
+        t,
+        rule=rule,
+        nudge=nudge,
+        outputs=out,
+        targets=(lambda u_out, idx: class_targets(u_out, y[idx])) if rule == "coupled_learning" else None,
+    )
     runs = []
     for r in range(restarts):
         t0 = time.perf_counter()
@@ -425,6 +444,6 @@ def train_classifier(
         force_scale=scale,
         history=history,
         best_restart=int(best),
-        n_solves=int(2 * n * sum(q["epochs_done"] for q in runs)),
+        n_solves=int(obj.n_solves),
         message=str(b["message"]),
     )

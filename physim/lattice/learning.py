@@ -217,7 +217,7 @@ def train_adam(
 
     Parameters
     ----------
-    objective : LatticeObjective
+    objective : LatticeObjective or RuleObjective
     z0 : array_like, shape (m,)
         Initial optimisation variables (e.g. ``transform.inverse(k0)``).
     epochs : int
@@ -238,8 +238,10 @@ def train_adam(
     scipy.optimize.OptimizeResult
         As returned by ``minimize``, with ``stiffness`` (m,) added (N/m).
     """
-    if not isinstance(objective, LatticeObjective):
-        raise InvalidTypeError(f"objective must be a LatticeObjective, got {type(objective).__name__}")
+    if not (callable(objective) and hasattr(objective, "n_samples") and hasattr(objective, "stiffness")):
+        raise InvalidTypeError(
+            f"objective must be a LatticeObjective or a RuleObjective, got {type(objective).__name__}"
+        )
     epochs = int(epochs)
     if epochs < 1:
         raise InvalidInputError(f"epochs must be >= 1, got {epochs}")

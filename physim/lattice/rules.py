@@ -264,20 +264,30 @@ def equilibrium_propagation(
     return RuleUpdate(gradient=g, update=-rate * g, free=eq, nudge=beta, n_solves=n)
 
 
-def class_targets(u_out, labels) -> np.ndarray:
-    """Coupled-learning targets for the ``|u|`` classifier: all the output response on the true class.
+def class_targets(u_out, labels, *, gain: float = 1.5, shrink: float = 0.5) -> np.ndarray:
+    """Coupled-learning targets for the ``|u|`` classifier: raise the true output, shrink the others.
 
     Parameters
     ----------
     u_out : array_like, shape (B, k)
         Output displacements of the free state (m).
     labels : array_like of int, shape (B,)
+    gain, shrink : float
+        The true class's target is ``gain`` times the largest output
+        magnitude (with the sign of its own output); the others are
+        ``shrink`` times their free values.
 
     Returns
     -------
     ndarray, float64 (B, k)
-        ``t_j = sign(u_c) sum_l |u_l|`` for the true class ``c`` and 0 for the
-        others: the clamp moves response from the wrong outputs to the right one.
+
+    Notes
+    -----
+    Of the targets tried on the Iris training splits of seeds 0-2 (mean
+    training accuracy, 30 epochs per start): moving all the response to the
+    true output (``t = sign(u_c) sum |u|``, 0 elsewhere) 0.63 with 8 starts;
+    raising the true output only 0.35 with 4 starts; this one 0.87 with 4
+    starts.
     """
     v = as_float_array("u_out", u_out)
     if v.ndim != 2:
@@ -285,11 +295,13 @@ def class_targets(u_out, labels) -> np.ndarray:
     y = as_index_array("labels", np.atleast_1d(labels), upper=v.shape[1])
     if y.shape != (v.shape[0],):
         raise ShapeError(f"labels must have shape ({v.shape[0]},), got {y.shape}")
-    t = np.zeros_like(v)
+    gain = as_scalar("gain", gain, positive=True)
+    shrink = as_scalar("shrink", shrink, nonnegative=True)
+    t = shrink * v
     rows = np.arange(v.shape[0])
     s = np.sign(v[rows, y])
     s[s == 0] = 1.0
-    t[rows, y] = s * np.abs(v).sum(axis=1)
+    t[rows, y] = s * gain * np.abs(v).max(axis=1)
     return t
 
 
@@ -309,7 +321,11 @@ class RuleObjective:
     rule : {"in_situ", "coupled_learning", "equilibrium_propagation"}
         ``"in_situ"`` is the exact adjoint gradient (two states per sample).
     nudge : float
-        ``eta`` or ``beta``.
+        Coupled learning: ``eta``, the fraction of the way to the targets.
+        Equilibrium propagation: the largest nudging force as a fraction of
+        the largest input force of the batch (``beta = nudge max|f| /
+        max|dL/du|``), so the nudge is small against the inputs whatever the
+        loss's units.
     outputs : array_like of int, shape (k, 2), optional
         Coupled learning: the clamped outputs.
     targets : array_like (N, k) or callable, optional
@@ -390,10 +406,13 @@ class RuleObjective:
             grad = np.asarray(adjoint(eq, g).stiffness)
             n = 2 * idx.size
         elif self.rule == "equilibrium_propagation":
+            eq = solve(self.network, k, f)
+            value, g = self.loss(eq.displacements, idx)
+            gmax = float(np.abs(g).max())
+            beta = self.nudge * float(np.abs(f).max()) / gmax if gmax > 0 else self.nudge
             upd = equilibrium_propagation(
-                self.network, k, f, lambda u: self.loss(u, idx), beta=self.nudge, symmetric=self.symmetric
+                self.network, k, f, lambda u: (value, g), beta=beta, symmetric=self.symmetric
             )
-            value = self.loss(upd.free.displacements, idx)[0]
             grad, n = np.asarray(upd.gradient), upd.n_solves
         else:
             eq = solve(self.network, k, f)

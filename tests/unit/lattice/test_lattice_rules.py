@@ -189,6 +189,6 @@ def test_rule_objective_in_situ_matches_lattice_objective():
 def test_class_targets_move_the_response_to_the_true_output():
     v = np.array([[1.0, -2.0, 0.5], [-0.3, 0.1, 0.2]])
     t = class_targets(v, [0, 0])
-    np.testing.assert_allclose(t, [[3.5, 0, 0], [-0.6, 0, 0]])
+    np.testing.assert_allclose(t, [[3.0, -1.0, 0.25], [-0.45, 0.05, 0.1]])
     with pytest.raises(InvalidInputError, match="eta"):
         coupled_learning(*_problem(1)[:4], np.zeros(3), eta=2.0)
