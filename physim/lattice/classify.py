@@ -279,6 +279,7 @@ def train_classifier(
     seed: int = 0,
     rule: str = "in_situ",
     nudge: float = 0.1,
+    start_margin: float = 0.02,
     callback=None,
 ) -> ClassifierResult:
     """Train a mechanical network to classify samples from their features.
@@ -332,6 +333,10 @@ def train_classifier(
         the largest input force).
     nudge : float
         The rules' nudge (ignored by ``"in_situ"``).
+    start_margin : float
+        With a bounded transform, ``stiffness0`` is first pulled this fraction
+        of the stiffness range inside the bounds, so that retraining a network
+        whose bonds sit at a bound does not start where the sigmoid is flat.
     callback : callable, optional
         ``callback(restart, epoch, intermediate_result)`` after each epoch;
         raise ``StopIteration`` to end that start.
@@ -368,6 +373,10 @@ def train_classifier(
         k0 = as_float_array("stiffness0", stiffness0)
         if k0.shape != (network.n_bonds,):
             raise ShapeError(f"stiffness0 must have shape ({network.n_bonds},), got {k0.shape}")
+    margin = as_scalar("start_margin", start_margin, nonnegative=True)
+    if hasattr(t, "lower") and hasattr(t, "upper"):
+        lo_b, hi_b = np.asarray(t.lower, dtype=float), np.asarray(t.upper, dtype=float)
+        k0 = np.clip(k0, lo_b + margin * (hi_b - lo_b), hi_b - margin * (hi_b - lo_b))
     z_base = np.asarray(t.inverse(k0), dtype=float)
     if not np.all(np.isfinite(z_base)):
         raise InvalidInputError("stiffness0 must lie strictly inside the transform's stiffness range")

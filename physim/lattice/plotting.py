@@ -24,7 +24,7 @@ import numpy as np
 from ..io import write_mesh
 from .network import SpringNetwork
 
-__all__ = ["write_network", "plot_network", "draw_network", "FIELD_LIMIT"]
+__all__ = ["write_network", "plot_network", "draw_network", "magnification", "FIELD_LIMIT"]
 
 #: networks with more nodes are drawn as smooth node fields, not bond by bond
 FIELD_LIMIT = 3000
@@ -59,8 +59,10 @@ def write_network(
     return write_mesh(path, network.points, {"line": network.bonds}, point_data=pd, cell_data=cd)
 
 
-def _magnification(network: SpringNetwork, u: np.ndarray) -> float:
-    """A round factor making the largest displacement about a quarter of a bond."""
+def magnification(network: SpringNetwork, u) -> float:
+    """A round displacement magnification (1, 2 or 5 times a power of ten) making the largest
+    displacement ``u`` (m, any shape) about a quarter of the mean bond length."""
+    u = np.asarray(u, dtype=float)
     umax = float(np.abs(u).max())
     if umax <= 0:
         return 1.0
@@ -142,7 +144,7 @@ def draw_network(
     big = network.n_nodes > FIELD_LIMIT
     u = None if displacements is None else np.asarray(displacements, dtype=float)
     if u is not None and scale is None:
-        scale = _magnification(network, u)
+        scale = magnification(network, u)
     if big:
         import matplotlib.tri as mtri
 
@@ -360,7 +362,7 @@ def _plot_network_3d(
     if displacements is not None:
         u = np.asarray(displacements, dtype=float)
         if scale is None:
-            scale = _magnification(network, u)
+            scale = magnification(network, u)
         pl.add_mesh(pv.PolyData(pts + scale * u, lines=lines), color="dimgray", line_width=2.0, opacity=0.8)
         text = f"{title}\n" if title else ""
         text += f"grey: deformed shape, displacements x {_fmt_factor(scale)}"
