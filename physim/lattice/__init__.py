@@ -26,9 +26,11 @@ from .classify import (
 from .export import PrintableSolid, check_closed, export_printable, printable_solid
 from .learning import (
     PAPER,
+    PENGUIN_SPECIES,
     LatticeObjective,
     accuracy,
     load_iris,
+    load_penguins,
     paper_network,
     stiffness_from_width,
     stiffness_transform,
@@ -78,6 +80,8 @@ __all__ = [
     "accuracy",
     "paper_network",
     "load_iris",
+    "load_penguins",
+    "PENGUIN_SPECIES",
     "PAPER_FORCE_SCALE",
     "feature_forces",
     "train_classifier",

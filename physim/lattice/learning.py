@@ -37,6 +37,7 @@ __all__ = [
     "accuracy",
     "paper_network",
     "load_iris",
+    "load_penguins",
 ]
 
 #: Li & Mao (2024) set-up: Young's modulus (Pa), thickness (m), bond length (m),
@@ -327,3 +328,37 @@ def load_iris():
     with resources.files("physim").joinpath("data/iris.csv").open("r") as fh:
         raw = np.loadtxt(fh, delimiter=",", skiprows=1)
     return raw[:, :4].copy(), raw[:, 4].astype(np.int64)
+
+
+#: species of :func:`load_penguins`, in label order
+PENGUIN_SPECIES = ("Adelie", "Chinstrap", "Gentoo")
+
+
+def load_penguins():
+    """The Palmer penguins data shipped with physim (Gorman, Williams & Fraser 2014; CC0).
+
+    Rows with a missing value are dropped (333 of 344 remain).
+
+    Returns
+    -------
+    features : ndarray, float64 (333, 4)
+        Bill length (mm), bill depth (mm), flipper length (mm), body mass (g).
+    labels : ndarray, int64 (333,)
+        0 Adelie, 1 Chinstrap, 2 Gentoo (:data:`PENGUIN_SPECIES`).
+    """
+    import csv
+    from importlib import resources
+
+    feats, labels = [], []
+    with resources.files("physim").joinpath("data/penguins.csv").open("r") as fh:
+        for row in csv.DictReader(fh):
+            if "NA" in row.values():
+                continue
+            labels.append(PENGUIN_SPECIES.index(row["species"]))
+            feats.append(
+                [
+                    float(row[c])
+                    for c in ("bill_length_mm", "bill_depth_mm", "flipper_length_mm", "body_mass_g")
+                ]
+            )
+    return np.array(feats, dtype=np.float64), np.array(labels, dtype=np.int64)
