@@ -87,9 +87,10 @@ def run(ctx: ScenarioContext) -> dict:
             k0,
             eq0.displacements,
             clim=clim,
-            title="untrained (w = 2 mm)",
+            title="untrained (every bar 2 mm wide)",
             loads=[LOAD_NODE],
             outputs=[12, 13],
+            targets=np.column_stack([np.zeros(2), TARGET_MM * 1e-3]),
             scale=20.0,
         )
         plot_network(
@@ -98,9 +99,11 @@ def run(ctx: ScenarioContext) -> dict:
             k,
             eq.displacements,
             clim=clim,
-            title=f"trained: bottom nodes {trained.round(3)} mm",
+            title=f"trained: bottom nodes ({trained[0]:.4f}, {trained[1]:.4f}) mm, "
+            f"target ({TARGET_MM[0]:.4f}, {TARGET_MM[1]:.4f}) mm",
             loads=[LOAD_NODE],
             outputs=[12, 13],
+            targets=np.column_stack([np.zeros(2), TARGET_MM * 1e-3]),
             scale=20.0,
         )
         viz.plot_curves(

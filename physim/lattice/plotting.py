@@ -325,15 +325,35 @@ def plot_network(
         )  # fmt: skip
     import textwrap
 
-    fig, ax = viz.figure(figsize=figsize, layout="constrained")
+    big = network.n_nodes > FIELD_LIMIT
+    if big and displacements is not None:
+        fig, (ax, ax_u) = viz.figure(1, 2, figsize=(2 * figsize[0], figsize[1]), layout="constrained")
+    else:
+        fig, ax = viz.figure(figsize=figsize, layout="constrained")
+        ax_u = None
     mappable, handles = draw_network(
         ax, network, stiffness, displacements, scale=scale, clim=clim, loads=loads, outputs=outputs,
         targets=targets, removed=removed, highlight=highlight, node_labels=node_labels,
         max_linewidth=max_width,
     )  # fmt: skip
-    big = network.n_nodes > FIELD_LIMIT
     label = "mean stiffness of the bonds at a node [N/m]" if big else "bond stiffness k [N/m]"
     fig.colorbar(mappable, ax=ax, orientation="horizontal", label=label, shrink=0.8, pad=0.02, aspect=40)
+    if ax_u is not None:
+        import matplotlib.tri as mtri
+
+        u = np.asarray(displacements, dtype=float)
+        s = magnification(network, u) if scale is None else scale
+        d = (np.asarray(network.points) + s * u) * 1e3
+        um = ax_u.tripcolor(
+            mtri.Triangulation(d[:, 0], d[:, 1]),
+            np.linalg.norm(u, axis=1) * 1e3,
+            shading="gouraud",
+            cmap="magma",
+        )
+        um.set_rasterized(True)
+        ax_u.set_aspect("equal")
+        ax_u.set(xlabel="x [mm]", ylabel="y [mm]", title=f"deformed shape (displacements x {_fmt_factor(s)})")
+        fig.colorbar(um, ax=ax_u, orientation="horizontal", label="|u| [mm]", shrink=0.8, pad=0.02, aspect=40)
     if handles:
         fig.legend(
             handles=handles, loc="outside lower center", ncol=min(3, len(handles)), fontsize=8, frameon=False
