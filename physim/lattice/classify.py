@@ -14,7 +14,7 @@ starts ("restarts"); it keeps the start with the highest training accuracy
 (ties: the lowest training loss), so no test data is used to choose. Its
 defaults are the recipe measured by the ``mnn_iris`` and ``mnn_iris_tuning``
 scenarios on the paper's 14-node network: step size 1.0 on a cosine
-schedule, 100 epochs of batches of 16, 16 starts.
+schedule, 30 epochs of batches of 16, 16 starts.
 """
 
 from __future__ import annotations
@@ -268,7 +268,7 @@ def train_classifier(
     *,
     force_scale: float = PAPER_FORCE_SCALE,
     feature_max=None,
-    epochs: int = 100,
+    epochs: int = 30,
     batch_size: int = 16,
     lr: float | None = None,
     lr_schedule="cosine",
