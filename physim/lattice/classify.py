@@ -349,6 +349,12 @@ def train_classifier(
     ------
     ShapeError, InvalidInputError, InvalidTypeError
         Bad shapes, indices, labels or hyper-parameters.
+
+    Notes
+    -----
+    Ctrl-C ends the current start at its best iterate (see
+    :func:`physim.optim.minimize`) and skips the remaining starts; the result
+    is the best of the starts run, and ``message`` says so.
     """
     _check_network(network)
     inp, out = _check_io(network, inputs, outputs)
@@ -430,7 +436,9 @@ def train_classifier(
                 "seconds": time.perf_counter() - t0,
             }
         )
-    best = max(range(restarts), key=lambda i: (runs[i]["accuracy"], -runs[i]["loss"]))
+        if getattr(res, "stop_reason", None) == "interrupted":
+            break  # Ctrl-C: keep what is finished, start no further run
+    best = max(range(len(runs)), key=lambda i: (runs[i]["accuracy"], -runs[i]["loss"]))
     b = runs[best]
     train_acc = [
         float(np.mean(predict_class(solve(network, kk, forces).displacements, out) == y))
@@ -454,5 +462,6 @@ def train_classifier(
         history=history,
         best_restart=int(best),
         n_solves=int(obj.n_solves),
-        message=str(b["message"]),
+        message=str(b["message"])
+        + ("" if len(runs) == restarts else f" (interrupted after {len(runs)} of {restarts} starts)"),
     )

@@ -119,3 +119,19 @@ def test_validation_messages():
         train_classifier(net, X[idx], y[idx], INPUTS, OUTPUTS, restarts=0)
     with pytest.raises(InvalidInputError, match="inputs"):
         train_classifier(net, X[idx], y[idx], [13, 11, 12, 99], OUTPUTS)
+
+
+def test_ctrl_c_keeps_the_finished_starts():
+    X, y, idx = _data()
+    net = paper_network()
+
+    def cb(restart, epoch, res):
+        if restart == 1 and epoch == 2:
+            raise KeyboardInterrupt
+
+    r = train_classifier(
+        net, X[idx], y[idx], INPUTS, OUTPUTS, feature_max=X.max(0), epochs=4, restarts=5, seed=2, callback=cb
+    )
+    assert len(r.history["restart_loss"]) == 2
+    assert "interrupted after 2 of 5 starts" in r.message
+    assert r.best_restart in (0, 1)
