@@ -38,7 +38,8 @@ def test_same_numbers_serial_workers_and_scheduler(tmp_path):
     assert remote["sweep"]["scheduler"] == cluster.address
     for res in (serial, embedded, remote):
         assert res["sweep"]["n_failed"] == 0 and res["sweep"]["n_tasks"] == 28
-        assert res["min_correlation_at_reference"] == 1.0  # the reference lies on the grid
+        # the reference lies on the grid: its self-correlation is 1 up to rounding
+        assert abs(res["min_correlation_at_reference"] - 1.0) <= 1e-12
     for key in KEYS:
         a = np.array(serial[key], dtype=float)
         assert np.isfinite(a).all(), key
