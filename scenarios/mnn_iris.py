@@ -152,6 +152,12 @@ def run(ctx: ScenarioContext) -> dict:
         "confusion_matrix_test": conf,
         "classes": CLASSES,
         "n_seeds": n_seeds,
+        "sweep": {
+            "n_tasks": sweep.n_tasks,
+            "n_workers": sweep.n_workers,
+            "scheduler": ctx.scheduler or ("embedded" if ctx.workers else "serial"),
+            "wall_time_s": sweep.wall_time_s,
+        },
         "recipe": {
             "lr": 1.0,
             "lr_schedule": "cosine",

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from dask_cluster import CLICluster
 
 SCEN = Path(__file__).resolve().parents[2] / "scenarios"
 
@@ -26,13 +27,33 @@ def _run(name, out, *extra):
     return json.loads((out / "results.json").read_text())
 
 
-def test_mnn_iris_serial_and_two_workers_agree(tmp_path):
+def _physim_run(name, out, *extra):
+    """The same through the installed command line: ``python -m physim run NAME ...``."""
+    env = {**os.environ, "PHYSIM_OFFSCREEN": "1", "MPLBACKEND": "Agg"}
+    env.pop("PHYSIM_SCHEDULER", None)
+    cmd = [sys.executable, "-m", "physim", "run", name, "--quick", "--out", str(out), *extra]
+    r = subprocess.run(cmd, capture_output=True, text=True, timeout=600, env=env)
+    assert r.returncode == 0, f"{name} failed:\n{r.stdout[-3000:]}\n{r.stderr[-5000:]}"
+    return json.loads((out / "results.json").read_text())
+
+
+def test_mnn_iris_serial_two_workers_and_own_scheduler_agree(tmp_path):
     serial = _run("mnn_iris", tmp_path / "serial", "--no-plots")
     workers = _run("mnn_iris", tmp_path / "workers", "--no-plots", "--workers", "2")
-    for key in ("per_seed", "paper_recipe_per_seed", "confusion_matrix_test"):
-        assert serial[key] == workers[key]
-    assert serial["train_accuracy_mean"] == workers["train_accuracy_mean"]
-    assert serial["test_accuracy_mean"] == workers["test_accuracy_mean"]
+    # a scheduler and two workers the user started with Dask's own command line
+    cluster = CLICluster(tmp_path / "cluster", n_workers=2)
+    try:
+        remote = _physim_run("mnn_iris", tmp_path / "remote", "--no-plots", "--scheduler", cluster.address)
+    finally:
+        cluster.close()
+    assert serial["sweep"]["n_workers"] == 1 and serial["sweep"]["scheduler"] == "serial"
+    assert workers["sweep"]["n_workers"] == 2 and workers["sweep"]["scheduler"] == "embedded"
+    assert remote["sweep"]["n_workers"] == 2 and remote["sweep"]["scheduler"] == cluster.address
+    for other in (workers, remote):
+        for key in ("per_seed", "paper_recipe_per_seed", "confusion_matrix_test"):
+            assert serial[key] == other[key], key
+        assert serial["train_accuracy_mean"] == other["train_accuracy_mean"]
+        assert serial["test_accuracy_mean"] == other["test_accuracy_mean"]
     assert len(serial["per_seed"]) == 2 and serial["network"].startswith("paper_network()")
     assert np.sum(serial["confusion_matrix_test"]) == 2 * 45
     text = (tmp_path / "serial" / "lattice_trained.stl").read_text()
