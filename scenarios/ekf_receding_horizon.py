@@ -25,7 +25,8 @@ independent seeds): final and time-averaged position RMSE with 95 % CIs,
 paired differences between strategies, NEES consistency, goal reached (true
 final position within 0.25 m), how often true paths entered a constraint,
 planning time per replan against the 0.5 s between replans, and the largest
-constraint violation over every plan made. results.json: n_runs,
+constraint violation over every plan made (with how many replans started
+from an estimate inside a constraint circle and were projected out of it). results.json: n_runs,
 rmse_final_{straight,open_loop,receding} and rmse_mean_* (with _ci95),
 max_constraint_violation, replan_time_ratio, and per-strategy details.
 Pictures: trajectories with covariance ellipses for the three strategies,
@@ -128,6 +129,9 @@ def run(ctx: ScenarioContext) -> dict:
     out["max_constraint_violation"] = max(open_loop.max_constraint_violation, rh["max_constraint_violation"])
     out["max_constraint_violation_open_loop_plan"] = open_loop.max_constraint_violation
     out["max_constraint_violation_receding_plans"] = rh["max_constraint_violation"]
+    out["infeasible_plans_receding"] = rh["infeasible_plans"]
+    out["projected_starts_receding"] = rh["projected_starts"]
+    out["start_projection_max_m"] = rh["start_projection_max_m"]
     out["replan_time_ratio"] = rh["replan_time_ratio"]
     out["replan_time_ratio_p95"] = rh["replan_time_ratio_p95"]
     out["plan_time_mean_s"] = rh["plan_time_mean_s"]
@@ -169,7 +173,9 @@ def run(ctx: ScenarioContext) -> dict:
     ctx.log(
         f"{n_runs} runs in {mc_time:.1f} s; planning {1e3 * rh['plan_time_mean_s']:.0f} ms per replan "
         f"(ratio {rh['replan_time_ratio']:.3f} of the {rh['control_period_s']:.1f} s between replans), max "
-        f"constraint violation over every plan {out['max_constraint_violation']:.2g}"
+        f"constraint violation over every plan {out['max_constraint_violation']:.2g} ({rh['infeasible_plans']} of "
+        f"{rh['plans']} plans infeasible; {rh['projected_starts']} starts projected out of a constraint circle, "
+        f"by up to {rh['start_projection_max_m']:.3f} m)"
     )
     for v in out["conclusion"].values():
         ctx.log(v)

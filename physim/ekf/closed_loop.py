@@ -14,6 +14,16 @@ runs the loop a robotics user runs:
    updates with the measurements it actually got;
 3. t ← t + k, replan.
 
+Infeasible starts: the EKF estimate can jump into a keep-out or beacon
+clearance circle after a measurement update, and then no plan from it can
+satisfy that constraint. The planner then starts from the estimate's
+position projected radially onto the boundary of the circles (tightened by
+``margin``); the distance moved is recorded for every replan
+(``ClosedLoopResult.start_projection_m``). A plan that still ends infeasible
+falls back to the best feasible point the optimizer met, so every returned
+plan satisfies its constraints unless no feasible point was found at all,
+which is reported (``plan_violation`` and an :class:`InfeasiblePlanWarning`).
+
 Goal handling: when the horizon reaches the end of the mission (t + H_t = N)
 the plan has the goal as given (point, region or penalty). Before that, the
 plan must end where the goal is still reachable: ‖p_{t+H_t} - goal‖ ≤
@@ -41,7 +51,7 @@ import numpy as np
 
 from .._validate import as_float_array, as_scalar
 from ..errors import InvalidInputError
-from .constraints import as_constraints
+from .constraints import _Circles, as_constraints
 from .filter import FilterResult, _draw_noise, _segment, _sqrt_psd, _validate
 from .planning import InfeasiblePlanWarning, _bounds, _plan, _violations
 
@@ -66,6 +76,9 @@ class ClosedLoopResult(FilterResult):
         Largest constraint violation of every returned plan (m or control units).
     plan_success : ndarray (R, n_p) of bool
         Whether the optimizer reported success.
+    start_projection_m : ndarray (R, n_p)
+        Distance (m) the estimate's position was moved to plan from outside
+        every keep-out and clearance circle (0 when the estimate was outside).
     control_period_s : float
         Time between replans, k · dt, in s.
     interrupted : bool
@@ -78,6 +91,7 @@ class ClosedLoopResult(FilterResult):
     plan_iterations: np.ndarray = None
     plan_violation: np.ndarray = None
     plan_success: np.ndarray = None
+    start_projection_m: np.ndarray = None
     control_period_s: float = np.nan
     interrupted: bool = False
 
@@ -224,6 +238,33 @@ class ActiveSensingController:
                         self.constraints)  # fmt: skip
         return max(v.values(), default=0.0)
 
+    def project_start(self, x) -> tuple[np.ndarray, float]:
+        """The state ``x`` with its position moved radially out of every (margin-tightened) circle constraint.
+
+        Returns the projected state and the distance moved (m). Other state
+        constraints are left as they are; circles that enclose a region
+        together may leave the position inside one (then the plan reports it).
+        """
+        x = np.array(x, dtype=float)
+        circles = [c for c in self.plan_options["constraints"] if isinstance(c, _Circles)]
+        if not circles:
+            return x, 0.0
+        C = np.concatenate([c.circles(self.beacons)[0] for c in circles])
+        r = np.concatenate([c.circles(self.beacons)[1] for c in circles])
+        p0 = x[:2].copy()
+        p = p0.copy()
+        for _ in range(4 * C.shape[0]):
+            d = p - C
+            dist = np.linalg.norm(d, axis=1)
+            j = int(np.argmin(dist - r))
+            if dist[j] >= r[j]:
+                break
+            u = d[j] / dist[j] if dist[j] > 0 else np.array([1.0, 0.0])
+            # onto the circle, a hair outside so that rounding keeps it there
+            p = C[j] + u * r[j] * (1.0 + 1e-9)
+        x[:2] = p
+        return x, float(np.linalg.norm(p - p0))
+
     def plan(self, x, P, controls_warm, steps_left: int, controls_alt=None):
         """One plan of ``len(controls_warm)`` steps from the estimate (x (n,), P (n, n)).
 
@@ -305,6 +346,7 @@ class ActiveSensingController:
         times = np.empty((n_runs, n_p))
         nits = np.zeros((n_runs, n_p), dtype=np.int64)
         viol = np.empty((n_runs, n_p))
+        proj = np.zeros((n_runs, n_p))
         ok = np.zeros((n_runs, n_p), dtype=bool)
         done = 0
         interrupted = False
@@ -321,7 +363,8 @@ class ActiveSensingController:
                     warm = np.ascontiguousarray(warm[:Ht])
                     alt = np.ascontiguousarray(U0[t : t + Ht])
                     t0 = time.perf_counter()
-                    plan = self.plan(xh, P, warm, N - t, controls_alt=alt if i else None)
+                    xs, proj[r, i] = self.project_start(xh)
+                    plan = self.plan(xs, P, warm, N - t, controls_alt=alt if i else None)
                     times[r, i] = time.perf_counter() - t0
                     nits[r, i] = plan.result.nit
                     viol[r, i] = self.violation(plan, N - t)
@@ -352,7 +395,7 @@ class ActiveSensingController:
         return ClosedLoopResult(
             truth=Xt[sl], estimates=Xh[sl], covariances=Ph[sl], measurements=Z[sl], controls=Ua[sl],
             replan_steps=np.array(steps), plan_time_s=times[sl], plan_iterations=nits[sl],
-            plan_violation=viol[sl], plan_success=ok[sl], control_period_s=self.control_period_s,
+            plan_violation=viol[sl], plan_success=ok[sl], start_projection_m=proj[sl], control_period_s=self.control_period_s,
             interrupted=interrupted,
         )  # fmt: skip
 

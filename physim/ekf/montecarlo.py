@@ -102,7 +102,8 @@ def _concat(parts: list):
                                                                           "measurements")}  # fmt: skip
     if isinstance(first, ClosedLoopResult):
         extra = {f: np.concatenate([getattr(p, f) for p in parts])
-                 for f in ("controls", "plan_time_s", "plan_iterations", "plan_violation", "plan_success")}  # fmt: skip
+                 for f in ("controls", "plan_time_s", "plan_iterations", "plan_violation", "plan_success",
+                           "start_projection_m")}  # fmt: skip
         return ClosedLoopResult(**common, **extra, replan_steps=first.replan_steps,
                                 control_period_s=first.control_period_s,
                                 interrupted=any(p.interrupted for p in parts))  # fmt: skip
@@ -258,7 +259,8 @@ def summarize(result: FilterResult, *, goal=None, goal_tolerance: float = 0.25, 
         and for closed-loop results ``plan_time_mean_s``, ``plan_time_p95_s``,
         ``plan_time_max_s``, ``control_period_s``, ``replan_time_ratio``,
         ``replan_time_ratio_p95``, ``max_constraint_violation``,
-        ``infeasible_plans``, ``plans``.
+        ``infeasible_plans``, ``plans``, ``projected_starts`` (replans whose
+        start was projected out of a circle constraint) and ``start_projection_max_m``.
     """
     if not isinstance(result, FilterResult):
         raise InvalidTypeError(f"result must be a FilterResult, got {type(result).__name__}")
@@ -300,6 +302,8 @@ def summarize(result: FilterResult, *, goal=None, goal_tolerance: float = 0.25, 
             replan_time_ratio_p95=float(np.percentile(t, 95) / result.control_period_s),
             max_constraint_violation=result.max_constraint_violation,
             infeasible_plans=int(np.sum(result.plan_violation > 1e-6)),
+            projected_starts=int(np.sum(result.start_projection_m > 0)),
+            start_projection_max_m=float(np.max(result.start_projection_m, initial=0.0)),
             plan_iterations_mean=float(result.plan_iterations.mean()),
         )
     return out

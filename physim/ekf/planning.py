@@ -17,10 +17,14 @@ per evaluation. Constraints (SLSQP, exact Jacobians):
   keep-out circles (obstacles) and a minimum distance to every beacon.
 
 A start or goal that no plan can satisfy (inside a keep-out circle) is an
-error; initial controls outside the bounds are projected onto them. Every
-returned :class:`Plan` reports its largest constraint violation
-(``max_constraint_violation``) and warns (:class:`InfeasiblePlanWarning`)
-when it exceeds ``constraint_tol``.
+error; initial controls outside the bounds are projected onto them. When SQP
+ends infeasible, the violations are minimised from there (feasibility
+restoration) and SQP runs again; if no candidate is feasible, the feasible
+point of lowest objective met on the way (the initial plan or an iterate) is
+returned instead. Every returned :class:`Plan` reports its largest constraint
+violation (``max_constraint_violation``) and warns
+(:class:`InfeasiblePlanWarning`) when it exceeds ``constraint_tol`` (only
+when no feasible point was met at all).
 """
 
 from __future__ import annotations
@@ -435,12 +439,25 @@ def _plan(
         else ()
     )
 
+    def violation_of(z):
+        U = np.asarray(z, dtype=float).reshape(N, nu)
+        X = _trajectory(model, x0, U)[0]
+        viol = _violations(U, X, beacons, box, goal, goal_radius, use_goal_eq, state_cons)
+        return max(viol.values(), default=0.0)
+
+    def assess(res):
+        return violation_of(res.x)
+
     z0 = U0.reshape(-1).copy()
     J0 = fun(z0)[0]
     costs = [c0]
     objs = [J0]
+    # the feasible point of lowest objective met so far (the start and every iterate): returned when
+    # the optimizer itself ends infeasible
+    best = {"J": J0, "z": z0.copy(), "nit": 0} if cons and violation_of(z0) <= constraint_tol else None
 
     def cb(res):
+        nonlocal best
         z = np.asarray(res.x, dtype=float)
         hit = seen.get(z.tobytes())
         if hit is None:
@@ -448,6 +465,8 @@ def _plan(
             hit = seen[z.tobytes()]
         costs.append(hit[0])
         objs.append(hit[1])
+        if cons and (best is None or hit[1] < best["J"]) and violation_of(z) <= constraint_tol:
+            best = {"J": hit[1], "z": z.copy(), "nit": len(objs) - 1}
         if callback is not None:
             callback(res)
 
@@ -455,12 +474,6 @@ def _plan(
     t0 = time.perf_counter()
     # the optimizer's linear algebra is tiny: threaded BLAS only adds start-up costs (up to 10x on a
     # busy machine), so it runs on one BLAS thread (process-wide for the duration of the call)
-
-    def assess(res):
-        U = np.asarray(res.x, dtype=float).reshape(N, nu)
-        X = _trajectory(model, x0, U)[0]
-        viol = _violations(U, X, beacons, box, goal, goal_radius, use_goal_eq, state_cons)
-        return max(viol.values(), default=0.0)
 
     def solve(*args, **kw):
         r = minimize(*args, **kw)
@@ -487,6 +500,12 @@ def _plan(
             cands = [(assess(c), c) for c in (res, restored, res2)]
             ok = [c for v, c in cands if v <= constraint_tol]
             res = min(ok, key=lambda c: c.fun) if ok else min(cands, key=lambda vc: vc[0])[1]
+        if cons and best is not None and not interrupted and assess(res) > constraint_tol:
+            where = "the start" if best["nit"] == 0 else f"iteration {best['nit']}"
+            res = so.OptimizeResult(
+                x=best["z"], fun=best["J"], nit=res.nit, nfev=res.nfev, success=False,
+                message=f"best feasible iterate ({where}); the optimizer ended infeasible: {res.message}",
+            )  # fmt: skip
     elapsed = time.perf_counter() - t0
     U = np.asarray(res.x, dtype=float).reshape(N, nu)
     r = _rollout(model, beacons, x0, P0, U, M, Q0, check=False)

@@ -12,6 +12,7 @@ from physim.ekf import (
     Beacons,
     ClosedLoopResult,
     FinalTrace,
+    InfeasiblePlanWarning,
     KeepOut,
     MotionModel,
     Unicycle,
@@ -24,7 +25,11 @@ from physim.ekf import (
     summarize,
 )
 from physim.ekf.montecarlo import _chunks
+from physim.ekf.planning import _plan
 from physim.errors import InvalidInputError
+
+# every plan a closed loop returns must satisfy its constraints: a violation is a test failure
+pytestmark = pytest.mark.filterwarnings("error::physim.ekf.InfeasiblePlanWarning")
 
 DT = 0.2
 MODEL = Unicycle(DT)
@@ -190,3 +195,74 @@ def test_statistics_against_direct_formulas():
     so = np.sum((other.truth[:, -1, :2] - other.estimates[:, -1, :2]) ** 2, axis=1)
     assert pdiff["mse_difference"] == pytest.approx(np.mean(sq[:, -1] - so), rel=1e-12)
     assert pdiff["p_value"] == pytest.approx(stats.ttest_rel(sq[:, -1], so).pvalue, rel=1e-10)
+
+
+def test_start_inside_a_circle_is_projected_onto_its_boundary():
+    ctl = _controller()  # BeaconDistance(1.15) and KeepOut r = 0.3, planned with a 0.05 m margin
+    x = np.array([1.3365, 1.2731, 0.1852])  # 0.81 m from the beacon at (1, 2)
+    xs, moved = ctl.project_start(x)
+    d = np.linalg.norm(x[:2] - [1.0, 2.0])
+    assert moved == pytest.approx(1.2 - d, rel=1e-8)
+    assert np.linalg.norm(xs[:2] - [1.0, 2.0]) == pytest.approx(1.2, rel=1e-8)
+    # radially outwards, the heading untouched
+    np.testing.assert_allclose((xs[:2] - [1.0, 2.0]) / 1.2, (x[:2] - [1.0, 2.0]) / d, rtol=1e-8)
+    assert xs[2] == x[2]
+    # a start outside every circle is left alone, and so is the input array
+    same, zero = ctl.project_start(X0)
+    assert zero == 0.0 and np.array_equal(same, X0)
+    assert x.tolist() == [1.3365, 1.2731, 0.1852]
+    # no circle constraint: nothing to project
+    assert _controller(constraints=None).project_start(x)[1] == 0.0
+
+
+def test_plan_from_an_estimate_inside_a_constraint_is_feasible():
+    """The case the loop met (an EKF update moved the estimate 0.34 m into the beacon clearance).
+
+    From there no plan can satisfy the clearance at the first step; from the projected start the
+    returned plan satisfies every constraint as given.
+    """
+    ctl = _controller(maxiter=10)
+    x = np.array([1.33650532, 1.27308128, 0.18519004])
+    P = np.diag([0.01, 0.01, 0.002])
+    warm = np.array([[2.0, 0.176], [1.559, 0.166]] + [[1.109, 0.0]] * 4)
+    alt = np.tile([1.667, 0.0], (6, 1))
+    unprojected = ctl.plan(x, P, warm, 9, controls_alt=alt)
+    assert ctl.violation(unprojected, 9) > 0.01  # infeasible without the projection
+    xs, moved = ctl.project_start(x)
+    assert moved > 0.3
+    plan = ctl.plan(xs, P, warm, 9, controls_alt=alt)
+    assert ctl.violation(plan, 9) <= 1e-6, plan.constraint_violations
+    assert plan.feasible and np.array_equal(plan.trajectory[0], xs)
+
+
+def test_closed_loop_records_start_projections():
+    ctl = _controller(maxiter=10)
+    c, n, ss = _chunks(3, 2, 5)[0]  # the chunk whose second run meets an estimate inside the clearance
+    res = ctl.run(X0, P0, U0, n_runs=n, seed=ss)
+    assert res.start_projection_m.shape == res.plan_violation.shape == (2, 4)
+    assert res.start_projection_m[1, 1] > 0.3 and res.start_projection_m[:, 0].max() == 0.0
+    assert res.max_constraint_violation <= 1e-6, res.plan_violation
+    s = summarize(res)
+    assert s["projected_starts"] == int(np.sum(res.start_projection_m > 0)) >= 1
+    assert s["start_projection_max_m"] == res.start_projection_m.max()
+    assert s["infeasible_plans"] == 0
+
+
+def test_best_feasible_iterate_is_returned_when_the_optimizer_ends_infeasible():
+    """One SLSQP step from the feasible straight line leaves the goal equality: the start is returned."""
+    iterates = []
+    kw = dict(cost=FinalTrace(), bounds=BOUNDS, goal=GOAL, goal_mode="constraint", goal_radius=None,
+              goal_weight=100.0, smooth_weight=0.0, constraints=CONS, method=None, maxiter=1, tol=None,
+              constraint_tol=1e-6, callback=lambda r: iterates.append(np.array(r.x)), progress=False,
+              strict=False, warn=False, restore_feasibility=False)  # fmt: skip
+    plan = _plan(MODEL, BEACONS, X0, P0, U0, M, Q0, **kw)
+    ctl = _controller(horizon=None, execute=N, margin=0.0, goal_radius=None)
+    # the optimizer's own last iterate violates the goal constraint ...
+    assert len(iterates) == 1
+    last = _plan(MODEL, BEACONS, X0, P0, iterates[-1].reshape(N, 2), M, Q0, **{**kw, "maxiter": 0,
+                 "callback": None})  # fmt: skip
+    assert ctl.violation(last, N) > 1e-6
+    # ... so the plan returned is the best feasible point met: the (feasible) start
+    assert plan.feasible and plan.max_constraint_violation <= 1e-6
+    np.testing.assert_array_equal(plan.controls, U0)
+    assert "best feasible iterate (the start)" in plan.result.message
