@@ -15,6 +15,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
+from numpy.typing import ArrayLike
 
 from .._result import Result
 from .._validate import as_float_array, as_int, as_scalar
@@ -99,10 +100,10 @@ def _value(fun, x, args):
 
 def check_gradient(
     fun: Callable,
-    x,
-    direction=None,
+    x: ArrayLike,
+    direction: ArrayLike | None = None,
     *,
-    grad=None,
+    grad: ArrayLike | None = None,
     h0: float | None = None,
     n_steps: int = 12,
     seed: int = 0,

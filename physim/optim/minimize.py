@@ -71,6 +71,7 @@ from typing import NamedTuple
 
 import numpy as np
 import scipy.optimize as so
+from numpy.typing import ArrayLike
 
 from .._result import short_repr
 from .._validate import as_bool, as_float_array, as_int, as_scalar, check_memory
@@ -341,10 +342,10 @@ def _guard_constraints(constraints):
 
 def minimize(
     fun: Callable,
-    x0,
+    x0: ArrayLike,
     *,
     method: str = "lbfgs",
-    bounds=None,
+    bounds: Sequence[tuple[float | None, float | None]] | tuple[float | None, float | None] | so.Bounds | None = None,
     constraints: Sequence[dict] | dict = (),
     maxiter: int = 100,
     tol: float | None = None,

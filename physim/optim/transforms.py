@@ -18,6 +18,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import numpy as np
+from numpy.typing import ArrayLike, NDArray
 
 from .._result import readonly
 from .._validate import as_float_array, as_int, as_scalar
@@ -39,16 +40,16 @@ def _sigmoid(t: np.ndarray) -> np.ndarray:
 class Transform:
     """Interface: elementwise map z -> x with ``forward``, ``inverse`` and ``vjp``."""
 
-    def forward(self, z) -> np.ndarray:  # pragma: no cover - interface
+    def forward(self, z: ArrayLike) -> np.ndarray:  # pragma: no cover - interface
         raise NotImplementedError
 
-    def inverse(self, x) -> np.ndarray:  # pragma: no cover - interface
+    def inverse(self, x: ArrayLike) -> np.ndarray:  # pragma: no cover - interface
         raise NotImplementedError
 
-    def vjp(self, z, dx) -> np.ndarray:  # pragma: no cover - interface
+    def vjp(self, z: ArrayLike, dx: ArrayLike) -> np.ndarray:  # pragma: no cover - interface
         raise NotImplementedError
 
-    def __call__(self, z) -> np.ndarray:
+    def __call__(self, z: ArrayLike) -> np.ndarray:
         return self.forward(z)
 
 
@@ -66,13 +67,13 @@ def _arg(name: str, a, like=None) -> np.ndarray:
 class Identity(Transform):
     """x = z."""
 
-    def forward(self, z):
+    def forward(self, z: ArrayLike) -> NDArray[np.float64]:
         return _arg("z", z)
 
-    def inverse(self, x):
+    def inverse(self, x: ArrayLike) -> NDArray[np.float64]:
         return _arg("x", x)
 
-    def vjp(self, z, dx):
+    def vjp(self, z: ArrayLike, dx: ArrayLike) -> NDArray[np.float64]:
         z = _arg("z", z)
         return _arg("dx", dx, z)
 
@@ -123,13 +124,13 @@ class Bounded(Transform):
 
         return f"Bounded(lower={side(self.lower)}, upper={side(self.upper)}, beta={self.beta:.6g})"
 
-    def forward(self, z):
+    def forward(self, z: ArrayLike) -> NDArray[np.float64]:
         z = _arg("z", z, self.lower)
         return self.lower + (self.upper - self.lower) * _sigmoid(np.atleast_1d(self.beta * z)).reshape(
             z.shape
         )
 
-    def inverse(self, x):
+    def inverse(self, x: ArrayLike) -> NDArray[np.float64]:
         x = _arg("x", x, self.lower)
         s = (x - self.lower) / (self.upper - self.lower)
         if np.any((s <= 0) | (s >= 1)) or not np.all(np.isfinite(s)):
@@ -140,7 +141,7 @@ class Bounded(Transform):
             )
         return (np.log(s) - np.log1p(-s)) / self.beta
 
-    def vjp(self, z, dx):
+    def vjp(self, z: ArrayLike, dx: ArrayLike) -> NDArray[np.float64]:
         z = _arg("z", z, self.lower)
         dx = _arg("dx", dx, z)
         s = _sigmoid(np.atleast_1d(self.beta * z)).reshape(z.shape)
@@ -150,10 +151,10 @@ class Bounded(Transform):
 class Positive(Transform):
     """Softplus: ``x = log(1 + exp(z))`` (x > 0)."""
 
-    def forward(self, z):
+    def forward(self, z: ArrayLike) -> NDArray[np.float64]:
         return np.logaddexp(0.0, _arg("z", z))
 
-    def inverse(self, x):
+    def inverse(self, x: ArrayLike) -> NDArray[np.float64]:
         x = _arg("x", x)
         if np.any(~(x > 0)):
             bad = int(np.argmax(~(np.ravel(x) > 0)))
@@ -161,7 +162,7 @@ class Positive(Transform):
         # x + log(1 - exp(-x)), stable for small and large x
         return x + np.log(-np.expm1(-x))
 
-    def vjp(self, z, dx):
+    def vjp(self, z: ArrayLike, dx: ArrayLike) -> NDArray[np.float64]:
         z = _arg("z", z)
         dx = _arg("dx", dx, z)
         return dx * _sigmoid(np.atleast_1d(z)).reshape(z.shape)
@@ -183,7 +184,7 @@ class Stack(Transform):
     >>> t = Stack([(Bounded(0.1, 2.0), 2), (Identity(), 100)])  # 2 velocities, 100 times
     """
 
-    def __init__(self, blocks: Sequence[tuple[Transform, int]]):
+    def __init__(self, blocks: Sequence[tuple[Transform, int]]) -> None:
         out = []
         for i, b in enumerate(blocks):
             if not (isinstance(b, (tuple, list)) and len(b) == 2):
@@ -210,13 +211,13 @@ class Stack(Transform):
             off += n
         return out
 
-    def forward(self, z):
+    def forward(self, z: ArrayLike) -> NDArray[np.float64]:
         return self._apply("forward", z)
 
-    def inverse(self, x):
+    def inverse(self, x: ArrayLike) -> NDArray[np.float64]:
         return self._apply("inverse", x)
 
-    def vjp(self, z, dx):
+    def vjp(self, z: ArrayLike, dx: ArrayLike) -> NDArray[np.float64]:
         return self._apply("vjp", z, dx)
 
 
