@@ -75,8 +75,16 @@ class Browser:
         self._id = 0
         self.events: list[dict] = []
         self.session = None
-        targets = self.call("Target.getTargets")["targetInfos"]
-        page = next(t for t in targets if t["type"] == "page")
+        # the first page can appear a while after the browser answers (slow start under load)
+        deadline = time.monotonic() + timeout
+        while True:
+            targets = self.call("Target.getTargets")["targetInfos"]
+            page = next((t for t in targets if t["type"] == "page"), None)
+            if page is not None:
+                break
+            if time.monotonic() > deadline:
+                raise TimeoutError("chromium opened no page")
+            self.pump(0.1)
         self.session = self.call(
             "Target.attachToTarget", targetId=page["targetId"], flatten=True, session=False
         )["sessionId"]

@@ -6,6 +6,7 @@ Debian's ``chromium``).
 
 import io
 import sys
+import time
 from pathlib import Path
 
 import numpy as np
@@ -53,14 +54,31 @@ def page(tmp_path_factory):
     return path
 
 
+# Rendering is asynchronous (WebGL through SwiftShader on the CPU): on a busy machine the
+# first frame, or the frame after a field change, can take seconds to reach the screen. The
+# test therefore waits for the state it checks, up to a generous deadline, instead of sleeping
+# a fixed time; the checks themselves are the same whatever the wait.
+WAIT_S = 120.0
+
+
+def _screenshot_when(b: Browser, ok, timeout: float = WAIT_S) -> np.ndarray:
+    """Screenshots until ``ok(img)`` holds or ``timeout`` passes; the last screenshot."""
+    deadline = time.monotonic() + timeout
+    while True:
+        img = _pixels(b.screenshot())
+        if ok(img) or time.monotonic() > deadline:
+            return img
+        b.pump(0.25)
+
+
 def test_page_loads_without_errors_and_shows_the_coloured_mesh(page):
-    with Browser(CHROMIUM) as b:
+    canvas = (slice(200, None), slice(None))  # below the controls in the top-left corner
+    with Browser(CHROMIUM, timeout=WAIT_S) as b:
         b.open(page.as_uri())
-        assert b.wait_for("document.body && document.body.dataset.physimReady === '1'", timeout=60), (
+        assert b.wait_for("document.body && document.body.dataset.physimReady === '1'", timeout=WAIT_S), (
             f"view never became ready; errors: {b.errors()}"
         )
-        b.pump(0.5)
-        img = _pixels(b.screenshot())
+        img = _screenshot_when(b, lambda im: _coloured_fraction(im) > 0.05)
         assert b.errors() == []
         assert b.requests() == []  # standalone: nothing fetched from the network
         assert b.evaluate("document.getElementById('physim-field').options.length") == 2
@@ -76,9 +94,9 @@ def test_page_loads_without_errors_and_shows_the_coloured_mesh(page):
             "(() => { const s = document.getElementById('physim-field'); s.value = '1';"
             " s.dispatchEvent(new Event('change')); })()"
         )
-        b.pump(0.5)
-        assert b.evaluate("document.body.dataset.physimField") == "error"
-        img2 = _pixels(b.screenshot())
-        canvas = (slice(200, None), slice(None))  # below the controls in the top-left corner
-        assert _coloured_fraction(img2[canvas]) < 0.2 * _coloured_fraction(img[canvas])
+        assert b.wait_for("document.body.dataset.physimField === 'error'", timeout=WAIT_S)
+        before = _coloured_fraction(img[canvas])
+        img2 = _screenshot_when(b, lambda im: _coloured_fraction(im[canvas]) < 0.2 * before)
+        after = _coloured_fraction(img2[canvas])
+        assert after < 0.2 * before, f"mesh still coloured after choosing 'error' ({after:.3f} vs {before:.3f})"
         assert b.errors() == []
