@@ -100,12 +100,16 @@ import warnings
 from collections.abc import Callable, Mapping, Sequence, Set
 from dataclasses import dataclass
 from pathlib import Path, PurePath
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from . import __version__
 from ._atomic import atomic_write
 from .errors import ClusterError, InvalidInputError, InvalidTypeError
+
+if TYPE_CHECKING:
+    from dask.distributed import Client
 
 __all__ = ["run_sweep", "SweepResult", "task_key", "SERIAL", "ENV_SCHEDULER"]
 
@@ -223,7 +227,7 @@ class SweepResult:
 # --------------------------------------------------------------------------- task keys
 
 
-def task_key(task) -> str:
+def task_key(task: Any) -> str:
     """Stable hash of a task's content (32 hex digits), the name of its store file.
 
     Equal tasks get equal keys in every process and session: dicts are hashed
@@ -798,12 +802,12 @@ def run_sweep(
     fn: Callable,
     tasks: Sequence,
     *,
-    scheduler=None,
+    scheduler: str | os.PathLike | Client | None = None,
     workers: int | None = None,
     store: str | os.PathLike | None = None,
     progress: bool = False,
     retries: int = 1,
-    shared=None,
+    shared: Any = None,
 ) -> SweepResult:
     """Run ``fn(task)`` for every task, in parallel on Dask, streaming results into a store.
 

@@ -13,6 +13,7 @@ from pathlib import Path
 
 import meshio
 import numpy as np
+from numpy.typing import ArrayLike
 
 from ._atomic import atomic_write
 from ._validate import as_float_array, as_index_array
@@ -66,7 +67,7 @@ def _field(kind: str, name, value, rows: int) -> np.ndarray:
 
 def write_mesh(
     path: str | os.PathLike,
-    points,
+    points: ArrayLike,
     cells: Mapping[str, np.ndarray] | list[tuple[str, np.ndarray]],
     *,
     point_data: Mapping[str, np.ndarray] | None = None,

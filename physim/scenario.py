@@ -44,10 +44,14 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from . import _log, _progress
+
+if TYPE_CHECKING:
+    from tqdm import tqdm
 
 __all__ = ["ScenarioContext", "scenario_main", "write_json_atomic", "to_jsonable", "best_time"]
 
@@ -100,12 +104,12 @@ class ScenarioContext:
         """Whether loops and fits should show a progress bar (False with ``-q``)."""
         return _progress.enabled(True)
 
-    def progress_bar(self, total: int | None = None, desc: str = "", **kwargs):
+    def progress_bar(self, total: int | None = None, desc: str = "", **kwargs: Any) -> tqdm:
         """A progress bar for a loop of the scenario (disabled with ``-q``); see :func:`physim._progress.progress_bar`."""
         return _progress.progress_bar(total, desc or self.name, disable=not self.progress, **kwargs)
 
 
-def to_jsonable(obj):
+def to_jsonable(obj: Any) -> Any:
     """Convert numpy scalars/arrays and paths to plain JSON types (NaN/inf -> None)."""
     if isinstance(obj, dict):
         return {str(k): to_jsonable(v) for k, v in obj.items()}

@@ -1158,7 +1158,7 @@ class InteractiveView:
 
     def __init__(
         self, meshes: Any, fields: Sequence[str] | None = None, title: str = "", off_screen: bool = False
-    ):
+    ) -> None:
         import pyvista as pv
 
         self._layers = _view_layers(meshes, fields)

@@ -75,6 +75,7 @@ from dataclasses import dataclass
 import numpy as np
 import scipy.sparse as sps
 import scipy.sparse.linalg as spla
+from numpy.typing import ArrayLike
 
 from .._result import Result
 from .._validate import as_float_array
@@ -155,7 +156,7 @@ def _reverse_sweep(act, lam):
     return g, n_cyclic
 
 
-def adjoint(activation: Activation, d_loss_d_times) -> EikonalGradient:
+def adjoint(activation: Activation, d_loss_d_times: ArrayLike) -> EikonalGradient:
     """Vector-Jacobian product of :func:`solve`: pull dL/dtimes back to D and the sources.
 
     Parameters

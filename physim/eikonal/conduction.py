@@ -19,6 +19,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
+from numpy.typing import ArrayLike
 
 from .._result import Result
 from .._validate import as_float_array, check_positive
@@ -105,7 +106,7 @@ def _prep(fibers, v_fiber, v_cross, v_normal):
     return f, fib, sheets, nf, ns, (vf, sf), (vc, sc), (vn, sn), single
 
 
-def conduction_tensor(fibers, v_fiber, v_cross, v_normal=None) -> np.ndarray:
+def conduction_tensor(fibers: ArrayLike, v_fiber: ArrayLike, v_cross: ArrayLike, v_normal: ArrayLike | None = None) -> np.ndarray:
     """Per-element conduction tensors ``D`` (squared velocities, mm²/ms²).
 
     Parameters
@@ -146,7 +147,7 @@ def conduction_tensor(fibers, v_fiber, v_cross, v_normal=None) -> np.ndarray:
     )
 
 
-def conduction_tensor_vjp(fibers, v_fiber, v_cross, v_normal, dD) -> ConductionGradient:
+def conduction_tensor_vjp(fibers: ArrayLike, v_fiber: ArrayLike, v_cross: ArrayLike, v_normal: ArrayLike | None, dD: ArrayLike) -> ConductionGradient:
     """Pull a cotangent ``dD = dL/dD`` back to fibres and velocities.
 
     Parameters

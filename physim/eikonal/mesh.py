@@ -16,11 +16,17 @@ Points used by no element are allowed; the solver leaves them unreached.
 from __future__ import annotations
 
 import warnings
+from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
 import numpy as np
+from numpy.typing import ArrayLike, NDArray
 
 from .._validate import as_float_array, as_index_array, as_int, as_scalar, check_memory
 from ..errors import InvalidInputError, MeshError, ShapeError
+
+if TYPE_CHECKING:
+    import meshio
 
 __all__ = [
     "TetMesh",
@@ -101,7 +107,7 @@ class SimplexMesh:
             f"{orphans} point(s) now belong to no element"
         )
 
-    def __init__(self, points, cells, *, drop_degenerate: bool = False):
+    def __init__(self, points: ArrayLike, cells: ArrayLike, *, drop_degenerate: bool = False) -> None:
         nv = self.nodes_per_cell
         pts = as_float_array("points", points, shape=(None, None), finite=False, copy=True)
         if pts.shape[1] not in self._allowed_dims:
@@ -206,7 +212,7 @@ class SimplexMesh:
     def __repr__(self) -> str:
         return f"{type(self).__name__}(n_points={self.n_points}, n_cells={self.n_cells}, dim={self.dim})"
 
-    def locate(self, pts, *, tol: float = 1e-9):
+    def locate(self, pts: ArrayLike, *, tol: float = 1e-9) -> tuple[NDArray[np.int64], NDArray[np.float64]]:
         """Find the element containing each point.
 
         Parameters
@@ -284,7 +290,7 @@ class TetMesh(SimplexMesh):
     cell_type = "tetra"
     _allowed_dims = (3,)
 
-    def __init__(self, points, tets, *, drop_degenerate: bool = False):
+    def __init__(self, points: ArrayLike, tets: ArrayLike, *, drop_degenerate: bool = False) -> None:
         super().__init__(points, tets, drop_degenerate=drop_degenerate)
 
     @property
@@ -319,7 +325,7 @@ class TriMesh(SimplexMesh):
     cell_type = "triangle"
     _allowed_dims = (2, 3)
 
-    def __init__(self, points, triangles, *, drop_degenerate: bool = False):
+    def __init__(self, points: ArrayLike, triangles: ArrayLike, *, drop_degenerate: bool = False) -> None:
         super().__init__(points, triangles, drop_degenerate=drop_degenerate)
 
     @property
@@ -341,7 +347,7 @@ class TriMesh(SimplexMesh):
         return area, longest
 
 
-def from_meshio(mesh, cell_type: str | None = None, *, drop_degenerate: bool = False) -> SimplexMesh:
+def from_meshio(mesh: meshio.Mesh, cell_type: str | None = None, *, drop_degenerate: bool = False) -> SimplexMesh:
     """Build a :class:`TetMesh` or :class:`TriMesh` from a ``meshio.Mesh``.
 
     Parameters
@@ -403,7 +409,7 @@ def _norm_args(n, size, origin, dim):
     return nn, ss, oo
 
 
-def box_tet_mesh(n=4, size=1.0, *, origin=0.0, jitter: float = 0.0, seed=None) -> TetMesh:
+def box_tet_mesh(n: int | Sequence[int] = 4, size: float | Sequence[float] = 1.0, *, origin: float | Sequence[float] = 0.0, jitter: float = 0.0, seed: int | None = None) -> TetMesh:
     """Structured tetrahedral mesh of a box (default: the unit cube), 6 tets per cell.
 
     Each of the ``nx*ny*nz`` hexahedral cells is split into six tetrahedra
@@ -446,7 +452,7 @@ def box_tet_mesh(n=4, size=1.0, *, origin=0.0, jitter: float = 0.0, seed=None) -
     return TetMesh(pts, tets)
 
 
-def square_tri_mesh(n=4, size=1.0, *, origin=0.0, jitter: float = 0.0, seed=None) -> TriMesh:
+def square_tri_mesh(n: int | Sequence[int] = 4, size: float | Sequence[float] = 1.0, *, origin: float | Sequence[float] = 0.0, jitter: float = 0.0, seed: int | None = None) -> TriMesh:
     """Structured 2D triangle mesh of a rectangle (default: the unit square), 2 triangles per cell.
 
     Parameters are those of :func:`box_tet_mesh` in 2D.

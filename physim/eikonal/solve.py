@@ -30,6 +30,7 @@ import warnings
 from dataclasses import dataclass
 
 import numpy as np
+from numpy.typing import ArrayLike
 
 from .._result import Result
 from .._validate import as_float_array, as_index_array, as_int, as_scalar, check_spd
@@ -198,7 +199,7 @@ class Activation(Result):
         return float(t.max() - t.min())
 
 
-def prepare_D(mesh: SimplexMesh, D) -> np.ndarray:
+def prepare_D(mesh: SimplexMesh, D: ArrayLike) -> np.ndarray:
     """Validate ``D`` and broadcast it to (n_cells, dim, dim) float64.
 
     ``D`` may be a positive scalar (isotropic, ``D = D·I``; so ``v²`` for speed
@@ -393,11 +394,11 @@ def _parse_sources(mesh, sources):
 
 def solve(
     mesh: SimplexMesh,
-    D=None,
-    sources=None,
-    source_times=0.0,
+    D: ArrayLike | None = None,
+    sources: ArrayLike | None = None,
+    source_times: ArrayLike = 0.0,
     *,
-    velocity=None,
+    velocity: ArrayLike | None = None,
     tol: float = 1e-8,
     init_radius: float = 0.0,
     max_visits: int | None = None,
