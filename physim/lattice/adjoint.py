@@ -46,6 +46,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
+from numpy.typing import ArrayLike
 
 from .._result import Result
 from .._validate import as_float_array
@@ -79,7 +80,7 @@ class LatticeGradient(Result):
     adjoint_elongations: np.ndarray
 
 
-def adjoint(equilibrium: Equilibrium, d_loss_d_u, *, per_sample: bool = False) -> LatticeGradient:
+def adjoint(equilibrium: Equilibrium, d_loss_d_u: ArrayLike, *, per_sample: bool = False) -> LatticeGradient:
     """Vector-Jacobian product of :func:`~physim.lattice.solve` (no re-solve, no refactorisation).
 
     Parameters

@@ -20,9 +20,11 @@ schedule, 30 epochs of batches of 16, 16 starts.
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import numpy as np
+from numpy.typing import ArrayLike
 
 from .._result import Result, readonly
 from .._validate import as_float_array, as_index_array, as_scalar
@@ -88,11 +90,11 @@ def _check_features(features, n_inputs: int) -> np.ndarray:
 
 def feature_forces(
     network: SpringNetwork,
-    features,
-    inputs,
+    features: ArrayLike,
+    inputs: ArrayLike,
     *,
     force_scale: float = PAPER_FORCE_SCALE,
-    feature_max=None,
+    feature_max: ArrayLike | None = None,
 ) -> np.ndarray:
     """Encode features as nodal forces: ``F[s, inputs[j], 1] = -force_scale * x[s, j] / feature_max[j]``.
 
@@ -141,7 +143,7 @@ def _feature_max(x: np.ndarray, feature_max) -> np.ndarray:
     return np.array(xmax, dtype=float)
 
 
-def confusion_matrix(labels, predicted, n_classes: int) -> np.ndarray:
+def confusion_matrix(labels: ArrayLike, predicted: ArrayLike, n_classes: int) -> np.ndarray:
     """Counts ``C[i, j]`` of samples of true class ``i`` predicted as ``j``, int64 (k, k)."""
     y = as_index_array("labels", np.atleast_1d(labels), upper=n_classes)
     p = as_index_array("predicted", np.atleast_1d(predicted), upper=n_classes)
@@ -210,26 +212,26 @@ class ClassifierResult(Result):
         """Number of classes ``k``."""
         return int(self.outputs.shape[0])
 
-    def forces(self, features) -> np.ndarray:
+    def forces(self, features: ArrayLike) -> np.ndarray:
         """The encoded load cases (N, n, d) (N) of ``features`` (N, f)."""
         return feature_forces(
             self.network, features, self.inputs, force_scale=self.force_scale, feature_max=self.feature_max
         )
 
-    def displacements(self, features, stiffness=None) -> np.ndarray:
+    def displacements(self, features: ArrayLike, stiffness: ArrayLike | None = None) -> np.ndarray:
         """Equilibrium displacements (N, n, d) (m) for ``features``."""
         k = self.stiffness if stiffness is None else stiffness
         return solve(self.network, k, self.forces(features)).displacements
 
-    def probabilities(self, features) -> np.ndarray:
+    def probabilities(self, features: ArrayLike) -> np.ndarray:
         """Class probabilities ``|u_j| / sum |u|``, float64 (N, k)."""
         return class_probabilities(self.displacements(features), self.outputs)
 
-    def predict(self, features) -> np.ndarray:
+    def predict(self, features: ArrayLike) -> np.ndarray:
         """Predicted class ``argmax_j |u_j|`` of each sample, int64 (N,)."""
         return np.atleast_1d(predict_class(self.displacements(features), self.outputs)).astype(np.int64)
 
-    def accuracy(self, features, labels) -> float:
+    def accuracy(self, features: ArrayLike, labels: ArrayLike) -> float:
         """Fraction of samples whose predicted class equals ``labels`` (int (N,), in [0, k))."""
         pred = self.predict(features)
         y = as_index_array("labels", np.atleast_1d(labels), upper=self.n_classes)
@@ -237,11 +239,11 @@ class ClassifierResult(Result):
             raise ShapeError(f"labels must have shape {pred.shape}, got {y.shape}")
         return float(np.mean(pred == y))
 
-    def confusion_matrix(self, features, labels) -> np.ndarray:
+    def confusion_matrix(self, features: ArrayLike, labels: ArrayLike) -> np.ndarray:
         """Confusion matrix (k, k) int64 of ``features`` against ``labels`` (rows: true class)."""
         return confusion_matrix(labels, self.predict(features), self.n_classes)
 
-    def accuracy_history(self, features, labels) -> np.ndarray:
+    def accuracy_history(self, features: ArrayLike, labels: ArrayLike) -> np.ndarray:
         """Accuracy on ``features``/``labels`` after each epoch of the kept start, float64 (epochs,)."""
         f = self.forces(features)
         y = as_index_array("labels", np.atleast_1d(labels), upper=self.n_classes)
@@ -261,26 +263,26 @@ def _seed(seed: int, restart: int) -> int:
 
 def train_classifier(
     network: SpringNetwork,
-    features,
-    labels,
-    inputs,
-    outputs,
+    features: ArrayLike,
+    labels: ArrayLike,
+    inputs: ArrayLike,
+    outputs: ArrayLike,
     *,
     force_scale: float = PAPER_FORCE_SCALE,
-    feature_max=None,
+    feature_max: ArrayLike | None = None,
     epochs: int = 30,
     batch_size: int = 16,
     lr: float | None = None,
-    lr_schedule="cosine",
+    lr_schedule: str | Callable[[int, int], float] | None = "cosine",
     restarts: int = 16,
     init_spread: float = 1.0,
-    stiffness0=None,
+    stiffness0: ArrayLike | None = None,
     transform: Transform | None = None,
     seed: int = 0,
     rule: str = "in_situ",
     nudge: float = 0.1,
     start_margin: float = 0.02,
-    callback=None,
+    callback: Callable | None = None,
 ) -> ClassifierResult:
     """Train a mechanical network to classify samples from their features.
 

@@ -23,6 +23,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+from numpy.typing import ArrayLike
 
 from .._result import Result
 from .._validate import as_float_array, as_scalar
@@ -64,7 +65,7 @@ class PrintableSolid(Result):
         return float(np.einsum("ij,ij->i", v[:, 0], np.cross(v[:, 1], v[:, 2])).sum() / 6.0)
 
 
-def check_closed(triangles) -> None:
+def check_closed(triangles: ArrayLike) -> None:
     """Raise :class:`InvalidInputError` unless every edge is shared by exactly two triangles in opposite directions.
 
     That is: the surface is closed (watertight), manifold at its edges and
@@ -88,7 +89,7 @@ def check_closed(triangles) -> None:
 
 def printable_solid(
     network: SpringNetwork,
-    stiffness,
+    stiffness: ArrayLike,
     *,
     thickness: float = PAPER["thickness"],
     youngs_modulus: float = PAPER["youngs_modulus"],
@@ -206,7 +207,7 @@ def printable_solid(
 
 def export_printable(
     network: SpringNetwork,
-    stiffness,
+    stiffness: ArrayLike,
     path: str | os.PathLike,
     *,
     thickness: float = PAPER["thickness"],

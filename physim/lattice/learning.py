@@ -14,8 +14,10 @@ minibatch Adam on it.
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
+from numpy.typing import ArrayLike, NDArray
 
 from .._result import readonly
 from .._validate import as_float_array, as_index_array, as_scalar
@@ -25,6 +27,9 @@ from .adjoint import adjoint
 from .losses import predict_class
 from .network import SpringNetwork
 from .solve import Equilibrium, solve
+
+if TYPE_CHECKING:
+    from ..optim import MinimizeResult
 
 __all__ = [
     "PAPER",
@@ -60,22 +65,22 @@ def _float(name, x):
 
 
 def stiffness_from_width(
-    width,
+    width: ArrayLike,
     youngs_modulus: float = PAPER["youngs_modulus"],
     thickness: float = PAPER["thickness"],
     length: float = PAPER["spacing"],
-):
+) -> float | NDArray[np.float64]:
     """Axial stiffness ``k = Y w t / a`` (N/m) of a bar of width ``w`` (m)."""
     w = _float("width", width)
     return youngs_modulus * w * thickness / length
 
 
 def width_from_stiffness(
-    stiffness,
+    stiffness: ArrayLike,
     youngs_modulus: float = PAPER["youngs_modulus"],
     thickness: float = PAPER["thickness"],
     length: float = PAPER["spacing"],
-):
+) -> float | NDArray[np.float64]:
     """Inverse of :func:`stiffness_from_width`: width (m) of a bar of stiffness ``k`` (N/m)."""
     k = _float("stiffness", stiffness)
     return k * length / (youngs_modulus * thickness)
@@ -85,7 +90,7 @@ def stiffness_transform(
     width_min: float = PAPER["width_min"],
     width_max: float = PAPER["width_max"],
     beta: float = 1.0,
-    **material,
+    **material: float,
 ) -> Bounded:
     """Sigmoid map ``z -> k`` keeping the stiffness of a bar of width in [w_min, w_max].
 
@@ -108,7 +113,7 @@ def stiffness_transform(
     return Bounded(lo, hi, beta=beta)
 
 
-def weight_force(mass_g, gravity: float = PAPER["gravity"]):
+def weight_force(mass_g: float, gravity: float = PAPER["gravity"]) -> float:
     """Weight (N) of a hanging mass given in grams."""
     return _float("mass_g", mass_g) * 1e-3 * gravity
 
@@ -146,13 +151,13 @@ class LatticeObjective:
     def __init__(
         self,
         network: SpringNetwork,
-        forces,
+        forces: ArrayLike,
         loss: LossFn,
         transform: Transform | None = None,
         *,
         nonlinear: bool = False,
-        rest_length=None,
-    ):
+        rest_length: ArrayLike | None = None,
+    ) -> None:
         if not isinstance(network, SpringNetwork):
             raise InvalidTypeError(f"network must be a SpringNetwork, got {type(network).__name__}")
         f = as_float_array("forces", forces)
@@ -182,11 +187,11 @@ class LatticeObjective:
         """Number of load cases N."""
         return int(self.forces.shape[0])
 
-    def stiffness(self, z) -> np.ndarray:
+    def stiffness(self, z: ArrayLike) -> np.ndarray:
         """Stiffness (N/m) for optimisation variables ``z``."""
         return self.transform.forward(np.asarray(z, dtype=float))
 
-    def __call__(self, z, batch=None) -> tuple[float, np.ndarray]:
+    def __call__(self, z: ArrayLike, batch: ArrayLike | None = None) -> tuple[float, np.ndarray]:
         z = np.asarray(z, dtype=float)
         idx = (
             np.arange(self.n_samples)
@@ -204,16 +209,16 @@ class LatticeObjective:
 
 def train_adam(
     objective: LatticeObjective,
-    z0,
+    z0: ArrayLike,
     *,
     epochs: int = 100,
     batch_size: int | None = None,
     lr: float = 0.05,
     seed: int = 0,
-    callback=None,
+    callback: Callable | None = None,
     progress: bool = False,
-    **kwargs,
-):
+    **kwargs: Any,
+) -> MinimizeResult:
     """Minibatch Adam on a :class:`LatticeObjective` through :func:`physim.optim.minimize`.
 
     Parameters
@@ -277,7 +282,7 @@ def train_adam(
     return res
 
 
-def accuracy(network: SpringNetwork, stiffness, forces, labels, outputs) -> float:
+def accuracy(network: SpringNetwork, stiffness: ArrayLike, forces: ArrayLike, labels: ArrayLike, outputs: ArrayLike) -> float:
     """Fraction of load cases whose predicted class ``argmax |u_out|`` equals the label.
 
     Parameters
@@ -313,7 +318,7 @@ def paper_network() -> SpringNetwork:
     return triangular_lattice((5, 4, 3, 2), PAPER["spacing"], fixed=[0, 4])
 
 
-def load_iris():
+def load_iris() -> tuple[NDArray[np.float64], NDArray[np.int64]]:
     """The Iris data set shipped with physim.
 
     Returns
@@ -334,7 +339,7 @@ def load_iris():
 PENGUIN_SPECIES = ("Adelie", "Chinstrap", "Gentoo")
 
 
-def load_penguins():
+def load_penguins() -> tuple[NDArray[np.float64], NDArray[np.int64]]:
     """The Palmer penguins data shipped with physim (Gorman, Williams & Fraser 2014; CC0).
 
     Rows with a missing value are dropped (333 of 344 remain).

@@ -10,6 +10,7 @@ nodes 12 and 13. Every loss accepts displacements of shape (n, d) or a batch
 from __future__ import annotations
 
 import numpy as np
+from numpy.typing import ArrayLike
 
 from .._validate import as_float_array, as_index_array, as_scalar
 from ..errors import InvalidInputError, ShapeError
@@ -40,7 +41,7 @@ def _disp(u) -> tuple[np.ndarray, bool]:
     raise ShapeError(f"u must have shape (n, d) or (B, n, d), got {a.shape}")
 
 
-def output_values(u, outputs) -> np.ndarray:
+def output_values(u: ArrayLike, outputs: ArrayLike) -> np.ndarray:
     """Displacements at the outputs: float64 (k,) or (B, k) (m)."""
     ub, batched = _disp(u)
     o = _outputs(outputs, ub)
@@ -48,7 +49,7 @@ def output_values(u, outputs) -> np.ndarray:
     return v if batched else v[0]
 
 
-def mse_loss(u, outputs, target, *, scale: float = 1.0) -> tuple[float, np.ndarray]:
+def mse_loss(u: ArrayLike, outputs: ArrayLike, target: ArrayLike, *, scale: float = 1.0) -> tuple[float, np.ndarray]:
     """Mean squared error of the output displacements against a target.
 
     Parameters
@@ -87,7 +88,7 @@ def mse_loss(u, outputs, target, *, scale: float = 1.0) -> tuple[float, np.ndarr
     return value, (grad if batched else grad[0])
 
 
-def class_probabilities(u, outputs) -> np.ndarray:
+def class_probabilities(u: ArrayLike, outputs: ArrayLike) -> np.ndarray:
     """Class probabilities ``p_j = |u_j| / sum_l |u_l|`` over the outputs, (k,) or (B, k)."""
     v = np.abs(output_values(u, outputs))
     s = v.sum(axis=-1, keepdims=True)
@@ -95,14 +96,14 @@ def class_probabilities(u, outputs) -> np.ndarray:
         return np.where(s > 0, v / np.where(s > 0, s, 1.0), 1.0 / v.shape[-1])
 
 
-def predict_class(u, outputs) -> np.ndarray | int:
+def predict_class(u: ArrayLike, outputs: ArrayLike) -> np.ndarray | int:
     """Predicted class ``argmax_j |u_j|``: int or int64 (B,)."""
     v = np.abs(output_values(u, outputs))
     p = np.argmax(v, axis=-1)
     return int(p) if np.ndim(p) == 0 else p.astype(np.int64)
 
 
-def classifier_loss(u, outputs, labels, *, eps: float = 1e-30) -> tuple[float, np.ndarray]:
+def classifier_loss(u: ArrayLike, outputs: ArrayLike, labels: ArrayLike, *, eps: float = 1e-30) -> tuple[float, np.ndarray]:
     """Cross-entropy of the displacement-magnitude classifier (Li & Mao 2024).
 
     ``p_j = |u_j| / sum_l |u_l|`` over the k output dofs, loss

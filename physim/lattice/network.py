@@ -12,13 +12,22 @@ Builders: :func:`triangular_lattice`, :func:`square_lattice`,
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from functools import cached_property
+from typing import TYPE_CHECKING
 
 import numpy as np
+from numpy.typing import ArrayLike
 
 from .._validate import as_float_array, as_index_array, as_int, as_scalar, check_finite, check_memory
 from ..errors import InvalidInputError, InvalidTypeError, MeshError, ShapeError
 from . import _kernels
+
+if TYPE_CHECKING:
+    import os
+
+    import meshio
+    import scipy.sparse as sp
 
 #: coordinates and bond lengths (m) outside this range cannot be squared safely in float64
 LENGTH_RANGE = (1e-100, 1e100)
@@ -74,7 +83,7 @@ class SpringNetwork:
     sparsity pattern of the stiffness matrix) is computed once and cached.
     """
 
-    def __init__(self, points, bonds, fixed):
+    def __init__(self, points: ArrayLike, bonds: ArrayLike, fixed: ArrayLike) -> None:
         pts = as_float_array("points", points, shape=(None, None), copy=True)
         n, d = pts.shape
         if d not in (2, 3):
@@ -206,7 +215,7 @@ class SpringNetwork:
         blk = (2 * self.dim) ** 2
         return _readonly(entry_map.reshape(self.n_bonds, blk)), _readonly(indices), _readonly(indptr)
 
-    def compatibility_matrix(self):
+    def compatibility_matrix(self) -> sp.csr_matrix:
         """The compatibility matrix ``C`` with ``e = C u`` (linear elongations).
 
         Returns
@@ -226,18 +235,18 @@ class SpringNetwork:
         vals = np.concatenate([-self.directions, self.directions], axis=1).ravel()
         return sp.csr_matrix((vals, (rows, cols)), shape=(m, self.n_nodes * d))
 
-    def remove_bonds(self, idx) -> SpringNetwork:
+    def remove_bonds(self, idx: ArrayLike) -> SpringNetwork:
         """A new network without the bonds ``idx`` (damage); see :func:`remove_bonds`."""
         return remove_bonds(self, idx)
 
-    def kept_bonds(self, idx) -> np.ndarray:
+    def kept_bonds(self, idx: ArrayLike) -> np.ndarray:
         """Indices of the bonds kept when ``idx`` are removed, int64 (m - len(idx),)."""
         rm = as_index_array("idx", np.atleast_1d(idx), upper=self.n_bonds)
         keep = np.ones(self.n_bonds, dtype=bool)
         keep[rm] = False
         return np.flatnonzero(keep)
 
-    def with_fixed(self, fixed) -> SpringNetwork:
+    def with_fixed(self, fixed: ArrayLike) -> SpringNetwork:
         """The same geometry with a different set of pinned dofs."""
         return SpringNetwork(self.points, self.bonds, fixed)
 
@@ -248,7 +257,7 @@ class SpringNetwork:
         )
 
 
-def remove_bonds(network: SpringNetwork, idx) -> SpringNetwork:
+def remove_bonds(network: SpringNetwork, idx: ArrayLike) -> SpringNetwork:
     """Return a copy of ``network`` without the bonds ``idx``.
 
     Parameters
@@ -273,7 +282,7 @@ def remove_bonds(network: SpringNetwork, idx) -> SpringNetwork:
     return SpringNetwork(network.points, network.bonds[keep], network.fixed_dofs)
 
 
-def triangular_lattice(rows, spacing: float = 16e-3, fixed=()) -> SpringNetwork:
+def triangular_lattice(rows: Sequence[int], spacing: float = 16e-3, fixed: ArrayLike = ()) -> SpringNetwork:
     """A triangular-lattice patch given the number of nodes in each row.
 
     Rows run from the top (``y = 0``) downwards, ``spacing * sqrt(3)/2`` apart.
@@ -342,7 +351,7 @@ def triangular_lattice(rows, spacing: float = 16e-3, fixed=()) -> SpringNetwork:
     return SpringNetwork(pts, np.concatenate(bonds), fixed)
 
 
-def square_lattice(nx: int, ny: int, diagonals=True, spacing: float = 16e-3, fixed=()) -> SpringNetwork:
+def square_lattice(nx: int, ny: int, diagonals: bool | str = True, spacing: float = 16e-3, fixed: ArrayLike = ()) -> SpringNetwork:
     """A square lattice of ``nx`` by ``ny`` nodes, optionally braced.
 
     Parameters
@@ -387,7 +396,7 @@ def square_lattice(nx: int, ny: int, diagonals=True, spacing: float = 16e-3, fix
     return SpringNetwork(pts, np.concatenate(b), fixed)
 
 
-def from_mesh(mesh, fixed=(), dim: int | None = None) -> SpringNetwork:
+def from_mesh(mesh: meshio.Mesh | str | os.PathLike, fixed: ArrayLike = (), dim: int | None = None) -> SpringNetwork:
     """A spring network on the edges of a triangle and/or tetrahedron mesh.
 
     Parameters

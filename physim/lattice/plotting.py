@@ -17,12 +17,20 @@ deformed shape. 3D networks are rendered with pyvista.
 from __future__ import annotations
 
 import os
+from collections.abc import Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
+from numpy.typing import ArrayLike
 
 from ..io import write_mesh
 from .network import SpringNetwork
+
+if TYPE_CHECKING:
+    from matplotlib.artist import Artist
+    from matplotlib.axes import Axes
+    from matplotlib.cm import ScalarMappable
 
 __all__ = ["write_network", "plot_network", "draw_network", "magnification", "FIELD_LIMIT"]
 
@@ -35,7 +43,7 @@ def _pad3(x: np.ndarray) -> np.ndarray:
 
 
 def write_network(
-    path: str | os.PathLike, network: SpringNetwork, stiffness, displacements=None, **cell_fields
+    path: str | os.PathLike, network: SpringNetwork, stiffness: ArrayLike, displacements: ArrayLike | None = None, **cell_fields: ArrayLike
 ) -> Path:
     """Write a network as a ``.vtu`` of line cells.
 
@@ -59,7 +67,7 @@ def write_network(
     return write_mesh(path, network.points, {"line": network.bonds}, point_data=pd, cell_data=cd)
 
 
-def magnification(network: SpringNetwork, u) -> float:
+def magnification(network: SpringNetwork, u: ArrayLike) -> float:
     """A round displacement magnification (1, 2 or 5 times a power of ten) making the largest
     displacement ``u`` (m, any shape) about a quarter of the mean bond length."""
     u = np.asarray(u, dtype=float)
@@ -79,22 +87,22 @@ def _fmt_factor(s: float) -> str:
 
 
 def draw_network(
-    ax,
+    ax: Axes,
     network: SpringNetwork,
-    stiffness,
-    displacements=None,
+    stiffness: ArrayLike,
+    displacements: ArrayLike | None = None,
     *,
     scale: float | None = None,
-    clim=None,
-    loads=(),
-    outputs=(),
-    targets=None,
-    removed=None,
-    highlight=(),
+    clim: tuple[float, float] | None = None,
+    loads: Sequence[int] = (),
+    outputs: ArrayLike = (),
+    targets: ArrayLike | None = None,
+    removed: ArrayLike | None = None,
+    highlight: Sequence[int] = (),
     node_labels: dict | None = None,
     max_linewidth: float = 6.0,
     cmap: str = "viridis",
-):
+) -> tuple[ScalarMappable, list[Artist]]:
     """Draw a 2D network into a matplotlib axes (coordinates in mm).
 
     Parameters
@@ -271,21 +279,21 @@ def _outline(network: SpringNetwork, pts: np.ndarray) -> np.ndarray:
 def plot_network(
     path: str | os.PathLike,
     network: SpringNetwork,
-    stiffness,
-    displacements=None,
+    stiffness: ArrayLike,
+    displacements: ArrayLike | None = None,
     *,
     scale: float | None = None,
-    clim=None,
+    clim: tuple[float, float] | None = None,
     title: str = "",
-    loads=(),
-    outputs=(),
-    targets=None,
-    removed=None,
-    highlight=(),
+    loads: Sequence[int] = (),
+    outputs: ArrayLike = (),
+    targets: ArrayLike | None = None,
+    removed: ArrayLike | None = None,
+    highlight: Sequence[int] = (),
     node_labels: dict | None = None,
     max_width: float = 6.0,
-    figsize=(7.0, 6.0),
-    window_size=(1000, 800),
+    figsize: tuple[float, float] = (7.0, 6.0),
+    window_size: tuple[int, int] = (1000, 800),
     show_nodes: bool | None = None,
 ) -> Path:
     """Picture of a network: bond colour and width = stiffness, deformed wireframe, legend, colorbar.

@@ -48,6 +48,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
+from numpy.typing import ArrayLike
 
 from .._result import Result, readonly
 from .._validate import as_float_array, as_index_array, as_scalar
@@ -144,7 +145,7 @@ def _output_compliance(eq: Equilibrium, o: np.ndarray):
 
 
 def coupled_learning(
-    network: SpringNetwork, stiffness, forces, outputs, targets, *, eta: float, rate: float = 1.0
+    network: SpringNetwork, stiffness: ArrayLike, forces: ArrayLike, outputs: ArrayLike, targets: ArrayLike | None, *, eta: float, rate: float = 1.0
 ) -> RuleUpdate:
     """Coupled-learning update of the stiffnesses for a batch of load cases (linear model).
 
@@ -188,7 +189,7 @@ def coupled_learning(
     return RuleUpdate(gradient=g, update=-rate * g, free=eq, nudge=eta, n_solves=2 * nb)
 
 
-def coupled_learning_limit(network: SpringNetwork, stiffness, forces, outputs, targets) -> np.ndarray:
+def coupled_learning_limit(network: SpringNetwork, stiffness: ArrayLike, forces: ArrayLike, outputs: ArrayLike, targets: ArrayLike | None) -> np.ndarray:
     """The ``eta -> 0`` limit of :func:`coupled_learning`'s gradient estimate, (m,) (linear model).
 
     It is the exact in situ gradient (:func:`~physim.lattice.adjoint`) with
@@ -208,8 +209,8 @@ def coupled_learning_limit(network: SpringNetwork, stiffness, forces, outputs, t
 
 def equilibrium_propagation(
     network: SpringNetwork,
-    stiffness,
-    forces,
+    stiffness: ArrayLike,
+    forces: ArrayLike,
     loss: Callable,
     *,
     beta: float,
@@ -264,7 +265,7 @@ def equilibrium_propagation(
     return RuleUpdate(gradient=g, update=-rate * g, free=eq, nudge=beta, n_solves=n)
 
 
-def class_targets(u_out, labels, *, gain: float = 1.5, shrink: float = 0.5) -> np.ndarray:
+def class_targets(u_out: ArrayLike, labels: ArrayLike, *, gain: float = 1.5, shrink: float = 0.5) -> np.ndarray:
     """Coupled-learning targets for the ``|u|`` classifier: raise the true output, shrink the others.
 
     Parameters
@@ -344,16 +345,16 @@ class RuleObjective:
     def __init__(
         self,
         network: SpringNetwork,
-        forces,
+        forces: ArrayLike,
         loss: Callable,
         transform: Transform | None = None,
         *,
         rule: str = "coupled_learning",
         nudge: float = 0.1,
-        outputs=None,
-        targets=None,
+        outputs: ArrayLike | None = None,
+        targets: ArrayLike | Callable | None = None,
         symmetric: bool = False,
-    ):
+    ) -> None:
         if not isinstance(network, SpringNetwork):
             raise InvalidTypeError(f"network must be a SpringNetwork, got {type(network).__name__}")
         if rule not in RULES:
@@ -387,11 +388,11 @@ class RuleObjective:
         """Number of load cases N."""
         return int(self.forces.shape[0])
 
-    def stiffness(self, z) -> np.ndarray:
+    def stiffness(self, z: ArrayLike) -> np.ndarray:
         """Stiffness (N/m) for optimisation variables ``z``."""
         return self.transform.forward(np.asarray(z, dtype=float))
 
-    def __call__(self, z, batch=None) -> tuple[float, np.ndarray]:
+    def __call__(self, z: ArrayLike, batch: ArrayLike | None = None) -> tuple[float, np.ndarray]:
         z = np.asarray(z, dtype=float)
         idx = (
             np.arange(self.n_samples)

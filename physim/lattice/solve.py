@@ -36,6 +36,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 import scipy.sparse as sp
+from numpy.typing import ArrayLike
 from scipy.sparse.linalg import splu
 
 from .._result import Result
@@ -130,7 +131,7 @@ def _dense(network: SpringNetwork, data: np.ndarray) -> np.ndarray:
     return K.reshape(nf, nf)
 
 
-def stiffness_matrix(network: SpringNetwork, stiffness) -> sp.csc_matrix:
+def stiffness_matrix(network: SpringNetwork, stiffness: ArrayLike) -> sp.csc_matrix:
     """The linear stiffness matrix ``K = C^T diag(k) C`` on the free dofs.
 
     Parameters
@@ -425,11 +426,11 @@ def _check_forces(network: SpringNetwork, forces) -> tuple[np.ndarray, bool]:
 # ---------------------------------------------------------------------------
 def solve(
     network: SpringNetwork,
-    stiffness,
-    forces,
+    stiffness: ArrayLike,
+    forces: ArrayLike,
     *,
     nonlinear: bool = False,
-    rest_length=None,
+    rest_length: ArrayLike | None = None,
     rtol: float = 1e-10,
     max_iter: int = 30,
     load_steps: int = 1,
