@@ -63,6 +63,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 import numpy as np
+from numpy.typing import ArrayLike
 
 from .._result import Result
 from .._validate import as_float_array, check_returned
@@ -141,7 +142,7 @@ def _cotangents(rollout: Rollout, cost):
     )
 
 
-def adjoint(rollout: Rollout, cost, *, d_cost_d_states=None) -> Gradients:
+def adjoint(rollout: Rollout, cost: CovarianceCost, *, d_cost_d_states: ArrayLike | None = None) -> Gradients:
     """Gradients of a covariance cost by one backward sweep.
 
     Parameters
@@ -229,7 +230,7 @@ def _trajectory_adjoint(model, X, U, F, G, Fb, Gb, Xb):
     return x0b, Ub, {}
 
 
-def trajectory_vjp(rollout: Rollout, d_cost_d_states) -> tuple[np.ndarray, np.ndarray]:
+def trajectory_vjp(rollout: Rollout, d_cost_d_states: ArrayLike) -> tuple[np.ndarray, np.ndarray]:
     """VJP of the nominal trajectory alone: (∂J/∂x0 (n,), ∂J/∂controls (N, n_u)).
 
     ``d_cost_d_states`` (N+1, n) is the cotangent of ``rollout.states``.

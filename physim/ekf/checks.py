@@ -22,6 +22,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
+from numpy.typing import ArrayLike
 
 from .._result import Result
 from .._validate import as_float_array
@@ -344,9 +345,9 @@ def _check_sensor(sensor: MeasurementModel, x, n_state, n_points, rng, col: _Col
 
 
 def check_model(
-    model,
-    x=None,
-    u=None,
+    model: MotionModel | MeasurementModel,
+    x: ArrayLike | None = None,
+    u: ArrayLike | None = None,
     *,
     n_state: int = 3,
     n_points: int = 3,

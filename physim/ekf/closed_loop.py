@@ -45,15 +45,25 @@ from __future__ import annotations
 
 import time
 import warnings
+from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
+from numpy.typing import ArrayLike
 
 from .._validate import as_float_array, as_scalar
 from ..errors import InvalidInputError
 from .constraints import _Circles, as_constraints
 from .filter import FilterResult, _draw_noise, _segment, _sqrt_psd, _validate
 from .planning import InfeasiblePlanWarning, _bounds, _plan, _violations
+
+if TYPE_CHECKING:
+    from .constraints import StateConstraint
+    from .costs import CovarianceCost
+    from .models import MotionModel
+    from .planning import Plan
+    from .sensors import MeasurementModel
 
 __all__ = ["ActiveSensingController", "ClosedLoopResult"]
 
@@ -158,21 +168,21 @@ class ActiveSensingController:
 
     def __init__(
         self,
-        model,
-        beacons,
-        M,
-        Q0,
+        model: MotionModel,
+        beacons: MeasurementModel,
+        M: ArrayLike,
+        Q0: ArrayLike,
         *,
         horizon: int | None = None,
         execute: int = 1,
-        cost=None,
-        bounds=None,
-        goal=None,
+        cost: CovarianceCost | None = None,
+        bounds: tuple[ArrayLike, ArrayLike] | None = None,
+        goal: ArrayLike | None = None,
         goal_mode: str = "constraint",
         goal_radius: float | None = None,
         goal_weight: float = 100.0,
         smooth_weight: float = 0.0,
-        constraints=None,
+        constraints: Sequence[StateConstraint] | None = None,
         reach_speed: float | None = None,
         dt: float | None = None,
         method: str | None = None,
@@ -181,7 +191,7 @@ class ActiveSensingController:
         margin: float = 0.0,
         joseph: bool = True,
         constraint_tol: float = 1e-6,
-    ):
+    ) -> None:
         n, nu = model.n_state, model.n_control
         # validates model and sensor types and the noise matrices (x0/P0/U are placeholders)
         _validate(model, beacons, np.zeros(n), np.eye(n), np.zeros((1, nu)), M, Q0)
@@ -229,7 +239,7 @@ class ActiveSensingController:
             opts.update(goal_radius=None)
         return opts
 
-    def violation(self, plan, steps_left: int) -> float:
+    def violation(self, plan: Plan, steps_left: int) -> float:
         """Largest violation of a plan made at ``steps_left`` steps before the end, against the constraints as given."""
         opts = self._options(plan.controls.shape[0], steps_left)
         radius = opts["goal_radius"]
@@ -238,7 +248,7 @@ class ActiveSensingController:
                         self.constraints)  # fmt: skip
         return max(v.values(), default=0.0)
 
-    def project_start(self, x) -> tuple[np.ndarray, float]:
+    def project_start(self, x: ArrayLike) -> tuple[np.ndarray, float]:
         """The state ``x`` with its position moved radially out of every (margin-tightened) circle constraint.
 
         Returns the projected state and the distance moved (m). Other state
@@ -265,7 +275,7 @@ class ActiveSensingController:
         x[:2] = p
         return x, float(np.linalg.norm(p - p0))
 
-    def plan(self, x, P, controls_warm, steps_left: int, controls_alt=None):
+    def plan(self, x: ArrayLike, P: ArrayLike, controls_warm: ArrayLike, steps_left: int, controls_alt: ArrayLike | None = None) -> Plan:
         """One plan of ``len(controls_warm)`` steps from the estimate (x (n,), P (n, n)).
 
         ``steps_left`` is the number of steps to the end of the mission (≥ the
@@ -303,7 +313,7 @@ class ActiveSensingController:
             return min(feasible, key=lambda c: c.cost)
         return min(candidates, key=lambda c: c.max_constraint_violation)
 
-    def run(self, x0, P0, controls0, *, n_runs: int = 1, seed=None) -> ClosedLoopResult:
+    def run(self, x0: ArrayLike, P0: ArrayLike, controls0: ArrayLike, *, n_runs: int = 1, seed: int | None = None) -> ClosedLoopResult:
         """Simulate ``n_runs`` missions of N = len(controls0) steps in closed loop.
 
         Parameters

@@ -87,6 +87,7 @@ from __future__ import annotations
 import inspect
 import sys
 import threading
+from typing import Any, TypeVar
 
 import numba
 import numpy as np
@@ -212,6 +213,9 @@ def _check_finite_out(what: str, a: np.ndarray, what_axis: str = "step") -> None
         )
 
 
+_P = TypeVar("_P", bound="_ParamsMixin")
+
+
 class _ParamsMixin:
     param_names: tuple[str, ...] = ()
     boundscheck: bool = True
@@ -239,7 +243,7 @@ class _ParamsMixin:
         """Parameters by name (floats, or arrays of their given shapes)."""
         return _unpack(self._layout, self.params)
 
-    def with_params(self, **changes):
+    def with_params(self: _P, **changes: Any) -> _P:
         """A copy with some parameters replaced."""
         return type(self)(**{**self.param_dict(), **changes})
 
@@ -282,7 +286,7 @@ class CompiledMotionModel(_ParamsMixin, MotionModel):
                     f"{cls.__name__}.{attr} must be a positive int class attribute, got {v!r}"
                 )
 
-    def __init__(self, **params):
+    def __init__(self, **params: Any) -> None:
         self._init_params(params)
 
     @property
@@ -310,10 +314,10 @@ class CompiledMotionModel(_ParamsMixin, MotionModel):
         _user_call(f"{type(self).__name__}.f", UK.user_rollout, self._f, self._p, x, u[None], X, F, G)
         return X[1], F[0], G[0]
 
-    def step(self, x, u):
+    def step(self, x: np.ndarray, u: np.ndarray) -> np.ndarray:
         return self._eval(x, u)[0]
 
-    def jacobians(self, x, u):
+    def jacobians(self, x: np.ndarray, u: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         _, F, G = self._eval(x, u)
         return F, G
 
@@ -332,11 +336,11 @@ class CompiledMotionModel(_ParamsMixin, MotionModel):
         # remove the first-order terms Fᵀλ, Gᵀλ the costate recursion adds
         return x0b - F.T @ lam, Ub[0] - G.T @ lam, pb
 
-    def jacobians_vjp(self, x, u, F_bar, G_bar):
+    def jacobians_vjp(self, x: np.ndarray, u: np.ndarray, F_bar: np.ndarray, G_bar: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         xb, ub, _ = self._vjp(x, u, np.zeros(self.n_state), F_bar, G_bar)
         return xb, ub
 
-    def parameter_vjp(self, x, u, lam, F_bar, G_bar) -> dict:
+    def parameter_vjp(self, x: np.ndarray, u: np.ndarray, lam: np.ndarray, F_bar: np.ndarray, G_bar: np.ndarray) -> dict:
         """∂(⟨λ, f⟩ + ⟨F̄, F⟩ + ⟨Ḡ, G⟩)/∂(parameters) at (x, u), by parameter name."""
         return _unpack(self._layout, self._vjp(x, u, lam, F_bar, G_bar)[2])
 
@@ -371,7 +375,7 @@ class CompiledMeasurementModel(_ParamsMixin, MeasurementModel):
     #: smallest state dimension the sensor reads (e.g. 3 when it reads a heading)
     min_state: int = 1
 
-    def __init__(self, **params):
+    def __init__(self, **params: Any) -> None:
         cls = type(self)
         self._init_params(params)
         m = self.n_meas
@@ -402,14 +406,14 @@ class CompiledMeasurementModel(_ParamsMixin, MeasurementModel):
             )
         return X
 
-    def measure(self, X):
+    def measure(self, X: np.ndarray) -> np.ndarray:
         X = self._states(X)
         Z = np.empty((X.shape[0], self.n_meas))
         _user_call(f"{type(self).__name__}.h", UK.user_measure, self._h, self._p, X, Z)
         _check_finite_out(f"{type(self).__name__}.h", Z, "state")
         return Z
 
-    def jacobians(self, X):
+    def jacobians(self, X: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         X = self._states(X)
         H = np.empty((X.shape[0], self.n_meas, X.shape[1]))
         Rd = np.empty((X.shape[0], self.n_meas))
@@ -423,7 +427,7 @@ class CompiledMeasurementModel(_ParamsMixin, MeasurementModel):
             )
         return H, Rd
 
-    def jacobians_vjp(self, X, H_bar, R_bar):
+    def jacobians_vjp(self, X: np.ndarray, H_bar: np.ndarray, R_bar: np.ndarray) -> tuple[np.ndarray, dict]:
         X = self._states(X)
         Kn, n = X.shape
         Hb = as_float_array("H_bar", H_bar, (Kn, self.n_meas, n))

@@ -21,10 +21,16 @@ Write your own by subclassing :class:`StateConstraint` and implementing
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import numpy as np
+from numpy.typing import ArrayLike
 
 from .._validate import as_float_array, as_scalar
 from ..errors import InvalidInputError, InvalidTypeError
+
+if TYPE_CHECKING:
+    from .sensors import MeasurementModel
 
 __all__ = ["StateConstraint", "KeepOut", "BeaconDistance"]
 
@@ -38,15 +44,15 @@ class StateConstraint:
 
     name = "state constraint"
 
-    def values(self, X: np.ndarray, sensor) -> np.ndarray:
+    def values(self, X: np.ndarray, sensor: MeasurementModel) -> np.ndarray:
         """Constraint values (K, q) at states X (K, n); feasible where ≥ 0."""
         raise NotImplementedError
 
-    def jacobian(self, X: np.ndarray, sensor) -> np.ndarray:
+    def jacobian(self, X: np.ndarray, sensor: MeasurementModel) -> np.ndarray:
         """∂c/∂x (K, q, n) at states X (K, n)."""
         raise NotImplementedError
 
-    def violation(self, X: np.ndarray, sensor) -> float:
+    def violation(self, X: np.ndarray, sensor: MeasurementModel) -> float:
         """Largest violation at states X (K, n) (0 when feasible), in the units of ``values``."""
         return float(max(0.0, -float(np.min(self.values(X, sensor), initial=0.0))))
 
@@ -61,26 +67,26 @@ class _Circles(StateConstraint):
     def circles(self, sensor) -> tuple[np.ndarray, np.ndarray]:
         raise NotImplementedError
 
-    def values(self, X, sensor):
+    def values(self, X: np.ndarray, sensor: MeasurementModel) -> np.ndarray:
         C, r = self.circles(sensor)
         d = X[:, None, :2] - C[None]
         return (np.sum(d * d, axis=2) - r * r) / (2.0 * r)
 
-    def jacobian(self, X, sensor):
+    def jacobian(self, X: np.ndarray, sensor: MeasurementModel) -> np.ndarray:
         C, r = self.circles(sensor)
         J = np.zeros((X.shape[0], C.shape[0], X.shape[1]))
         J[:, :, :2] = (X[:, None, :2] - C[None]) / r[:, None]
         return J
 
-    def distances(self, X, sensor) -> np.ndarray:
+    def distances(self, X: np.ndarray, sensor: MeasurementModel) -> np.ndarray:
         """Signed distance (K, q) of each position to each circle (m; < 0 inside)."""
         C, r = self.circles(sensor)
         return np.linalg.norm(X[:, None, :2] - C[None], axis=2) - r
 
-    def violation(self, X, sensor):
+    def violation(self, X: np.ndarray, sensor: MeasurementModel) -> float:
         return float(max(0.0, -float(np.min(self.distances(X, sensor), initial=0.0))))
 
-    def check_point(self, what: str, p, sensor) -> None:
+    def check_point(self, what: str, p: ArrayLike, sensor: MeasurementModel) -> None:
         """Raise InvalidInputError if the position ``p`` (2,) violates a circle."""
         C, r = self.circles(sensor)
         d = np.linalg.norm(np.asarray(p, dtype=float)[:2] - C, axis=1) - r
@@ -105,7 +111,7 @@ class KeepOut(_Circles):
 
     name = "keep-out circle"
 
-    def __init__(self, centers, radii):
+    def __init__(self, centers: ArrayLike, radii: ArrayLike) -> None:
         C = as_float_array("centers", centers, (None, 2), copy=True)
         if C.shape[0] == 0:
             raise InvalidInputError("centers must hold at least one circle, got shape (0, 2)")
@@ -116,7 +122,7 @@ class KeepOut(_Circles):
         r.setflags(write=False)
         self.centers, self.radii = C, r
 
-    def circles(self, sensor):
+    def circles(self, sensor: MeasurementModel) -> tuple[np.ndarray, np.ndarray]:
         return self.centers, self.radii
 
     def inflated(self, margin: float) -> KeepOut:
@@ -137,10 +143,10 @@ class BeaconDistance(_Circles):
 
     name = "beacon distance"
 
-    def __init__(self, distance: float):
+    def __init__(self, distance: float) -> None:
         self.distance = as_scalar("distance", distance, positive=True)
 
-    def circles(self, sensor):
+    def circles(self, sensor: MeasurementModel) -> tuple[np.ndarray, np.ndarray]:
         B = getattr(sensor, "positions", None)
         if B is None:
             raise InvalidTypeError(

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import numpy as np
 import scipy.linalg as sl
+from numpy.typing import ArrayLike
 
 from .._result import readonly
 from .._validate import as_float_array
@@ -49,11 +50,11 @@ class CovarianceCost:
             raise ShapeError(f"P must have shape (N+1, n, n), got {P.shape}")
         return P
 
-    def value(self, P) -> float:
+    def value(self, P: ArrayLike) -> float:
         """J(P) for covariances P (N+1, n, n)."""
         return float(self._value1(self._stack(P)[-1]))
 
-    def gradient(self, P) -> np.ndarray:
+    def gradient(self, P: ArrayLike) -> np.ndarray:
         """∂J/∂P_k (N+1, n, n), symmetric."""
         P = self._stack(P)
         g = np.zeros_like(P)
@@ -70,7 +71,7 @@ class FinalTrace(CovarianceCost):
         Symmetric weight matrix (a vector is its diagonal); identity by default.
     """
 
-    def __init__(self, weight=None):
+    def __init__(self, weight: ArrayLike | None = None) -> None:
         if weight is None:
             self.weight = None
         else:
@@ -106,7 +107,7 @@ class FinalTrace(CovarianceCost):
 class PositionTrace(FinalTrace):
     """J = tr of the position block P_N[:2, :2] (m²)."""
 
-    def __init__(self):
+    def __init__(self) -> None:
         super().__init__(None)
 
     def _w(self, n: int) -> np.ndarray:
@@ -145,18 +146,18 @@ class HorizonSum(CovarianceCost):
         Divide by N (average over the horizon) instead of summing.
     """
 
-    def __init__(self, step_cost: CovarianceCost | None = None, mean: bool = False):
+    def __init__(self, step_cost: CovarianceCost | None = None, mean: bool = False) -> None:
         self.step_cost = FinalTrace() if step_cost is None else step_cost
         if not isinstance(self.step_cost, CovarianceCost) or isinstance(self.step_cost, HorizonSum):
             raise InvalidInputError("step_cost must be a single-step CovarianceCost such as FinalTrace()")
         self.mean = bool(mean)
 
-    def value(self, P) -> float:
+    def value(self, P: ArrayLike) -> float:
         P = self._stack(P)
         s = float(np.sum(self.step_cost._values(P[1:])))
         return s / (P.shape[0] - 1) if self.mean else s
 
-    def gradient(self, P) -> np.ndarray:
+    def gradient(self, P: ArrayLike) -> np.ndarray:
         P = self._stack(P)
         g = np.zeros_like(P)
         scale = 1.0 / (P.shape[0] - 1) if self.mean else 1.0

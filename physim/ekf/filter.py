@@ -27,6 +27,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
+from numpy.typing import ArrayLike
 
 from .._result import Result, freeze
 from .._validate import as_bool, as_float_array, as_int, check_memory, check_returned, check_spd
@@ -242,7 +243,7 @@ def _rollout(model, sensor, x0, P0, U, M, Q0, joseph=True, check=True) -> Rollou
     )  # fmt: skip
 
 
-def covariance_rollout(model, beacons, x0, P0, controls, M, Q0, *, joseph: bool = True) -> Rollout:
+def covariance_rollout(model: MotionModel, beacons: MeasurementModel, x0: ArrayLike, P0: ArrayLike, controls: ArrayLike, M: ArrayLike, Q0: ArrayLike, *, joseph: bool = True) -> Rollout:
     """Nominal trajectory and EKF covariances for a control sequence.
 
     Parameters
@@ -356,16 +357,16 @@ class FilterResult(Result):
 
 
 def run_filter(
-    model,
-    beacons,
-    x0,
-    P0,
-    controls,
-    M,
-    Q0,
+    model: MotionModel,
+    beacons: MeasurementModel,
+    x0: ArrayLike,
+    P0: ArrayLike,
+    controls: ArrayLike,
+    M: ArrayLike,
+    Q0: ArrayLike,
     *,
     n_runs: int = 1,
-    seed=None,
+    seed: int | None = None,
     joseph: bool = True,
 ) -> FilterResult:
     """Run the EKF on simulated noisy data (Monte-Carlo).

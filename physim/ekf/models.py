@@ -40,6 +40,7 @@ turn rates in rad/s, time steps in s.
 from __future__ import annotations
 
 import abc
+from typing import Any
 
 import numpy as np
 
@@ -115,7 +116,7 @@ class _PlanarModel(MotionModel):
         u = as_float_array("u", u, (2,))
         return x, u
 
-    def step(self, x, u):
+    def step(self, x: np.ndarray, u: np.ndarray) -> np.ndarray:
         x, u = self._xu(x, u)
         xn = np.empty(3)
         F = np.empty((3, 3))
@@ -123,7 +124,7 @@ class _PlanarModel(MotionModel):
         K.model_step(self._kind, self._params(), x, u, xn, F, G)
         return xn
 
-    def jacobians(self, x, u):
+    def jacobians(self, x: np.ndarray, u: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         x, u = self._xu(x, u)
         xn = np.empty(3)
         F = np.empty((3, 3))
@@ -131,7 +132,7 @@ class _PlanarModel(MotionModel):
         K.model_step(self._kind, self._params(), x, u, xn, F, G)
         return F, G
 
-    def jacobians_vjp(self, x, u, F_bar, G_bar):
+    def jacobians_vjp(self, x: np.ndarray, u: np.ndarray, F_bar: np.ndarray, G_bar: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         x, u = self._xu(x, u)
         F_bar = as_float_array("F_bar", F_bar, (3, 3))
         G_bar = as_float_array("G_bar", G_bar, (3, 2))
@@ -140,7 +141,7 @@ class _PlanarModel(MotionModel):
         K.model_jac_vjp(self._kind, self._params(), x, u, F_bar, G_bar, xb, ub)
         return xb, ub
 
-    def parameter_vjp(self, x, u, lam, F_bar, G_bar) -> dict:
+    def parameter_vjp(self, x: np.ndarray, u: np.ndarray, lam: np.ndarray, F_bar: np.ndarray, G_bar: np.ndarray) -> dict:
         """∂(⟨λ, f⟩ + ⟨F̄, F⟩ + ⟨Ḡ, G⟩)/∂(parameters) at (x, u), by parameter name."""
         x, u = self._xu(x, u)
         lam = as_float_array("lam", lam, (3,))
@@ -154,7 +155,7 @@ class _PlanarModel(MotionModel):
         """Parameters by name."""
         return {name: float(getattr(self, name)) for name in self.param_names}
 
-    def with_params(self, **changes):
+    def with_params(self, **changes: Any) -> _PlanarModel:
         """A copy with some parameters replaced."""
         return type(self)(**{**self.param_dict(), **changes})
 
@@ -176,7 +177,7 @@ class Unicycle(_PlanarModel):
     #: names of the parameters whose gradients :func:`physim.ekf.adjoint` returns
     param_names = ("dt",)
 
-    def __init__(self, dt: float):
+    def __init__(self, dt: float) -> None:
         self.dt = as_scalar("dt", dt, positive=True)
 
     def _params(self) -> np.ndarray:
@@ -206,7 +207,7 @@ class Bicycle(_PlanarModel):
     #: names of the parameters whose gradients :func:`physim.ekf.adjoint` returns
     param_names = ("dt", "wheelbase")
 
-    def __init__(self, dt: float, wheelbase: float = 1.0):
+    def __init__(self, dt: float, wheelbase: float = 1.0) -> None:
         self.dt = as_scalar("dt", dt, positive=True)
         self.wheelbase = as_scalar("wheelbase", wheelbase, positive=True)
 

@@ -26,9 +26,12 @@ replans and the largest constraint violation of every plan made.
 from __future__ import annotations
 
 import os
+from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
+from numpy.typing import ArrayLike
 from scipy import stats
 
 from .._validate import as_float_array
@@ -36,6 +39,11 @@ from ..errors import InvalidInputError, InvalidTypeError
 from .closed_loop import ActiveSensingController, ClosedLoopResult
 from .constraints import as_constraints
 from .filter import FilterResult, _validate, run_filter
+
+if TYPE_CHECKING:
+    from .constraints import StateConstraint
+    from .models import MotionModel
+    from .sensors import MeasurementModel
 
 __all__ = [
     "compare_strategies",
@@ -112,21 +120,21 @@ def _concat(parts: list):
 
 def compare_strategies(
     strategies: dict,
-    model,
-    beacons,
-    x0,
-    P0,
-    controls0,
-    M,
-    Q0,
+    model: MotionModel,
+    beacons: MeasurementModel,
+    x0: ArrayLike,
+    P0: ArrayLike,
+    controls0: ArrayLike,
+    M: ArrayLike,
+    Q0: ArrayLike,
     *,
     n_runs: int,
     seed: int = 0,
     chunk_size: int = 25,
     joseph: bool = True,
     workers: int | None = None,
-    scheduler=None,
-    store=None,
+    scheduler: Any = None,
+    store: str | os.PathLike | None = None,
     progress: bool = False,
 ) -> StrategyComparison:
     """Monte-Carlo runs of several strategies on common random numbers.
@@ -233,8 +241,8 @@ def position_rmse_ci(result: FilterResult) -> tuple[np.ndarray, np.ndarray, np.n
     return np.sqrt(mse), np.sqrt(np.maximum(mse - half, 0.0)), np.sqrt(mse + half)
 
 
-def summarize(result: FilterResult, *, goal=None, goal_tolerance: float = 0.25, constraints=None,
-              beacons=None, path_tolerance: float = 0.01) -> dict:  # fmt: skip
+def summarize(result: FilterResult, *, goal: ArrayLike | None = None, goal_tolerance: float = 0.25, constraints: Sequence[StateConstraint] | None = None,
+              beacons: MeasurementModel | None = None, path_tolerance: float = 0.01) -> dict:  # fmt: skip
     """Statistics of one strategy's Monte-Carlo runs (see the module docstring).
 
     Parameters

@@ -32,10 +32,13 @@ from __future__ import annotations
 import functools
 import time
 import warnings
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 import numpy as np
 import scipy.optimize as so
+from numpy.typing import ArrayLike
 from threadpoolctl import ThreadpoolController
 
 from .._result import Result
@@ -47,6 +50,11 @@ from .constraints import _Circles, as_constraints
 from .costs import CovarianceCost, FinalTrace
 from .filter import Rollout, _rollout, _trajectory, _validate
 from .models import Bicycle
+
+if TYPE_CHECKING:
+    from .constraints import StateConstraint
+    from .models import MotionModel
+    from .sensors import MeasurementModel
 
 __all__ = ["Plan", "plan_active_sensing", "InfeasiblePlanWarning"]
 
@@ -296,27 +304,27 @@ def _violations(U, X, beacons, box, goal, goal_radius, use_goal_eq, state_cons) 
 
 
 def plan_active_sensing(
-    model,
-    beacons,
-    x0,
-    P0,
-    controls0,
-    M,
-    Q0,
+    model: MotionModel,
+    beacons: MeasurementModel,
+    x0: ArrayLike,
+    P0: ArrayLike,
+    controls0: ArrayLike,
+    M: ArrayLike,
+    Q0: ArrayLike,
     *,
     cost: CovarianceCost | None = None,
-    bounds=None,
-    goal=None,
+    bounds: tuple[ArrayLike, ArrayLike] | None = None,
+    goal: ArrayLike | None = None,
     goal_mode: str = "constraint",
     goal_radius: float | None = None,
     goal_weight: float = 100.0,
     smooth_weight: float = 0.0,
-    constraints=None,
+    constraints: Sequence[StateConstraint] | None = None,
     method: str | None = None,
     maxiter: int = 100,
     tol: float | None = None,
     constraint_tol: float = 1e-6,
-    callback=None,
+    callback: Callable | None = None,
     progress: bool = False,
 ) -> Plan:
     """Optimise a control sequence to minimise a covariance cost.

@@ -21,8 +21,10 @@ Units: positions in m, ranges in m, bearings in rad (wrapped to [-π, π)).
 from __future__ import annotations
 
 import abc
+from typing import Any
 
 import numpy as np
+from numpy.typing import ArrayLike
 
 from .._validate import as_float_array, as_scalar
 from ..errors import InvalidInputError
@@ -90,7 +92,7 @@ class Beacons(MeasurementModel):
         ≥ 0; 0 = constant noise). Smooth in r, so everything stays differentiable.
     """
 
-    def __init__(self, positions, range_std=None, bearing_std=None, range_slope: float = 0.0):
+    def __init__(self, positions: ArrayLike, range_std: float | None = None, bearing_std: float | None = None, range_slope: float = 0.0) -> None:
         pos = as_float_array("positions", positions, (None, 2), copy=True)
         if pos.shape[0] == 0:
             raise InvalidInputError("positions must hold at least one beacon, got shape (0, 2)")
@@ -141,7 +143,7 @@ class Beacons(MeasurementModel):
             mask[:, -1] = True
         return mask.reshape(-1)
 
-    def with_positions(self, positions) -> Beacons:
+    def with_positions(self, positions: ArrayLike) -> Beacons:
         """Copy with other beacon positions (n_b, 2)."""
         return Beacons(positions, self.range_std, self.bearing_std, self.range_slope)
 
@@ -155,7 +157,7 @@ class Beacons(MeasurementModel):
             out["bearing_std"] = self.bearing_std
         return out
 
-    def with_params(self, **changes) -> Beacons:
+    def with_params(self, **changes: Any) -> Beacons:
         """A copy with some parameters (names of :meth:`param_dict`) replaced."""
         p = {**self.param_dict(), **changes}
         return Beacons(p["beacons"], p.get("range_std"), p.get("bearing_std"), p.get("range_slope", 0.0))
@@ -170,7 +172,7 @@ class Beacons(MeasurementModel):
             )
         return X
 
-    def measure(self, X):
+    def measure(self, X: np.ndarray) -> np.ndarray:
         X = self._states(X)
         Z = np.empty((X.shape[0], self.n_meas))
         B, sp = self.positions, self._params()
@@ -178,7 +180,7 @@ class Beacons(MeasurementModel):
             K.meas_eval(X[k], B, sp, Z[k])
         return Z
 
-    def noise_std(self, X):
+    def noise_std(self, X: np.ndarray) -> np.ndarray:
         X = self._states(X)
         sd = np.empty((X.shape[0], self.n_meas))
         B, sp = self.positions, self._params()
@@ -186,14 +188,14 @@ class Beacons(MeasurementModel):
             K.meas_noise_std(X[k], B, sp, sd[k])
         return sd
 
-    def jacobians(self, X):
+    def jacobians(self, X: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         X = self._states(X)
         H = np.empty((X.shape[0], self.n_meas, X.shape[1]))
         Rd = np.empty((X.shape[0], self.n_meas))
         K.meas_jac_batch(X, self.positions, self._params(), H, Rd)
         return H, Rd
 
-    def jacobians_vjp(self, X, H_bar, R_bar):
+    def jacobians_vjp(self, X: np.ndarray, H_bar: np.ndarray, R_bar: np.ndarray) -> tuple[np.ndarray, dict]:
         X = self._states(X)
         Kn, n = X.shape
         H_bar = as_float_array("H_bar", H_bar, (Kn, self.n_meas, n))
@@ -212,7 +214,7 @@ class Beacons(MeasurementModel):
             "range_slope": float(spb[2]) if self.range_std is not None else None,
         }
 
-    def check_states(self, X, *, min_distance: float = 1e-6) -> None:
+    def check_states(self, X: np.ndarray, *, min_distance: float = 1e-6) -> None:
         """Raise :class:`InvalidInputError` if a beacon is within ``min_distance`` m of a state.
 
         Range and bearing Jacobians are singular when the robot sits on a beacon.

@@ -161,7 +161,7 @@ def test_the_check_catches_a_missing_annotation():
 
 
 # the public API, package by package (every public callable falls under one of these)
-PACKAGES = ["physim.optim", "physim.distributed", "physim.io", "physim.scenario", "physim.viz", "physim.eikonal", "physim.cli", "physim.errors", "physim.lattice"]
+PACKAGES = ["physim.optim", "physim.distributed", "physim.io", "physim.scenario", "physim.viz", "physim.eikonal", "physim.cli", "physim.errors", "physim.lattice", "physim.ekf"]
 
 
 @pytest.mark.parametrize("package", PACKAGES)
