@@ -51,11 +51,13 @@ Both cost one pass like the forward.
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 import numba
 import numpy as np
+from numpy.typing import ArrayLike
 
 from physim._result import Result
 from physim._validate import (
@@ -70,6 +72,10 @@ from physim._validate import (
 from physim.errors import InvalidInputError, MeshError, ShapeError
 
 from . import _ecg_kernels as K
+
+if TYPE_CHECKING:
+    from ..eikonal import TetMesh
+    from .heart import BiventricularMesh
 
 __all__ = [
     "ActionPotential",
@@ -170,7 +176,7 @@ class ActionPotential(Result):
             raise ShapeError(f"apd_ms must have shape ({n_points},), got {apd.shape}")
         return np.ascontiguousarray(apd)
 
-    def potential(self, activation_times, t) -> np.ndarray:
+    def potential(self, activation_times: ArrayLike, t: ArrayLike) -> np.ndarray:
         """V_m (mV) at nodes and times, shape (n_points, n_t); slow, for inspection."""
         phi = np.asarray(activation_times, dtype=float)
         t = np.atleast_1d(np.asarray(t, dtype=float))
@@ -208,7 +214,7 @@ class LeadSystem(Result):
     lead_names: tuple
 
     @classmethod
-    def from_arrays(cls, electrodes, electrode_names=None, leads=None, lead_names=None) -> LeadSystem:
+    def from_arrays(cls, electrodes: ArrayLike, electrode_names: Sequence[str] | None = None, leads: ArrayLike | None = None, lead_names: Sequence[str] | None = None) -> LeadSystem:
         """Build and validate a lead system.
 
         ``leads`` is ``None`` (one unipolar lead per electrode), a numeric
@@ -302,11 +308,11 @@ def _unit(v) -> np.ndarray:
 
 
 def standard_12_lead(
-    mesh,
+    mesh: TetMesh | BiventricularMesh | tuple[ArrayLike, ArrayLike],
     *,
-    center=None,
-    apex_direction=None,
-    rv_direction=None,
+    center: ArrayLike | None = None,
+    apex_direction: ArrayLike | None = None,
+    rv_direction: ArrayLike | None = None,
     chest_margin: float = 20.0,
     limb_distance: float | None = None,
 ) -> LeadSystem:
@@ -422,7 +428,7 @@ def standard_12_lead(
 # --------------------------------------------------------------------------- conductivity
 
 
-def intracellular_conductivity(fibers, sigma_fiber=SIGMA_FIBER, sigma_cross=SIGMA_CROSS) -> np.ndarray:
+def intracellular_conductivity(fibers: ArrayLike, sigma_fiber: float = SIGMA_FIBER, sigma_cross: float = SIGMA_CROSS) -> np.ndarray:
     """Transversely isotropic intracellular conductivity per element.
 
     ``G_k = sigma_cross I + (sigma_fiber - sigma_cross) f_k f_k^T``.
@@ -451,7 +457,7 @@ def intracellular_conductivity(fibers, sigma_fiber=SIGMA_FIBER, sigma_cross=SIGM
     return st[:, None, None] * np.eye(3) + (sl - st)[:, None, None] * f[:, :, None] * f[:, None, :]
 
 
-def intracellular_conductivity_vjp(fibers, d_G) -> tuple[np.ndarray, np.ndarray]:
+def intracellular_conductivity_vjp(fibers: ArrayLike, d_G: ArrayLike) -> tuple[np.ndarray, np.ndarray]:
     """Gradients of a loss w.r.t. ``sigma_fiber`` and ``sigma_cross`` per element.
 
     Parameters
@@ -555,13 +561,13 @@ def _containing_elements(pts, tets, queries, tol=1e-12) -> np.ndarray:
 
 
 def lead_field(
-    mesh,
-    electrodes,
-    conductivity,
+    mesh: TetMesh | BiventricularMesh | tuple[ArrayLike, ArrayLike],
+    electrodes: LeadSystem | ArrayLike,
+    conductivity: ArrayLike,
     *,
-    leads=None,
-    electrode_names=None,
-    lead_names=None,
+    leads: ArrayLike | None = None,
+    electrode_names: Sequence[str] | None = None,
+    lead_names: Sequence[str] | None = None,
     sigma_bath: float = SIGMA_BATH,
     quadrature: int = 4,
     min_distance: float | None = None,
@@ -711,7 +717,7 @@ def _plan(lf: LeadField, model: ActionPotential, dt: float) -> tuple[bool, int]:
 
 def simulate_ecg(
     lead_field: LeadField,
-    activation_times,
+    activation_times: ArrayLike,
     *,
     model: ActionPotential | None = None,
     n_samples: int = 500,
@@ -791,7 +797,7 @@ def simulate_ecg(
     return ECG(signals, elec, t, phi, lead_field, model, apd)
 
 
-def adjoint(ecg: ECG, d_loss_d_signals, *, conductivity: bool = False) -> ECGGradient:
+def adjoint(ecg: ECG, d_loss_d_signals: ArrayLike, *, conductivity: bool = False) -> ECGGradient:
     """Vector-Jacobian product of :func:`simulate_ecg`.
 
     Parameters
@@ -861,7 +867,7 @@ def _pair(ecg, target) -> tuple[np.ndarray, np.ndarray]:
     return x, y
 
 
-def lead_mse_loss(ecg, target, *, normalize: bool = True) -> tuple[float, np.ndarray]:
+def lead_mse_loss(ecg: ECG | ArrayLike, target: ArrayLike, *, normalize: bool = True) -> tuple[float, np.ndarray]:
     """Mean squared error per lead, summed over leads.
 
     ``L = sum_l w_l mean_j (x_lj - y_lj)^2`` with ``w_l = 1 / var(y_l)`` when
@@ -892,7 +898,7 @@ def lead_mse_loss(ecg, target, *, normalize: bool = True) -> tuple[float, np.nda
     return value, (2.0 / ns) * w[:, None] * r
 
 
-def lead_correlations(ecg, target) -> np.ndarray:
+def lead_correlations(ecg: ECG | ArrayLike, target: ArrayLike) -> np.ndarray:
     """Pearson correlation per lead, shape (n_leads,) (NaN for a constant lead)."""
     x, y = _pair(ecg, target)
     xc = x - x.mean(axis=1, keepdims=True)
@@ -903,7 +909,7 @@ def lead_correlations(ecg, target) -> np.ndarray:
         return (xc * yc).sum(axis=1) / (nx * ny)
 
 
-def correlation_loss(ecg, target, *, eps: float = 1e-12) -> tuple[float, np.ndarray]:
+def correlation_loss(ecg: ECG | ArrayLike, target: ArrayLike, *, eps: float = 1e-12) -> tuple[float, np.ndarray]:
     """Amplitude-insensitive loss ``L = mean_l (1 - rho_l)``, rho_l the Pearson
     correlation of lead ``l`` with the target.
 
@@ -930,8 +936,8 @@ def correlation_loss(ecg, target, *, eps: float = 1e-12) -> tuple[float, np.ndar
 
 
 def shifted_correlation_loss(
-    ecg,
-    target,
+    ecg: ECG | ArrayLike,
+    target: ArrayLike,
     *,
     max_shift_ms: float = 10.0,
     dt: float | None = None,

@@ -31,14 +31,20 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
+from numpy.typing import ArrayLike
 
 from physim._result import Result, readonly
 from physim._validate import as_float_array, as_scalar
 from physim.errors import InvalidInputError
 
 from .objectives import ECGTerm, MultimodalObjective
+
+if TYPE_CHECKING:
+    from .heart import BiventricularMesh
+    from .twin import TwinModel
 
 __all__ = [
     "StartDistribution",
@@ -92,7 +98,7 @@ class StartDistribution:
                 raise InvalidInputError(f"velocity ranges must be 0 < low <= high, got {v}")
             object.__setattr__(self, "velocity", v)
 
-    def draw(self, model, rng: np.random.Generator) -> np.ndarray:
+    def draw(self, model: TwinModel, rng: np.random.Generator) -> np.ndarray:
         """A start ``x0`` (n_params,) for ``model``, strictly inside its bounds."""
         lo, hi = np.asarray(model.lower, float), np.asarray(model.upper, float)
         nv = model.n_velocity
@@ -234,7 +240,7 @@ def _weighted_median(values: np.ndarray, w: np.ndarray) -> np.ndarray:
     return v[k, np.arange(values.shape[1])]
 
 
-def ensemble_statistics(maps, weights=None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def ensemble_statistics(maps: ArrayLike, weights: ArrayLike | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Mean, median and standard deviation over members, per column.
 
     Parameters
@@ -398,7 +404,7 @@ class TwinEnsemble(Result):
 
         return lead_correlations(self.ecg_mean, self.target_ecg)
 
-    def reweighted(self, weighting: str = "uniform", *, temperature: float | None = None, inflation=None):
+    def reweighted(self, weighting: str = "uniform", *, temperature: float | None = None, inflation: float | None = None) -> TwinEnsemble:
         """The same members with other weights (and/or inflation): see :func:`fit_ensemble`."""
         return _assemble(
             self.members,
@@ -413,7 +419,7 @@ class TwinEnsemble(Result):
             self.from_store,
         )
 
-    def calibration(self, true_times, *, inflation: float | None = None) -> Calibration:
+    def calibration(self, true_times: ArrayLike | None, *, inflation: float | None = None) -> Calibration:
         """Coverage of the truth by ``mean +- k sigma`` and the error of the mean.
 
         Parameters
@@ -431,7 +437,7 @@ class TwinEnsemble(Result):
             self.mean, self.std, true_times, inflation=self.inflation if inflation is None else inflation
         )
 
-    def write_vtu(self, path, heart, *, true_times=None, members: bool = True) -> Path:
+    def write_vtu(self, path: str | os.PathLike, heart: BiventricularMesh, *, true_times: ArrayLike | None = None, members: bool = True) -> Path:
         """Mesh with ``activation_mean``, ``_median``, ``_std`` (inflated), per-member
         maps (``member_XX``) and, with ``true_times``, ``activation_true``,
         ``activation_error`` (mean - truth) and ``z_score``.
@@ -458,7 +464,7 @@ class TwinEnsemble(Result):
         cd = {"region": np.asarray(heart.region)} if hasattr(heart, "region") else None
         return write_mesh(path, np.asarray(heart.points), cells, point_data=pd, cell_data=cd)
 
-    def write_ecg_csv(self, path, *, dt: float = 1.0, t0: float = 0.0) -> Path:
+    def write_ecg_csv(self, path: str | os.PathLike, *, dt: float = 1.0, t0: float = 0.0) -> Path:
         """ECGs as CSV: ``time (ms)``, then per lead ``<lead> target (mV)``, ``<lead> mean (mV)``,
         ``<lead> std (mV)`` and ``<lead> member <k> (mV)`` for each member."""
         from physim.viz import write_csv
@@ -566,12 +572,12 @@ def _problem_key(model, objective) -> str:
 
 
 def fit_ensemble(
-    model,
+    model: TwinModel,
     objective: MultimodalObjective,
     *,
     n_members: int = 16,
     seed: int = 0,
-    scheduler=None,
+    scheduler: Any = None,
     workers: int | None = None,
     store: str | os.PathLike | None = None,
     maxiter: int = 200,

@@ -46,15 +46,21 @@ from __future__ import annotations
 
 import warnings
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
 import scipy.sparse as sp
 import scipy.sparse.linalg as spla
+from numpy.typing import ArrayLike
 from scipy.sparse.csgraph import connected_components
 
 from .._result import Result
 from .._validate import as_float_array, as_index_array, as_scalar
 from ..errors import ConvergenceError, InvalidInputError, InvalidTypeError, MeshError, SingularSystemError
+
+if TYPE_CHECKING:
+    from ..eikonal import TetMesh
+    from .heart import BiventricularMesh
 
 __all__ = [
     "FiberField",
@@ -141,7 +147,7 @@ def _mesh_arrays(mesh, tets=None) -> tuple[np.ndarray, np.ndarray]:
     return pts, t
 
 
-def p1_gradients(points, tets) -> tuple[np.ndarray, np.ndarray]:
+def p1_gradients(points: ArrayLike, tets: ArrayLike) -> tuple[np.ndarray, np.ndarray]:
     """Gradients of the P1 hat functions and volumes of tetrahedra.
 
     Parameters
@@ -180,7 +186,7 @@ def p1_gradients(points, tets) -> tuple[np.ndarray, np.ndarray]:
     return grads, np.abs(det) / 6.0
 
 
-def stiffness_matrix(points, tets) -> sp.csr_matrix:
+def stiffness_matrix(points: ArrayLike, tets: ArrayLike) -> sp.csr_matrix:
     """Assemble the P1 stiffness matrix ``K_ij = sum_e |e| grad(l_i) . grad(l_j)``.
 
     Parameters
@@ -215,7 +221,7 @@ def _as_node_set(name: str, x, n: int) -> np.ndarray:
     return np.unique(idx)
 
 
-def solve_laplace(points, tets, nodes, values, *, K=None, rtol: float = 1e-10, x0=None) -> np.ndarray:
+def solve_laplace(points: ArrayLike, tets: ArrayLike, nodes: ArrayLike, values: ArrayLike, *, K: sp.spmatrix | None = None, rtol: float = 1e-10, x0: ArrayLike | None = None) -> np.ndarray:
     """Solve ``-div(grad u) = 0`` with P1 elements, ``u[nodes] = values``, natural BC elsewhere.
 
     Parameters
@@ -332,7 +338,7 @@ def _tags_from(mesh, name, value):
 
 
 def laplace_coordinates(
-    mesh, tets=None, *, lv_endo=None, rv_endo=None, epi=None, base=None, apex=None
+    mesh: TetMesh | BiventricularMesh | ArrayLike, tets: ArrayLike | None = None, *, lv_endo: ArrayLike | None = None, rv_endo: ArrayLike | None = None, epi: ArrayLike | None = None, base: ArrayLike | None = None, apex: ArrayLike | None = None
 ) -> LaplaceCoordinates:
     """Transmural, septal and apico-basal coordinates from P1 Laplace problems.
 
@@ -426,14 +432,14 @@ def _any_perpendicular(u: np.ndarray) -> np.ndarray:
 
 
 def rule_based(
-    mesh,
-    tets=None,
+    mesh: TetMesh | BiventricularMesh | ArrayLike,
+    tets: ArrayLike | None = None,
     *,
-    lv_endo=None,
-    rv_endo=None,
-    epi=None,
-    base=None,
-    apex=None,
+    lv_endo: ArrayLike | None = None,
+    rv_endo: ArrayLike | None = None,
+    epi: ArrayLike | None = None,
+    base: ArrayLike | None = None,
+    apex: ArrayLike | None = None,
     alpha_endo: float = 60.0,
     alpha_epi: float = -60.0,
     coordinates: LaplaceCoordinates | None = None,
@@ -518,7 +524,7 @@ def rule_based(
     return FiberField(fibers=f, sheets=e_t, normals=nrm, helix=alpha, transmural=e, coordinates=co)
 
 
-def helix_angles(fibers, longitudinal, transmural) -> np.ndarray:
+def helix_angles(fibers: ArrayLike, longitudinal: ArrayLike, transmural: ArrayLike) -> np.ndarray:
     """Helix angle (degrees, in (-90, 90]) of fibres in a given local frame.
 
     ``e_t`` is ``transmural`` made orthogonal to ``longitudinal``; ``e_c = e_l x e_t``;

@@ -44,12 +44,17 @@ import os
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
+from numpy.typing import ArrayLike
 
 from .._result import Result
 from .._validate import as_float_array, as_index_array, as_scalar, check_memory
 from ..errors import InvalidInputError, MeshError
+
+if TYPE_CHECKING:
+    from ..eikonal import TetMesh
 
 __all__ = [
     "HeartGeometry",
@@ -218,7 +223,7 @@ class BiventricularMesh(Result):
     def base(self) -> np.ndarray:
         return self.masks["base"]
 
-    def nearest_node(self, point, surface="lv_endo") -> int:
+    def nearest_node(self, point: ArrayLike, surface: str | ArrayLike = "lv_endo") -> int:
         """Index of the node on ``surface`` closest to ``point``.
 
         Parameters
@@ -246,7 +251,7 @@ class BiventricularMesh(Result):
         p = as_float_array("point", point, shape=(3,))
         return int(idx[np.argmin(np.linalg.norm(self.points[idx] - p, axis=1))])
 
-    def tet_mesh(self):
+    def tet_mesh(self) -> TetMesh:
         """The mesh as a :class:`physim.eikonal.TetMesh` (for the eikonal solver)."""
         from physim.eikonal.mesh import TetMesh
 
@@ -288,7 +293,7 @@ def tet_volumes(points: np.ndarray, tets: np.ndarray) -> np.ndarray:
     return np.einsum("ij,ij->i", a, np.cross(b, c)) / 6.0
 
 
-def boundary_faces(tets) -> np.ndarray:
+def boundary_faces(tets: ArrayLike) -> np.ndarray:
     """Triangles that belong to exactly one tetrahedron, oriented outwards.
 
     Parameters
@@ -344,7 +349,7 @@ def classify_boundary(faces: np.ndarray, masks: dict) -> dict:
     return out
 
 
-def point_triangle_distance(points, a, b, c) -> np.ndarray:
+def point_triangle_distance(points: ArrayLike, a: ArrayLike, b: ArrayLike, c: ArrayLike) -> np.ndarray:
     """Euclidean distance from points to triangles, pairwise (row i to triangle i).
 
     Closest point by the Voronoi regions of the triangle's vertices, edges and
@@ -395,7 +400,7 @@ def point_triangle_distance(points, a, b, c) -> np.ndarray:
     return np.linalg.norm(p - q, axis=1)
 
 
-def surface_distance(points, surface_points, triangles, *, max_distance: float | None = None) -> np.ndarray:
+def surface_distance(points: ArrayLike, surface_points: ArrayLike, triangles: ArrayLike, *, max_distance: float | None = None) -> np.ndarray:
     """Exact distance from each point to a triangulated surface.
 
     Candidate triangles are found with a k-d tree of triangle centroids: the
@@ -475,7 +480,7 @@ def endocardial_depth(heart: BiventricularMesh, *, max_depth: float | None = Non
     return surface_distance(heart.points, heart.points, tri, max_distance=max_depth)
 
 
-def farthest_point_sample(points, candidates, *, n: int | None = None, spacing: float | None = None, seed=0):
+def farthest_point_sample(points: ArrayLike, candidates: ArrayLike, *, n: int | None = None, spacing: float | None = None, seed: int | None = 0) -> np.ndarray:
     """Well-spread nodes among ``candidates`` by greedy farthest-point sampling.
 
     Starts from a random candidate (``seed``) and repeatedly adds the
@@ -533,7 +538,7 @@ def subendocardial_nodes(
     spacing: float | None = None,
     n_sites: int | None = None,
     exclude_base: bool = True,
-    seed=0,
+    seed: int | None = 0,
 ) -> np.ndarray:
     """Nodes of the subendocardial layer: within ``depth`` mm of the LV or RV endocardium.
 

@@ -15,15 +15,21 @@ Every returned objective is a picklable callable ``fun(x) -> (value, grad)`` for
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
+from numpy.typing import ArrayLike
 
 from physim._result import readonly
 from physim._validate import as_float_array, as_index_array, as_scalar
 from physim.errors import InvalidInputError, ShapeError
 
 from . import ecg as _ecg
+
+if TYPE_CHECKING:
+    from .ecg import ECG, ActionPotential, LeadField
+    from .twin import TwinModel
 
 __all__ = [
     "DataTerm",
@@ -54,10 +60,10 @@ class DataTerm:
 
     name = "data"
 
-    def evaluate(self, times: np.ndarray):  # pragma: no cover - interface
+    def evaluate(self, times: np.ndarray) -> tuple[float, np.ndarray, ECG | None]:  # pragma: no cover - interface
         raise NotImplementedError
 
-    def check(self, model) -> None:
+    def check(self, model: TwinModel) -> None:
         """Raise if the term does not fit ``model``'s mesh."""
 
 
@@ -70,7 +76,7 @@ class ECGTerm(DataTerm):
 
     name = "ecg"
 
-    def __init__(self, lead_field, target, loss, loss_name, action_potential, dt, t0, loss_options):
+    def __init__(self, lead_field: LeadField, target: np.ndarray, loss: Callable, loss_name: str, action_potential: ActionPotential | None, dt: float, t0: float, loss_options: dict) -> None:
         self.lead_field = lead_field
         self.target = target
         self.loss = loss
@@ -80,7 +86,7 @@ class ECGTerm(DataTerm):
         self.t0 = t0
         self.loss_options = dict(loss_options)
 
-    def simulate(self, times):
+    def simulate(self, times: np.ndarray) -> ECG:
         """The simulated :class:`~physim.cardiac.ecg.ECG` of an activation map."""
         return _ecg.simulate_ecg(
             self.lead_field,
@@ -91,12 +97,12 @@ class ECGTerm(DataTerm):
             t0=self.t0,
         )
 
-    def evaluate(self, times):
+    def evaluate(self, times: np.ndarray) -> tuple[float, np.ndarray, ECG | None]:
         e = self.simulate(times)
         val, g = self.loss(e, self.target, **self.loss_options)
         return float(val), _ecg.adjoint(e, g).times, e
 
-    def check(self, model):
+    def check(self, model: TwinModel) -> None:
         if self.lead_field.n_points != model.mesh.n_points:
             raise ShapeError(
                 f"lead_field has {self.lead_field.n_points} points but the model mesh has {model.mesh.n_points}"
@@ -112,19 +118,19 @@ class ActivationTerm(DataTerm):
 
     name = "activation"
 
-    def __init__(self, nodes, times, weights):
+    def __init__(self, nodes: np.ndarray, times: np.ndarray, weights: np.ndarray) -> None:
         self.nodes = nodes
         self.times = times
         self.weights = weights
 
-    def evaluate(self, times):
+    def evaluate(self, times: np.ndarray) -> tuple[float, np.ndarray, ECG | None]:
         r = times[self.nodes] - self.times
         val = float(np.sum(self.weights * r * r))
         d = np.zeros(times.shape[0])
         np.add.at(d, self.nodes, 2.0 * self.weights * r)
         return val, d, None
 
-    def check(self, model):
+    def check(self, model: TwinModel) -> None:
         if self.nodes.size and int(self.nodes.max()) >= model.mesh.n_points:
             raise InvalidInputError(
                 f"activation nodes reach index {int(self.nodes.max())} but the mesh has {model.mesh.n_points} points"
@@ -132,14 +138,14 @@ class ActivationTerm(DataTerm):
 
 
 def ecg_term(
-    lead_field,
-    target,
+    lead_field: LeadField,
+    target: ArrayLike,
     *,
     loss: str | Callable = "correlation",
-    action_potential=None,
+    action_potential: ActionPotential | None = None,
     dt: float = 1.0,
     t0: float = 0.0,
-    **loss_options,
+    **loss_options: Any,
 ) -> ECGTerm:
     """An ECG data term.
 
@@ -190,7 +196,7 @@ def ecg_term(
     )
 
 
-def activation_term(nodes, times, *, weights=None, noise_ms: float | None = None) -> ActivationTerm:
+def activation_term(nodes: ArrayLike, times: ArrayLike, *, weights: ArrayLike | None = None, noise_ms: float | None = None) -> ActivationTerm:
     """An activation-time data term (e.g. 5-20 points of an electro-anatomical map).
 
     Parameters
@@ -244,7 +250,7 @@ class MultimodalObjective:
     n_calls : int
     """
 
-    def __init__(self, model, terms, weights):
+    def __init__(self, model: TwinModel, terms: Sequence[DataTerm], weights: ArrayLike) -> None:
         self.model = model
         self.terms = tuple(terms)
         self.weights = weights
@@ -258,7 +264,7 @@ class MultimodalObjective:
         """The first ECG term, if any."""
         return next((t for t in self.terms if isinstance(t, ECGTerm)), None)
 
-    def __call__(self, x):
+    def __call__(self, x: ArrayLike) -> tuple[float, np.ndarray]:
         x = as_float_array("x", x, shape=(self.model.n_params,))
         self.n_calls += 1
         st = self.model.forward(x)
@@ -292,7 +298,7 @@ class MultimodalObjective:
         return f"MultimodalObjective({parts} + prior; {self.model.n_params} parameters)"
 
 
-def multimodal_objective(model, *terms: DataTerm, weights=None) -> MultimodalObjective:
+def multimodal_objective(model: TwinModel, *terms: DataTerm, weights: ArrayLike | None = None) -> MultimodalObjective:
     """One objective from several data terms: ``L(x) = sum_i w_i L_i(phi_x) + R(x)``.
 
     One eikonal solve and one adjoint per evaluation whatever the number of terms.
@@ -334,15 +340,15 @@ def multimodal_objective(model, *terms: DataTerm, weights=None) -> MultimodalObj
 
 
 def ecg_objective(
-    model,
-    lead_field,
-    target,
+    model: TwinModel,
+    lead_field: LeadField,
+    target: ArrayLike,
     *,
     loss: str | Callable = "correlation",
-    action_potential=None,
+    action_potential: ActionPotential | None = None,
     dt: float = 1.0,
     t0: float = 0.0,
-    **loss_options,
+    **loss_options: Any,
 ) -> MultimodalObjective:
     """Fit to a measured ECG: ``L(x) = loss(ECG(phi_x), target) + R(x)``.
 
@@ -363,7 +369,7 @@ def ecg_objective(
     return multimodal_objective(model, term)
 
 
-def activation_objective(model, nodes, times, *, weights=None) -> MultimodalObjective:
+def activation_objective(model: TwinModel, nodes: ArrayLike, times: ArrayLike, *, weights: ArrayLike | None = None) -> MultimodalObjective:
     """Least squares fit to measured activation times (e.g. electro-anatomical mapping).
 
     ``L(x) = sum_i w_i (phi_x(node_i) - t_i)^2 + R(x)`` with ``w_i = 1/n`` by

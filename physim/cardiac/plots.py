@@ -17,8 +17,15 @@ import os
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
+from numpy.typing import ArrayLike
+
+if TYPE_CHECKING:
+    from physim.viz import Marker
+
+    from .heart import BiventricularMesh
 
 __all__ = [
     "MapField",
@@ -74,7 +81,7 @@ def time_levels(tmax: float, step: float = 10.0) -> list[float]:
     return [float(v) for v in np.arange(step, float(tmax), step)]
 
 
-def site_markers(heart, nodes, label: str, color: str, size: float = 14.0):
+def site_markers(heart: BiventricularMesh, nodes: ArrayLike, label: str, color: str, size: float = 14.0) -> Marker:
     """A :class:`physim.viz.Marker` at the given mesh nodes."""
     from physim.viz import Marker
 
@@ -93,7 +100,7 @@ def _grid(heart, fields):
 
 def activation_figure(
     path: str | os.PathLike,
-    heart,
+    heart: BiventricularMesh,
     fields: Sequence[MapField],
     *,
     views: Sequence[str] = ("anterior", "posterior", "cut"),
@@ -154,12 +161,12 @@ def activation_figure(
 def ecg_figure(
     path: str | os.PathLike,
     lead_names: Sequence[str],
-    t,
-    target,
-    fitted,
+    t: ArrayLike,
+    target: ArrayLike,
+    fitted: ArrayLike,
     *,
-    std=None,
-    members=None,
+    std: ArrayLike | None = None,
+    members: ArrayLike | None = None,
     target_label: str = "target",
     fitted_label: str = "fitted",
     columns: tuple[str, str] = ("target", "fitted"),
@@ -227,8 +234,8 @@ def ecg_figure(
 
 def calibration_figure(
     path: str | os.PathLike,
-    sigma,
-    abs_error,
+    sigma: ArrayLike,
+    abs_error: ArrayLike,
     *,
     n_bins: int = 10,
     title: str = "",

@@ -36,6 +36,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
+from numpy.typing import ArrayLike
 
 from physim._validate import as_float_array, as_scalar
 from physim.errors import InvalidInputError
@@ -85,13 +86,13 @@ class SiteCountPrior:
         as_scalar("onset_ms", self.onset_ms)
         as_scalar("softness_ms", self.softness_ms, positive=True)
 
-    def count(self, times) -> tuple[float, np.ndarray]:
+    def count(self, times: ArrayLike) -> tuple[float, np.ndarray]:
         """Soft count ``n(t)`` and ``dn/dt`` (1/ms), shape (n_sites,)."""
         t = as_float_array("times", times, shape=(None,))
         s = _sigmoid((self.onset_ms - t) / self.softness_ms)
         return float(s.sum()), -s * (1.0 - s) / self.softness_ms
 
-    def __call__(self, times) -> tuple[float, np.ndarray]:
+    def __call__(self, times: ArrayLike) -> tuple[float, np.ndarray]:
         """Penalty ``R(t)`` and its gradient w.r.t. the site times, shape (n_sites,)."""
         n, dn = self.count(times)
         z = (n - self.center) / self.width
@@ -130,7 +131,7 @@ class VelocityPrior:
         object.__setattr__(self, "std", tuple(float(v) for v in s))
         object.__setattr__(self, "weight", as_scalar("weight", self.weight, nonnegative=True))
 
-    def __call__(self, p) -> tuple[float, np.ndarray]:
+    def __call__(self, p: np.ndarray) -> tuple[float, np.ndarray]:
         """Penalty and its gradient w.r.t. the velocity parameters ``p``."""
         p = as_float_array("p", p, shape=(len(self.mean),))
         s = np.asarray(self.std)

@@ -34,8 +34,10 @@ data is drawn from the same seed through separate streams.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 import numpy as np
+from numpy.typing import ArrayLike
 
 from physim._result import Result, readonly
 from physim._validate import as_float_array, as_index_array, as_scalar
@@ -45,6 +47,13 @@ from . import ecg as E
 from . import twin as T
 from .fibers import rule_based
 from .heart import LANDMARKS, BiventricularMesh, subendocardial_nodes
+
+if TYPE_CHECKING:
+    import argparse
+    import os
+    from pathlib import Path
+
+    from .twin import TwinModel
 
 __all__ = [
     "TruthPrior",
@@ -195,7 +204,7 @@ class GroundTruth(Result):
         return cls(np.array(chosen), times, vf, vf * ratio, names, int(seed))
 
     @classmethod
-    def landmarks(cls, heart: BiventricularMesh, candidates=None) -> GroundTruth:
+    def landmarks(cls, heart: BiventricularMesh, candidates: ArrayLike | None = None) -> GroundTruth:
         """The fixed truth of ``twin_ecg_fit`` and ``twin_activation_fit``.
 
         Five named endocardial sites (:data:`physim.cardiac.heart.LANDMARKS`)
@@ -294,7 +303,7 @@ class SyntheticStudy:
 
     # ------------------------------------------------------------------ data
 
-    def ecg(self, times) -> np.ndarray:
+    def ecg(self, times: ArrayLike) -> np.ndarray:
         """12-lead ECG (mV) of an activation map, shape (12, n_samples)."""
         return E.simulate_ecg(
             self.lead_field, times, model=self.action_potential, n_samples=self.n_samples, dt=self.dt
@@ -306,7 +315,7 @@ class SyntheticStudy:
         h = self.heart
         return np.nonzero((h.lv_endo | h.rv_endo) & ~h.base)[0]
 
-    def endocardial_points(self, n: int, noise_ms: float = 1.0, seed: int | None = None):
+    def endocardial_points(self, n: int, noise_ms: float = 1.0, seed: int | None = None) -> tuple[np.ndarray, np.ndarray]:
         """Noisy activation times at ``n`` random endocardial nodes (an electro-anatomical map).
 
         Parameters
@@ -335,12 +344,12 @@ class SyntheticStudy:
 
     # ------------------------------------------------------------------ scoring
 
-    def activation_error(self, times) -> np.ndarray:
+    def activation_error(self, times: ArrayLike) -> np.ndarray:
         """``|times - true_times|`` per node (ms), shape (n_points,)."""
         t = as_float_array("times", times, shape=(self.heart.n_points,))
         return np.abs(t - self.true_times)
 
-    def fit_report(self, model, x, target=None) -> tuple[dict, np.ndarray, np.ndarray]:
+    def fit_report(self, model: TwinModel, x: ArrayLike, target: ArrayLike | None = None) -> tuple[dict, np.ndarray, np.ndarray]:
         """The figures of a fit of ``model`` at parameters ``x`` against the truth.
 
         Parameters
@@ -392,7 +401,7 @@ class SyntheticStudy:
             rep["fitted_site_time_range_ms"] = [float(ps.min()), float(ps.max())]
         return rep, fitted, ecg
 
-    def write_fit_vtu(self, path, fitted, candidate_nodes=None, candidate_times=None):
+    def write_fit_vtu(self, path: str | os.PathLike, fitted: ArrayLike, candidate_nodes: ArrayLike | None = None, candidate_times: ArrayLike | None = None) -> Path:
         """Mesh with ``activation_true``, ``activation_fitted``, ``activation_error`` (fitted -
         true), ``candidate_site_time`` (NaN off the candidates), the heart's tags, fibres and regions."""
         from physim.io import write_mesh
@@ -416,7 +425,7 @@ class SyntheticStudy:
             cell_data={"fibers": self.fibers, "region": h.region},
         )
 
-    def true_parameters(self, model) -> np.ndarray:
+    def true_parameters(self, model: TwinModel) -> np.ndarray:
         """The truth as a parameter vector of ``model`` when it can express it exactly.
 
         ``model`` must have :class:`~physim.cardiac.twin.GlobalVelocities` or
@@ -451,7 +460,7 @@ class SyntheticStudy:
 # --------------------------------------------------------------------------- scenario options
 
 
-def add_mesh_argument(parser) -> None:
+def add_mesh_argument(parser: argparse.ArgumentParser) -> None:
     """``--mesh SIZE|PATH`` for the twin scenarios (default 65k; 10k with ``--quick``).
 
     ``SIZE`` is a shipped size (``10k``, ``65k``) or ``large`` (generated on

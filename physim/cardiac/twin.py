@@ -25,9 +25,12 @@ than the wave arriving from elsewhere changes nothing and gets a zero gradient.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
+from numpy.typing import ArrayLike
 
 from physim._result import Result, readonly
 from physim._validate import as_float_array, as_index_array, as_int, as_scalar
@@ -35,6 +38,11 @@ from physim.errors import InvalidInputError, InvalidTypeError, ShapeError
 
 from .objectives import activation_objective, ecg_objective, multimodal_objective
 from .priors import SiteCountPrior, VelocityPrior
+
+if TYPE_CHECKING:
+    from ..eikonal import EikonalGradient, TetMesh
+    from ..optim import Bounded
+    from .heart import BiventricularMesh
 
 __all__ = [
     "VelocityModel",
@@ -122,17 +130,17 @@ class GlobalVelocities(VelocityModel):
         Gaussian prior on ``(v_f, v_c)`` added to objectives.
     """
 
-    def __init__(self, n_tets: int, v_min: float = V_MIN, v_max: float = V_MAX, *, prior=None):
+    def __init__(self, n_tets: int, v_min: float = V_MIN, v_max: float = V_MAX, *, prior: VelocityPrior | None = None) -> None:
         self.n_tets = as_int("n_tets", n_tets, lower=1)
         self.n_params = 2
         self.lower, self.upper = _bounds(2, v_min, v_max)
         self.names = ("v_fiber", "v_cross")
         self.prior = _check_prior(prior, 2)
 
-    def velocities(self, p):
+    def velocities(self, p: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         return np.full(self.n_tets, p[0]), np.full(self.n_tets, p[1])
 
-    def vjp(self, p, d_vf, d_vc):
+    def vjp(self, p: np.ndarray, d_vf: np.ndarray, d_vc: np.ndarray) -> np.ndarray:
         return np.array([np.sum(d_vf), np.sum(d_vc)])
 
 
@@ -161,8 +169,8 @@ class AnisotropicVelocities(VelocityModel):
         r_min: float = 0.1,
         r_max: float = 1.0,
         *,
-        prior=None,
-    ):
+        prior: VelocityPrior | None = None,
+    ) -> None:
         self.n_tets = as_int("n_tets", n_tets, lower=1)
         self.n_params = 2
         lo, hi = _bounds(1, v_min, v_max)
@@ -175,10 +183,10 @@ class AnisotropicVelocities(VelocityModel):
         self.names = ("v_fiber", "cross_to_fiber_ratio")
         self.prior = _check_prior(prior, 2)
 
-    def velocities(self, p):
+    def velocities(self, p: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         return np.full(self.n_tets, p[0]), np.full(self.n_tets, p[0] * p[1])
 
-    def vjp(self, p, d_vf, d_vc):
+    def vjp(self, p: np.ndarray, d_vf: np.ndarray, d_vc: np.ndarray) -> np.ndarray:
         sc = float(np.sum(d_vc))
         return np.array([np.sum(d_vf) + p[1] * sc, p[0] * sc])
 
@@ -195,7 +203,7 @@ class RegionVelocities(VelocityModel):
         Bounds (mm/ms).
     """
 
-    def __init__(self, labels, region_names=None, v_min: float = V_MIN, v_max: float = V_MAX):
+    def __init__(self, labels: ArrayLike, region_names: Sequence[str] | None = None, v_min: float = V_MIN, v_max: float = V_MAX) -> None:
         lab = np.asarray(labels)
         if lab.ndim != 1 or lab.size == 0:
             raise ShapeError(f"labels must have shape (n_tets,), got {lab.shape}")
@@ -218,18 +226,18 @@ class RegionVelocities(VelocityModel):
         self.lower, self.upper = _bounds(self.n_params, v_min, v_max)
         self.names = tuple(f"v_fiber[{n}]" for n in names) + tuple(f"v_cross[{n}]" for n in names)
 
-    def velocities(self, p):
+    def velocities(self, p: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         R = self.n_regions
         return p[:R][self.labels], p[R:][self.labels]
 
-    def vjp(self, p, d_vf, d_vc):
+    def vjp(self, p: np.ndarray, d_vf: np.ndarray, d_vc: np.ndarray) -> np.ndarray:
         R = self.n_regions
         return np.concatenate(
             [np.bincount(self.labels, d_vf, minlength=R), np.bincount(self.labels, d_vc, minlength=R)]
         )
 
 
-def element_adjacency(tets) -> np.ndarray:
+def element_adjacency(tets: ArrayLike) -> np.ndarray:
     """Pairs of elements sharing a face, shape (n_pairs, 2) int64."""
     tets = as_index_array("tets", tets, shape=(None, 4))
     nt = tets.shape[0]
@@ -259,7 +267,7 @@ class FieldVelocities(VelocityModel):
         Bounds (mm/ms).
     """
 
-    def __init__(self, tets, weight: float = 1.0, v_min: float = V_MIN, v_max: float = V_MAX):
+    def __init__(self, tets: ArrayLike, weight: float = 1.0, v_min: float = V_MIN, v_max: float = V_MAX) -> None:
         tets = getattr(tets, "tets", tets)
         self.pairs = element_adjacency(tets)
         self.n_tets = int(np.asarray(tets).shape[0])
@@ -268,13 +276,13 @@ class FieldVelocities(VelocityModel):
         self.lower, self.upper = _bounds(self.n_params, v_min, v_max)
         self.names = ("v_fiber[k]",) * self.n_tets + ("v_cross[k]",) * self.n_tets
 
-    def velocities(self, p):
+    def velocities(self, p: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         return p[: self.n_tets], p[self.n_tets :]
 
-    def vjp(self, p, d_vf, d_vc):
+    def vjp(self, p: np.ndarray, d_vf: np.ndarray, d_vc: np.ndarray) -> np.ndarray:
         return np.concatenate([d_vf, d_vc])
 
-    def regularization(self, p):
+    def regularization(self, p: np.ndarray) -> tuple[float, np.ndarray]:
         if self.weight == 0 or self.pairs.shape[0] == 0:
             return 0.0, np.zeros_like(p)
         n = self.n_tets
@@ -303,11 +311,11 @@ class SiteModel:
     upper: np.ndarray
     names: tuple
 
-    def sources(self, p: np.ndarray):  # pragma: no cover - interface
+    def sources(self, p: np.ndarray) -> tuple[np.ndarray, np.ndarray]:  # pragma: no cover - interface
         """``(sources, source_times)`` for :func:`physim.eikonal.solve`."""
         raise NotImplementedError
 
-    def vjp(self, p: np.ndarray, grad) -> np.ndarray:  # pragma: no cover - interface
+    def vjp(self, p: np.ndarray, grad: EikonalGradient) -> np.ndarray:  # pragma: no cover - interface
         """Pull an :class:`EikonalGradient` back to the parameters."""
         raise NotImplementedError
 
@@ -353,13 +361,13 @@ class CandidateSites(SiteModel):
 
     def __init__(
         self,
-        nodes,
+        nodes: ArrayLike,
         t_min: float = 0.0,
         t_max: float = 150.0,
         *,
         sparsity: float = 0.0,
         count_prior: SiteCountPrior | None = None,
-    ):
+    ) -> None:
         self.nodes = readonly(as_index_array("nodes", nodes, shape=(None,)))
         if self.nodes.size == 0:
             raise ShapeError("nodes must contain at least one candidate site")
@@ -376,13 +384,13 @@ class CandidateSites(SiteModel):
     @classmethod
     def subendocardial(
         cls,
-        heart,
+        heart: BiventricularMesh,
         depth: float = 2.5,
         *,
         spacing: float | None = None,
         n_sites: int | None = None,
         exclude_base: bool = True,
-        seed=0,
+        seed: int | None = 0,
         t_min: float = 0.0,
         t_max: float = 150.0,
         sparsity: float = 0.0,
@@ -419,13 +427,13 @@ class CandidateSites(SiteModel):
         )
         return cls(nodes, t_min, t_max, sparsity=sparsity, count_prior=count_prior)
 
-    def sources(self, p):
+    def sources(self, p: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         return self.nodes, p
 
-    def vjp(self, p, grad):
+    def vjp(self, p: np.ndarray, grad: EikonalGradient) -> np.ndarray:
         return np.asarray(grad.source_times, dtype=float).copy()
 
-    def regularization(self, p):
+    def regularization(self, p: np.ndarray) -> tuple[float, np.ndarray]:
         val, g = 0.0, np.zeros_like(p, dtype=float)
         if self.sparsity != 0:
             span = float(self.upper[0] - self.lower[0])
@@ -438,7 +446,7 @@ class CandidateSites(SiteModel):
             g += gc
         return val, g
 
-    def firing(self, p, times) -> np.ndarray:
+    def firing(self, p: np.ndarray, times: ArrayLike) -> np.ndarray:
         """Which sites initiate activation: ``times[node] == t`` (bool, shape (n_sites,)).
 
         Parameters
@@ -465,7 +473,7 @@ class PointSites(SiteModel):
         Bounds of the site times (ms).
     """
 
-    def __init__(self, n_sites: int, box_lower, box_upper, t_min: float = 0.0, t_max: float = 150.0):
+    def __init__(self, n_sites: int, box_lower: ArrayLike, box_upper: ArrayLike, t_min: float = 0.0, t_max: float = 150.0) -> None:
         self.n_sites = as_int("n_sites", n_sites, lower=1)
         lo = as_float_array("box_lower", box_lower, shape=(3,))
         hi = as_float_array("box_upper", box_upper, shape=(3,))
@@ -479,11 +487,11 @@ class PointSites(SiteModel):
             f"t_site[{i}]" for i in range(self.n_sites)
         )
 
-    def sources(self, p):
+    def sources(self, p: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         k = self.n_sites
         return p[: 3 * k].reshape(k, 3), p[3 * k :]
 
-    def vjp(self, p, grad):
+    def vjp(self, p: np.ndarray, grad: EikonalGradient) -> np.ndarray:
         return np.concatenate([np.asarray(grad.source_points, dtype=float).ravel(), grad.source_times])
 
 
@@ -529,14 +537,14 @@ class TwinModel:
 
     def __init__(
         self,
-        mesh,
-        fibers,
+        mesh: TetMesh | BiventricularMesh,
+        fibers: ArrayLike,
         velocity: VelocityModel,
         sites: SiteModel,
         *,
         init_radius: float = 0.0,
         tol: float | None = None,
-    ):
+    ) -> None:
         from physim.eikonal.mesh import TetMesh
 
         if not isinstance(mesh, TetMesh):
@@ -577,17 +585,17 @@ class TwinModel:
     def names(self) -> tuple:
         return tuple(self.velocity.names) + tuple(self.sites.names)
 
-    def transform(self, beta: float = 1.0):
+    def transform(self, beta: float = 1.0) -> Bounded:
         """A :class:`physim.optim.Bounded` transform onto the parameter bounds."""
         from physim.optim import Bounded
 
         return Bounded(self.lower, self.upper, beta=beta)
 
-    def split(self, x) -> tuple[np.ndarray, np.ndarray]:
+    def split(self, x: ArrayLike) -> tuple[np.ndarray, np.ndarray]:
         x = as_float_array("x", x, shape=(self.n_params,))
         return x[: self.n_velocity], x[self.n_velocity :]
 
-    def conduction(self, x) -> np.ndarray:
+    def conduction(self, x: ArrayLike) -> np.ndarray:
         """Conduction tensors D (n_tets, 3, 3) for parameters ``x``."""
         from physim.eikonal.conduction import conduction_tensor
 
@@ -595,7 +603,7 @@ class TwinModel:
         vf, vc = self.velocity.velocities(pv)
         return conduction_tensor(self.fibers, vf, vc)
 
-    def forward(self, x) -> TwinState:
+    def forward(self, x: ArrayLike) -> TwinState:
         """Solve the eikonal equation for parameters ``x``."""
         from physim.eikonal.conduction import conduction_tensor
         from physim.eikonal.solve import solve
@@ -609,7 +617,7 @@ class TwinModel:
         act = solve(self.mesh, D, src, st, init_radius=self.init_radius, **opts)
         return TwinState(x, act, vf, vc)
 
-    def backward(self, state: TwinState, d_times) -> np.ndarray:
+    def backward(self, state: TwinState, d_times: ArrayLike) -> np.ndarray:
         """``dL/dx`` from ``dL/dphi`` (n_points,) through the eikonal adjoint."""
         from physim.eikonal.adjoint import adjoint
         from physim.eikonal.conduction import conduction_tensor_vjp
@@ -629,7 +637,7 @@ class TwinModel:
         ds = self.sites.vjp(ps, g)
         return np.concatenate([dv, ds])
 
-    def regularization(self, x) -> tuple[float, np.ndarray]:
+    def regularization(self, x: ArrayLike) -> tuple[float, np.ndarray]:
         """Velocity-model plus site-model penalties and their gradient w.r.t. ``x``."""
         pv, ps = self.split(x)
         v, g = self.velocity.regularization(pv)
@@ -640,7 +648,7 @@ class TwinModel:
 # --------------------------------------------------------------------------- helpers
 
 
-def heart_regions(heart, endo_layer: float = 0.0) -> tuple[np.ndarray, tuple]:
+def heart_regions(heart: BiventricularMesh, endo_layer: float = 0.0) -> tuple[np.ndarray, tuple]:
     """Element labels LV free wall / septum / RV free wall (+ fast endocardial layer).
 
     Parameters

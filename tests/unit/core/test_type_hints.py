@@ -161,7 +161,12 @@ def test_the_check_catches_a_missing_annotation():
 
 
 # the public API, package by package (every public callable falls under one of these)
-PACKAGES = ["physim.optim", "physim.distributed", "physim.io", "physim.scenario", "physim.viz", "physim.eikonal", "physim.cli", "physim.errors", "physim.lattice", "physim.ekf"]
+PACKAGES = ["physim.optim", "physim.distributed", "physim.io", "physim.scenario", "physim.viz", "physim.eikonal", "physim.cli", "physim.errors", "physim.lattice", "physim.ekf", "physim.cardiac"]
+
+
+def test_every_public_callable_belongs_to_a_checked_package():
+    outside = [k for k in public_callables() if not any(k.startswith(p + ".") for p in PACKAGES)]
+    assert outside == []
 
 
 @pytest.mark.parametrize("package", PACKAGES)
