@@ -110,6 +110,25 @@ if __name__ == "__main__":
 '''
 
 
+CHATTY = '''"""Logs at three levels through the library's loggers."""
+import logging
+
+from physim.scenario import scenario_main
+
+
+def run(ctx):
+    log = logging.getLogger("physim.chatty")
+    log.debug("debug detail")
+    ctx.log("progress line")
+    log.warning("a warning")
+    return {}
+
+
+if __name__ == "__main__":
+    scenario_main(run, __doc__)
+'''
+
+
 @pytest.fixture
 def scen(tmp_path, monkeypatch):
     d = tmp_path / "scen"
@@ -229,6 +248,26 @@ def test_quiet_and_verbose(scen, tmp_path):
     r = physim("run", "-q", "hello", "--out", str(tmp_path / "c"))
     assert r.returncode == 0 and r.stderr == ""
     assert json.loads((tmp_path / "c" / "results.json").read_text())["quick_flag"] is False
+
+
+def test_verbosity_levels_reach_the_library_loggers(scen, tmp_path):
+    (scen / "chatty.py").write_text(CHATTY)
+    r = physim("run", "chatty", "--out", str(tmp_path / "a"))
+    assert r.returncode == 0, r.stderr
+    assert "progress line" in r.stderr and "a warning" in r.stderr and "debug detail" not in r.stderr
+    r = physim("-v", "run", "chatty", "--out", str(tmp_path / "b"))
+    assert r.returncode == 0 and "debug detail" in r.stderr and "progress line" in r.stderr
+    r = physim("run", "chatty", "-q", "--out", str(tmp_path / "c"))
+    assert r.returncode == 0 and "a warning" in r.stderr
+    assert "progress line" not in r.stderr and "debug detail" not in r.stderr
+    assert r.stdout == ""
+
+
+def test_importing_physim_prints_nothing():
+    mods = "physim, physim.lattice, physim.eikonal, physim.cardiac, physim.ekf, physim.optim"
+    mods += ", physim.distributed, physim.viz, physim.io, physim.scenario, physim.cli"
+    r = subprocess.run([sys.executable, "-c", f"import {mods}"], capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0 and r.stdout == "" and r.stderr == "", (r.stdout, r.stderr)
 
 
 def test_progress_bar_to_a_pipe_updates_a_few_times(scen, tmp_path):
