@@ -23,8 +23,10 @@ __all__ = [
     "as_scalar",
     "as_int",
     "as_bool",
+    "as_rng",
     "check_memory",
     "check_returned",
+    "check_result",
     "available_memory",
     "MAX_INT",
 ]
@@ -214,6 +216,18 @@ def as_bool(name: str, x) -> bool:
     raise InvalidTypeError(f"{name} must be True or False, got {_short(x)}")
 
 
+def as_rng(name: str, seed) -> np.random.Generator:
+    """A random generator from ``seed``: None (fresh entropy), an integer >= 0, a
+    :class:`numpy.random.SeedSequence` or a :class:`numpy.random.Generator` (used as is)."""
+    if isinstance(seed, np.random.Generator):
+        return seed
+    if seed is None or isinstance(seed, np.random.SeedSequence):
+        return np.random.default_rng(seed)
+    if isinstance(seed, (int, np.integer)) and not isinstance(seed, (bool, np.bool_)):
+        return np.random.default_rng(as_int(name, seed, lower=0, upper=None))
+    raise InvalidTypeError(f"{name} must be None, an integer >= 0 or a numpy Generator, got {_short(seed)}")
+
+
 def check_returned(what: str, value, shape: Shape, *, finite: bool = True) -> np.ndarray:
     """Validate an array returned by user code before compiled code reads it.
 
@@ -239,6 +253,21 @@ def check_returned(what: str, value, shape: Shape, *, finite: bool = True) -> np
                 f"{idx[0] if len(idx) == 1 else idx}: {a[idx].item()!r}"
             )
     return a
+
+
+def check_result(what: str, cause: str, **values) -> None:
+    """Refuse to return a non-finite result computed from finite, validated inputs.
+
+    Inputs that pass the door can still overflow float64 together (a huge target
+    squared, a huge modulus times a width). ``values`` maps each result's name to
+    the computed value; the first that holds NaN/inf raises
+    :class:`~physim.errors.NonFiniteError` naming ``what``, that result, and
+    ``cause`` (the arguments that made it overflow, with their values).
+    """
+    for name, v in values.items():
+        a = np.asarray(v)
+        if a.dtype.kind in "fc" and not np.all(np.isfinite(a)):
+            raise NonFiniteError(f"{what}: {name} is not representable in float64 (overflow); {cause}")
 
 
 def available_memory() -> int:
@@ -302,6 +331,12 @@ def check_spd(name: str, mats: np.ndarray, *, rtol: float = 1e-12) -> None:
     if m.ndim < 2 or m.shape[-1] != m.shape[-2]:
         raise ShapeError(f"{name} must be square matrices (..., k, k), got shape {m.shape}")
     flat = m.reshape(-1, m.shape[-1], m.shape[-1])
+    nonfinite = np.nonzero(~np.isfinite(flat).all(axis=(1, 2)))[0]
+    if nonfinite.size:
+        raise NonFiniteError(
+            f"{name}{_unravel(int(nonfinite[0]), m.shape[:-2])} has non-finite entries "
+            f"({nonfinite.size} matrix(es))"
+        )
     scale = np.maximum(np.abs(flat).max(axis=(1, 2)), np.finfo(float).tiny)
     asym = np.abs(flat - flat.transpose(0, 2, 1)).max(axis=(1, 2)) / scale
     bad = np.nonzero(asym > 1e-10)[0]

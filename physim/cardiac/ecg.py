@@ -67,6 +67,7 @@ from physim._validate import (
     as_int,
     as_scalar,
     check_memory,
+    check_result,
     check_shape,
 )
 from physim.errors import InvalidInputError, MeshError, ShapeError
@@ -449,12 +450,19 @@ def intracellular_conductivity(fibers: ArrayLike, sigma_fiber: float = SIGMA_FIB
     if np.any(n == 0):
         raise InvalidInputError(f"fibers[{int(np.argmin(n))}] has zero length")
     f = f / n[:, None]
-    sl = np.broadcast_to(as_float_array("sigma_fiber", sigma_fiber), (f.shape[0],))
-    st = np.broadcast_to(as_float_array("sigma_cross", sigma_cross), (f.shape[0],))
-    for name, s in (("sigma_fiber", sl), ("sigma_cross", st)):
-        if np.any(s <= 0):
-            raise InvalidInputError(f"{name} must be > 0; entry {int(np.argmin(s))} is {s.min()}")
-    return st[:, None, None] * np.eye(3) + (sl - st)[:, None, None] * f[:, :, None] * f[:, None, :]
+    sig = []
+    for name, v in (("sigma_fiber", sigma_fiber), ("sigma_cross", sigma_cross)):
+        a = as_float_array(name, v)
+        if a.shape not in ((), (1,), (f.shape[0],)):
+            raise ShapeError(f"{name} must be a scalar or have shape ({f.shape[0]},), got {a.shape}")
+        a = np.broadcast_to(a.reshape(-1) if a.ndim else a, (f.shape[0],))
+        if np.any(a <= 0):
+            raise InvalidInputError(f"{name} must be > 0; entry {int(np.argmin(a))} is {a.min()}")
+        sig.append(a)
+    sl, st = sig
+    G = st[:, None, None] * np.eye(3) + (sl - st)[:, None, None] * f[:, :, None] * f[:, None, :]
+    check_result("intracellular_conductivity", "sigma_fiber or sigma_cross too large", conductivity=G)
+    return G
 
 
 def intracellular_conductivity_vjp(fibers: ArrayLike, d_G: ArrayLike) -> tuple[np.ndarray, np.ndarray]:
@@ -647,6 +655,11 @@ def lead_field(
     else:
         K.element_weights_serial(pts, tets, G, E, scale, int(quadrature), ew)
     W = K.scatter_weights(tets, ew, pts.shape[0])
+    check_result(
+        "lead_field",
+        f"sigma_bath={sb:g} S/m, largest |conductivity| {np.max(np.abs(G), initial=0.0):g} S/m",
+        weights=W,
+    )
     return LeadField(W, system, pts, tets, G, scale, int(quadrature))
 
 
@@ -765,6 +778,11 @@ def simulate_ecg(
     t0 = as_scalar("t0", t0)
     if not np.isfinite(t0 + dt * n_samples):
         raise InvalidInputError(f"t0 + dt * n_samples = {t0} + {dt} * {n_samples} overflows float64")
+    t_far = max(abs(t0), abs(t0 + dt * n_samples))
+    if n_samples > 1 and not (t_far + dt) - t_far > 0.5 * dt:
+        raise InvalidInputError(
+            f"t0={t0:g} ms is too large for dt={dt:g} ms: consecutive sample times are equal in float64"
+        )
     apd = model.apd_array(phi.shape[0])
     W = lead_field.weights
     parallel, nchunk = _plan(lead_field, model, dt)
@@ -893,9 +911,17 @@ def lead_mse_loss(ecg: ECG | ArrayLike, target: ArrayLike, *, normalize: bool = 
     if normalize:
         v = y.var(axis=1)
         w = np.where(v > 0, 1.0 / np.where(v > 0, v, 1.0), 1.0)
-    r = x - y
-    value = float(np.sum(w[:, None] * r * r) / ns)
-    return value, (2.0 / ns) * w[:, None] * r
+    with np.errstate(over="ignore", invalid="ignore"):
+        r = x - y
+        value = float(np.sum(w[:, None] * r * r) / ns)
+        grad = (2.0 / ns) * w[:, None] * r
+    check_result("lead_mse_loss", _amplitudes(x, y), value=value, grad=grad)
+    return value, grad
+
+
+def _amplitudes(x, y) -> str:
+    """Largest |ecg| and |target|, for overflow messages."""
+    return f"largest |ecg| {np.max(np.abs(x), initial=0.0):g}, largest |target| {np.max(np.abs(y), initial=0.0):g}"
 
 
 def lead_correlations(ecg: ECG | ArrayLike, target: ArrayLike) -> np.ndarray:
@@ -924,15 +950,18 @@ def correlation_loss(ecg: ECG | ArrayLike, target: ArrayLike, *, eps: float = 1e
     eps = as_scalar("eps", eps, positive=True)
     x, y = _pair(ecg, target)
     nl = x.shape[0]
-    xc = x - x.mean(axis=1, keepdims=True)
-    yc = y - y.mean(axis=1, keepdims=True)
-    nx = np.sqrt((xc * xc).sum(axis=1) + eps)
-    ny = np.sqrt((yc * yc).sum(axis=1) + eps)
-    rho = (xc * yc).sum(axis=1) / (nx * ny)
-    # d rho / d x = yc / (nx ny) - rho xc / nx^2   (already centred)
-    g = yc / (nx * ny)[:, None] - (rho / (nx * nx))[:, None] * xc
-    g = g - g.mean(axis=1, keepdims=True)
-    return float(np.mean(1.0 - rho)), -g / nl
+    with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
+        xc = x - x.mean(axis=1, keepdims=True)
+        yc = y - y.mean(axis=1, keepdims=True)
+        nx = np.sqrt((xc * xc).sum(axis=1) + eps)
+        ny = np.sqrt((yc * yc).sum(axis=1) + eps)
+        rho = (xc * yc).sum(axis=1) / (nx * ny)
+        # d rho / d x = yc / (nx ny) - rho xc / nx^2   (already centred)
+        g = yc / (nx * ny)[:, None] - (rho / (nx * nx))[:, None] * xc
+        g = g - g.mean(axis=1, keepdims=True)
+        value, grad = float(np.mean(1.0 - rho)), -g / nl
+    check_result("correlation_loss", f"eps={eps:g}, {_amplitudes(x, y)}", value=value, grad=grad)
+    return value, grad
 
 
 def shifted_correlation_loss(
@@ -992,9 +1021,12 @@ def shifted_correlation_loss(
         xs = slice(0, n - s) if s >= 0 else slice(-s, n)
         ys = slice(s, n) if s >= 0 else slice(0, n + s)
         vals[i], grads[i][:, xs] = correlation_loss(x[:, xs], y[:, ys], eps=eps)
-    z = -vals / tau
-    zmax = float(z.max())
-    w = np.exp(z - zmax)
-    value = -tau * (zmax + math.log(float(w.mean())))
-    pi = w / w.sum()
-    return float(value), np.tensordot(pi, grads, axes=1)
+    with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
+        z = -vals / tau
+        zmax = float(z.max())
+        w = np.exp(z - zmax)
+        value = -tau * (zmax + math.log(float(w.mean())))
+        pi = w / w.sum()
+        grad = np.tensordot(pi, grads, axes=1)
+    check_result("shifted_correlation_loss", f"temperature={tau:g}", value=value, grad=grad)
+    return float(value), grad

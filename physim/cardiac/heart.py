@@ -50,7 +50,7 @@ import numpy as np
 from numpy.typing import ArrayLike
 
 from .._result import Result
-from .._validate import as_float_array, as_index_array, as_scalar, check_memory
+from .._validate import as_float_array, as_index_array, as_rng, as_scalar, check_memory
 from ..errors import InvalidInputError, MeshError
 
 if TYPE_CHECKING:
@@ -518,7 +518,7 @@ def farthest_point_sample(points: ArrayLike, candidates: ArrayLike, *, n: int | 
     gap = 0.0 if spacing is None else float(spacing)
     if not np.isfinite(gap) or gap < 0:
         raise InvalidInputError(f"spacing must be a finite number >= 0, got {spacing!r}")
-    rng = np.random.default_rng(seed)
+    rng = as_rng("seed", seed)
     P = pts[cand]
     chosen = [int(rng.integers(cand.size))]
     d = np.linalg.norm(P - P[chosen[0]], axis=1)

@@ -23,7 +23,7 @@ from numpy.typing import ArrayLike
 
 from .._result import Result
 from .._validate import as_float_array, check_positive
-from ..errors import InvalidInputError, ShapeError
+from ..errors import InvalidInputError, InvalidTypeError, ShapeError
 
 __all__ = ["conduction_tensor", "conduction_tensor_vjp", "ConductionGradient"]
 
@@ -76,6 +76,8 @@ def _prep(fibers, v_fiber, v_cross, v_normal):
 
     def vel(name, v):
         if v is None:
+            if name != "v_normal":
+                raise InvalidTypeError(f"{name} must be a velocity (mm/ms), got None")
             return None, True
         scalar = np.ndim(v) == 0
         a = as_float_array(name, v)
@@ -87,9 +89,18 @@ def _prep(fibers, v_fiber, v_cross, v_normal):
         check_positive(name, a)
         return a, False
 
-    vf, sf = vel("v_fiber", v_fiber)
-    vc, sc = vel("v_cross", v_cross)
-    vn, sn = vel("v_normal", v_normal)
+    def vel_checked(name, v):
+        out = vel(name, v)
+        a = out[0]
+        if a is not None and not np.all(np.isfinite(a * a)):
+            raise InvalidInputError(
+                f"{name} up to {float(np.max(a)):.3g} mm/ms: its square overflows float64"
+            )
+        return out
+
+    vf, sf = vel_checked("v_fiber", v_fiber)
+    vc, sc = vel_checked("v_cross", v_cross)
+    vn, sn = vel_checked("v_normal", v_normal)
     if sheets is None and vn is not None:
         raise InvalidInputError(
             "v_normal needs sheet directions: pass fibers of shape (n_elements, 2, 3) = (fibre, sheet)"
@@ -127,11 +138,6 @@ def conduction_tensor(fibers: ArrayLike, v_fiber: ArrayLike, v_cross: ArrayLike,
         Symmetric positive definite tensors for :func:`physim.eikonal.solve`.
     """
     f, fib, sheets, nf, ns, (vf, _), (vc, _), (vn, _), _ = _prep(fibers, v_fiber, v_cross, v_normal)
-    for name, v in (("v_fiber", vf), ("v_cross", vc), ("v_normal", vn)):
-        if v is not None and not np.all(np.isfinite(v * v)):
-            raise InvalidInputError(
-                f"{name} up to {float(np.max(v)):.3g} mm/ms: its square overflows float64"
-            )
     fh = fib / nf[:, None]
     dim = fib.shape[1]
     eye = np.eye(dim)[None]

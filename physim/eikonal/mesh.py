@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
-from .._validate import as_float_array, as_index_array, as_int, as_scalar, check_memory
+from .._validate import as_float_array, as_index_array, as_int, as_rng, as_scalar, check_memory
 from ..errors import InvalidInputError, MeshError, ShapeError
 
 if TYPE_CHECKING:
@@ -385,7 +385,7 @@ def _grid_points(n, size, origin, jitter, seed):
     axes = [origin[d] + np.linspace(0.0, size[d], int(n[d]) + 1) for d in range(len(n))]
     grid = np.stack(np.meshgrid(*axes, indexing="ij"), axis=-1).reshape(-1, len(n))
     if jitter:
-        rng = np.random.default_rng(seed)
+        rng = as_rng("seed", seed)
         h = np.asarray(size, dtype=float) / n
         disp = rng.uniform(-jitter, jitter, size=grid.shape) * h
         on_bnd = np.isclose(grid, origin) | np.isclose(grid, np.asarray(origin) + np.asarray(size))

@@ -25,7 +25,7 @@ import numpy as np
 from numpy.typing import ArrayLike
 
 from .._result import Result
-from .._validate import as_float_array
+from .._validate import as_float_array, as_rng
 from ..errors import InvalidInputError, InvalidTypeError, PhysimError
 from .models import MotionModel
 from .sensors import MeasurementModel
@@ -385,7 +385,7 @@ def check_model(
         ``.ok``, ``.failed`` (names of the wrong derivatives), ``.items``;
         ``print(report)`` shows a table.
     """
-    rng = np.random.default_rng(seed)
+    rng = as_rng("seed", seed)
     col = _Collector(float(rtol), float(atol))
     if isinstance(model, MotionModel):
         _check_motion(model, x, u, int(n_points), rng, col, float(rel_step))

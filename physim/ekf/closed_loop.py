@@ -52,7 +52,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 from numpy.typing import ArrayLike
 
-from .._validate import as_float_array, as_scalar
+from .._validate import as_float_array, as_rng, as_scalar
 from ..errors import InvalidInputError
 from .constraints import _Circles, as_constraints
 from .filter import FilterResult, _draw_noise, _segment, _sqrt_psd, _validate
@@ -338,7 +338,7 @@ class ActiveSensingController:
         x0, P0, U0, M, Q0 = _validate(m_, s_, x0, P0, controls0, self.M, self.Q0)
         n_runs = _positive_int("n_runs", n_runs)
         N, n, nu, m = U0.shape[0], m_.n_state, m_.n_control, s_.n_meas
-        e0, eu, eq, ez = _draw_noise(np.random.default_rng(seed), n_runs, N, n, nu, m)
+        e0, eu, eq, ez = _draw_noise(as_rng("seed", seed), n_runs, N, n, nu, m)
         L0 = np.ascontiguousarray(np.linalg.cholesky(P0))
         Lm, Lq = _sqrt_psd(M), _sqrt_psd(Q0)
         steps = []

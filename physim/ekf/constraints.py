@@ -27,7 +27,7 @@ import numpy as np
 from numpy.typing import ArrayLike
 
 from .._validate import as_float_array, as_scalar
-from ..errors import InvalidInputError, InvalidTypeError
+from ..errors import InvalidInputError, InvalidTypeError, ShapeError
 
 if TYPE_CHECKING:
     from .sensors import MeasurementModel
@@ -98,6 +98,21 @@ class _Circles(StateConstraint):
             )
 
 
+#: lengths (m) outside [_MIN_LENGTH, _MAX_LENGTH] make the constraint values (d² - r²) / 2r overflow
+_MIN_LENGTH, _MAX_LENGTH = 1e-100, 1e100
+
+
+def _check_extent(name: str, a: np.ndarray, lower: float) -> None:
+    a = a.reshape(-1)
+    bad = np.nonzero((a < lower) | (a > _MAX_LENGTH))[0]
+    if bad.size:
+        i = int(bad[0])
+        raise InvalidInputError(
+            f"{name} entry {i} has magnitude {a[i]:g} m, outside [{lower:g}, {_MAX_LENGTH:g}] m "
+            "where constraint values stay representable"
+        )
+
+
 class KeepOut(_Circles):
     """Circular obstacles the robot must keep out of.
 
@@ -115,9 +130,14 @@ class KeepOut(_Circles):
         C = as_float_array("centers", centers, (None, 2), copy=True)
         if C.shape[0] == 0:
             raise InvalidInputError("centers must hold at least one circle, got shape (0, 2)")
-        r = np.broadcast_to(as_float_array("radii", radii), (C.shape[0],)).copy()
+        r = as_float_array("radii", radii)
+        if r.shape not in ((), (1,), (C.shape[0],)):
+            raise ShapeError(f"radii must be a scalar or have shape ({C.shape[0]},), got {r.shape}")
+        r = np.broadcast_to(r.reshape(-1) if r.ndim else r, (C.shape[0],)).copy()
         if not np.all(r > 0):
             raise InvalidInputError(f"radii must be > 0, got {r.tolist()}")
+        _check_extent("centers", np.abs(C), 0.0)
+        _check_extent("radii", r, _MIN_LENGTH)
         C.setflags(write=False)
         r.setflags(write=False)
         self.centers, self.radii = C, r
@@ -145,6 +165,7 @@ class BeaconDistance(_Circles):
 
     def __init__(self, distance: float) -> None:
         self.distance = as_scalar("distance", distance, positive=True)
+        _check_extent("distance", np.array([self.distance]), _MIN_LENGTH)
 
     def circles(self, sensor: MeasurementModel) -> tuple[np.ndarray, np.ndarray]:
         B = getattr(sensor, "positions", None)

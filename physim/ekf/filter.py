@@ -30,7 +30,7 @@ import numpy as np
 from numpy.typing import ArrayLike
 
 from .._result import Result, freeze
-from .._validate import as_bool, as_float_array, as_int, check_memory, check_returned, check_spd
+from .._validate import as_bool, as_float_array, as_int, as_rng, check_memory, check_returned, check_spd
 from ..errors import InvalidInputError, InvalidTypeError, NonFiniteError, ShapeError, SingularSystemError
 from . import _kernels as K
 from . import _user_kernels as UK
@@ -407,7 +407,7 @@ def run_filter(
         k = int(np.argwhere(~np.isfinite(Xn))[0][0])
         raise InvalidInputError(f"the nominal trajectory is not finite from step {k}")
     beacons.check_states(Xn[1:])
-    e0, eu, eq, ez = _draw_noise(np.random.default_rng(seed), n_runs, N, n, nu, m)
+    e0, eu, eq, ez = _draw_noise(as_rng("seed", seed), n_runs, N, n, nu, m)
     L0 = np.ascontiguousarray(np.linalg.cholesky(P0))
     Lm, Lq = _sqrt_psd(M), _sqrt_psd(Q0)
     if model._kind is not None and type(beacons) is Beacons:

@@ -20,7 +20,7 @@ import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
 from .._result import readonly
-from .._validate import as_float_array, as_index_array, as_scalar
+from .._validate import as_float_array, as_index_array, as_scalar, check_result
 from ..errors import InvalidInputError, InvalidTypeError, ShapeError
 from ..optim import Bounded, Identity, Transform, minimize
 from .adjoint import adjoint
@@ -64,6 +64,19 @@ def _float(name, x):
     return float(a[0]) if np.ndim(x) == 0 else a
 
 
+def _material(youngs_modulus, thickness, length) -> float:
+    """``Y t / a`` (N/m per m of width) from validated positive material constants."""
+    y = as_scalar("youngs_modulus", youngs_modulus, positive=True)
+    t = as_scalar("thickness", thickness, positive=True)
+    a = as_scalar("length", length, positive=True)
+    c = y * t / a
+    if not 0.0 < c < np.inf:
+        raise InvalidInputError(
+            f"youngs_modulus * thickness / length = {y:g} * {t:g} / {a:g} is not a positive finite number"
+        )
+    return c
+
+
 def stiffness_from_width(
     width: ArrayLike,
     youngs_modulus: float = PAPER["youngs_modulus"],
@@ -72,7 +85,9 @@ def stiffness_from_width(
 ) -> float | NDArray[np.float64]:
     """Axial stiffness ``k = Y w t / a`` (N/m) of a bar of width ``w`` (m)."""
     w = _float("width", width)
-    return youngs_modulus * w * thickness / length
+    k = _material(youngs_modulus, thickness, length) * w
+    check_result("stiffness_from_width", f"width up to {np.max(np.abs(w), initial=0.0):g} m", stiffness=k)
+    return k
 
 
 def width_from_stiffness(
@@ -83,7 +98,9 @@ def width_from_stiffness(
 ) -> float | NDArray[np.float64]:
     """Inverse of :func:`stiffness_from_width`: width (m) of a bar of stiffness ``k`` (N/m)."""
     k = _float("stiffness", stiffness)
-    return k * length / (youngs_modulus * thickness)
+    w = k / _material(youngs_modulus, thickness, length)
+    check_result("width_from_stiffness", f"stiffness up to {np.max(np.abs(k), initial=0.0):g} N/m", width=w)
+    return w
 
 
 def stiffness_transform(
@@ -115,7 +132,10 @@ def stiffness_transform(
 
 def weight_force(mass_g: float, gravity: float = PAPER["gravity"]) -> float:
     """Weight (N) of a hanging mass given in grams."""
-    return _float("mass_g", mass_g) * 1e-3 * gravity
+    m = _float("mass_g", mass_g)
+    w = m * 1e-3 * as_scalar("gravity", gravity)
+    check_result("weight_force", f"mass_g up to {np.max(np.abs(m), initial=0.0):g}", weight=w)
+    return w
 
 
 LossFn = Callable[[np.ndarray, np.ndarray], "tuple[float, np.ndarray]"]

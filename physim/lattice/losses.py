@@ -12,7 +12,7 @@ from __future__ import annotations
 import numpy as np
 from numpy.typing import ArrayLike
 
-from .._validate import as_float_array, as_index_array, as_scalar
+from .._validate import as_float_array, as_index_array, as_scalar, check_result
 from ..errors import InvalidInputError, ShapeError
 
 __all__ = ["output_values", "mse_loss", "classifier_loss", "class_probabilities", "predict_class"]
@@ -82,9 +82,16 @@ def mse_loss(u: ArrayLike, outputs: ArrayLike, target: ArrayLike, *, scale: floa
         raise ShapeError(f"target must have shape ({k},) or ({nb}, {k}), got {t.shape}")
     scale = as_scalar("scale", scale, positive=True)
     r = scale * ub[:, o[:, 0], o[:, 1]] - t
-    value = float(np.mean(r * r))
-    grad = np.zeros_like(ub)
-    np.add.at(grad, (slice(None), o[:, 0], o[:, 1]), 2.0 * scale * r / r.size)
+    with np.errstate(over="ignore", invalid="ignore"):
+        value = float(np.mean(r * r))
+        grad = np.zeros_like(ub)
+        np.add.at(grad, (slice(None), o[:, 0], o[:, 1]), 2.0 * scale * r / r.size)
+    check_result(
+        "mse_loss",
+        f"scale={scale:g}, largest |target| {np.max(np.abs(t), initial=0.0):g}, largest |u| {np.max(np.abs(ub), initial=0.0):g}",
+        value=value,
+        grad=grad,
+    )
     return value, (grad if batched else grad[0])
 
 

@@ -177,9 +177,23 @@ def check_gradient(
         scale = float(np.max(np.abs(x))) if x.size else 1.0
         h0 = 1e-2 * max(scale, 1.0) / max(float(np.max(np.abs(d))), 1e-300)
     steps = h0 * 0.5 ** np.arange(n_steps)
-    dd = float(np.sum(g * d))
+    with np.errstate(over="ignore", invalid="ignore"):
+        dd = float(np.sum(g * d))
+        xp = x + steps[0] * d
+    if not (np.all(np.isfinite(xp)) and np.isfinite(dd)):
+        raise NonFiniteError(
+            f"h0={h0:g} along a direction of largest entry {np.max(np.abs(d)):g} overflows float64 "
+            "(x + h0 * direction or grad . direction is not finite)"
+        )
+    if np.array_equal(xp, x):
+        raise InvalidInputError(
+            f"h0={h0:g} is too small: x + h0 * direction rounds to x, so the test has no information"
+        )
     fp = np.array([_value(fun, x + h * d, args)[0] for h in steps])
     fm = np.array([_value(fun, x - h * d, args)[0] for h in steps])
+    if not (np.all(np.isfinite(fp)) and np.all(np.isfinite(fm))):
+        h = float(steps[int(np.argmax(~(np.isfinite(fp) & np.isfinite(fm))))])
+        raise NonFiniteError(f"fun(x ± h * direction) is not finite at step h={h:g} (h0={h0:g})")
     rem = np.abs(fp - f0 - steps * dd)
     # round-off floor of the remainder: a few ulps of the function values
     floor = 64 * np.finfo(float).eps * (abs(f0) + np.abs(fp) + steps * abs(dd)) + 1e-300

@@ -599,6 +599,12 @@ class _Run:
         best = obj.best
         if best is not None:
             return self.result(obj, best[1], best[0], best[2], nit, False, message, reason, exception)
+        if reason == "nonfinite":
+            # nothing finite to return: the objective was not finite from the start
+            raise NonFiniteError(
+                f"minimize: {message.removeprefix('stopped: ').split('; returning')[0]} "
+                "before any finite iterate (x0 and every later point)"
+            )
         return self.result(obj, self.x0, np.nan, None, nit, False, message, reason, exception)
 
     def failed(self, obj: _Objective, nit: int, err: _UserError):
@@ -899,7 +905,16 @@ def _adam(run: _Run, lr, betas, eps, epochs, n_samples, batch_size, seed, schedu
             cur["S"] = s._replace(done=s.done + 1, pos=0, losses=(), gnorm=0.0)
             run.after(s.done + 1, cur["S"].x, f, g)
         s = cur["S"]
-        if not minibatch and s.step > 0 and reason != "gtol":
+        if f is None and s.step == 0:
+            # no step was asked for (maxiter=0 or epochs=0): report the objective at x0
+            if minibatch:
+                idx = np.arange(n_samples, dtype=np.int64)
+                fg = [obj(s.x, idx[i : i + batch_size]) for i in range(0, n_samples, batch_size)]
+                f, g = float(np.mean([v for v, _ in fg])), np.mean([w for _, w in fg], axis=0)
+                obj.best = (f, s.x.copy(), g.copy())
+            else:
+                f, g = obj(s.x)
+        elif not minibatch and s.step > 0 and reason != "gtol":
             # report value and gradient at the returned iterate, not at the one before the last step
             f, g = obj(s.x)
     except _NonFinite as exc:
