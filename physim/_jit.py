@@ -38,17 +38,57 @@ def njit(func=None, *, parallel: bool = False, fastmath: bool = True, **options)
     """
 
     def wrap(f):
-        return numba.njit(
+        d = numba.njit(
             cache=True,
             parallel=parallel,
             fastmath=set(FASTMATH) if fastmath else False,
             nogil=True,
             **options,
         )(f)
+        return _ThreadSafe(d) if parallel else d
 
     if func is not None:
         return wrap(func)
     return wrap
+
+
+_WORKQUEUE_LOCK = threading.Lock()
+
+
+def _layer_is_threadsafe() -> bool:
+    """True once Numba runs its parallel regions on a layer that several threads may enter
+    at once (TBB, OpenMP); False for the workqueue layer or before the first launch."""
+    try:
+        return numba.threading_layer() != "workqueue"
+    except ValueError:  # no parallel region launched yet: the layer is chosen at the first
+        return False
+
+
+class _ThreadSafe:
+    """A ``parallel=True`` kernel that Python threads may call concurrently.
+
+    Numba's fallback workqueue threading layer (used where neither TBB nor OpenMP is
+    available) aborts the process when two threads launch parallel regions at once. Calls
+    are serialised by a lock on that layer (and for the first launch, which picks the
+    layer); on TBB and OpenMP they run concurrently. Attributes are the dispatcher's.
+    """
+
+    def __init__(self, dispatcher):
+        self.__dict__["_dispatcher"] = dispatcher
+        self.__doc__ = dispatcher.__doc__
+        self.__wrapped__ = dispatcher
+
+    def __call__(self, *args, **kwargs):
+        if _layer_is_threadsafe():
+            return self._dispatcher(*args, **kwargs)
+        with _WORKQUEUE_LOCK:
+            return self._dispatcher(*args, **kwargs)
+
+    def __getattr__(self, name):
+        return getattr(self._dispatcher, name)
+
+    def __repr__(self) -> str:
+        return f"ThreadSafe({self._dispatcher!r})"
 
 
 class _CompileWatch(_event.Listener):
