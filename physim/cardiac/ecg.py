@@ -960,7 +960,11 @@ def correlation_loss(ecg: ECG | ArrayLike, target: ArrayLike, *, eps: float = 1e
         g = yc / (nx * ny)[:, None] - (rho / (nx * nx))[:, None] * xc
         g = g - g.mean(axis=1, keepdims=True)
         value, grad = float(np.mean(1.0 - rho)), -g / nl
-    check_result("correlation_loss", f"eps={eps:g}, {_amplitudes(x, y)}", value=value, grad=grad)
+    check_result(
+        "correlation_loss",
+        f"eps={eps:g}, {_amplitudes(x, y)}",
+        **{"the norm of a lead of ecg": nx, "the norm of a lead of target": ny, "value": value, "grad": grad},
+    )
     return value, grad
 
 

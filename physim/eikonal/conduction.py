@@ -92,7 +92,9 @@ def _prep(fibers, v_fiber, v_cross, v_normal):
     def vel_checked(name, v):
         out = vel(name, v)
         a = out[0]
-        if a is not None and not np.all(np.isfinite(a * a)):
+        with np.errstate(over="ignore"):
+            over = a is not None and not np.all(np.isfinite(a * a))
+        if over:
             raise InvalidInputError(
                 f"{name} up to {float(np.max(a)):.3g} mm/ms: its square overflows float64"
             )

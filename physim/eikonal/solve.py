@@ -108,7 +108,8 @@ def _velocity_to_D(mesh, velocity):
         raise InvalidInputError(
             f"velocity must be positive (mm/ms), got {v[bad[0]]} at element {int(bad[0])}"
         )
-    over = np.nonzero(~np.isfinite(v * v))[0]
+    with np.errstate(over="ignore"):
+        over = np.nonzero(~np.isfinite(v * v))[0]
     if over.size:
         raise InvalidInputError(
             f"velocity {v[over[0]]:g} mm/ms at element {int(over[0])}: its square overflows float64"
