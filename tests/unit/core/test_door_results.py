@@ -114,3 +114,21 @@ def test_gradient_check_and_adam_edge_cases():
     for kw in ({}, {"n_samples": 10, "batch_size": 4, "epochs": 2}):
         with pytest.raises(errors.NonFiniteError, match="before any finite iterate"):
             minimize(_quad, np.array([1e300, 0.0]), method="adam", maxiter=3, **kw)
+
+
+def test_rollout_horizon_beyond_memory_is_refused():
+    import physim.ekf as F
+
+    class ManyBeacons(F.MeasurementModel):
+        n_meas = 10**6
+        angular = np.zeros(10**6, dtype=bool)
+
+        def measure(self, X):  # never reached: the size is refused first
+            raise AssertionError
+
+        jacobians = jacobians_vjp = measure
+
+    with pytest.raises(errors.ResourceLimitError, match="N=100000 steps"):
+        F.covariance_rollout(
+            F.Unicycle(0.1), ManyBeacons(), np.zeros(3), np.eye(3), np.ones((10**5, 2)), np.eye(2), np.eye(3)
+        )
