@@ -20,9 +20,14 @@ satisfy that constraint. The planner then starts from the estimate's
 position projected radially onto the boundary of the circles (tightened by
 ``margin``); the distance moved is recorded for every replan
 (``ClosedLoopResult.start_projection_m``). A plan that still ends infeasible
-falls back to the best feasible point the optimizer met, so every returned
-plan satisfies its constraints unless no feasible point was found at all,
-which is reported (``plan_violation`` and an :class:`InfeasiblePlanWarning`).
+falls back to the best feasible point the optimizer met. When the goal
+region cannot be reached from the estimate in the steps left (the estimate
+jumped), the plan gets as close as the other constraints allow and the goal
+region of that replan is widened to that distance (recorded,
+``ClosedLoopResult.goal_widening_m``). So every returned plan satisfies its
+constraints unless no point satisfying the bounds, keep-out and clearance
+constraints was found at all, which is reported (``plan_violation`` and an
+:class:`InfeasiblePlanWarning`).
 
 Goal handling: when the horizon reaches the end of the mission (t + H_t = N)
 the plan has the goal as given (point, region or penalty). Before that, the
@@ -89,6 +94,11 @@ class ClosedLoopResult(FilterResult):
     start_projection_m : ndarray (R, n_p)
         Distance (m) the estimate's position was moved to plan from outside
         every keep-out and clearance circle (0 when the estimate was outside).
+    goal_widening_m : ndarray (R, n_p)
+        How much (m) the goal region of each replan was widened because the
+        goal could not be reached from the estimate in the steps left (0 when
+        it was not; see :meth:`ActiveSensingController.plan_with_relaxation`).
+        ``plan_violation`` is measured against the widened region.
     control_period_s : float
         Time between replans, k · dt, in s.
     interrupted : bool
@@ -102,6 +112,7 @@ class ClosedLoopResult(FilterResult):
     plan_violation: np.ndarray = None
     plan_success: np.ndarray = None
     start_projection_m: np.ndarray = None
+    goal_widening_m: np.ndarray = None
     control_period_s: float = np.nan
     interrupted: bool = False
 
@@ -239,10 +250,15 @@ class ActiveSensingController:
             opts.update(goal_radius=None)
         return opts
 
-    def violation(self, plan: Plan, steps_left: int) -> float:
-        """Largest violation of a plan made at ``steps_left`` steps before the end, against the constraints as given."""
+    def violation(self, plan: Plan, steps_left: int, goal_radius: float | None = None) -> float:
+        """Largest violation of a plan made at ``steps_left`` steps before the end, against the constraints as given.
+
+        ``goal_radius`` (m) replaces the goal radius of that replan (a goal
+        region widened by :meth:`plan_with_relaxation`; ``numpy.inf`` leaves
+        the goal out).
+        """
         opts = self._options(plan.controls.shape[0], steps_left)
-        radius = opts["goal_radius"]
+        radius = opts["goal_radius"] if goal_radius is None else goal_radius
         eq = self.goal is not None and opts["goal_mode"] == "constraint" and radius is None
         v = _violations(plan.controls, plan.trajectory, self.beacons, self.bounds, self.goal, radius, eq,
                         self.constraints)  # fmt: skip
@@ -297,8 +313,11 @@ class ActiveSensingController:
             return _plan(self.model, self.beacons, x, P, U, self.M, self.Q0, goal=goal, callback=None,
                          progress=False, strict=False, warn=False, **kw)  # fmt: skip
 
+        def ok(c):  # the margin is a planning back-off: a plan is accepted on the constraints as given
+            return self.violation(c, steps_left) <= self.plan_options["constraint_tol"]
+
         plan = solve(controls_warm)  # Ctrl-C inside the optimizer raises KeyboardInterrupt here
-        if plan.feasible:
+        if ok(plan):
             return plan
         # still infeasible after the planner's own feasibility restoration (a local method can be
         # trapped, e.g. heading away from the goal): start again from the alternative, and keep the
@@ -306,12 +325,53 @@ class ActiveSensingController:
         candidates = [plan]
         if controls_alt is not None:
             candidates.append(solve(controls_alt))
-        if not candidates[-1].feasible:
+        if not ok(candidates[-1]):
             candidates.append(solve(controls_warm, maxiter=0, restore_feasibility=False))
-        feasible = [c for c in candidates if c.feasible]
+        feasible = [c for c in candidates if ok(c)]
         if feasible:
             return min(feasible, key=lambda c: c.cost)
-        return min(candidates, key=lambda c: c.max_constraint_violation)
+        return min(candidates, key=lambda c: self.violation(c, steps_left))
+
+    def plan_with_relaxation(
+        self, x: ArrayLike, P: ArrayLike, controls_warm: ArrayLike, steps_left: int, controls_alt: ArrayLike | None = None
+    ) -> tuple[Plan, float | None]:
+        """:meth:`plan`, widening the goal region when no plan reaches it.
+
+        After a measurement update the estimate can be where the goal (or the
+        region from which it stays reachable) cannot be reached in the steps
+        left, with the speed and turn-rate bounds and the state constraints.
+        Then the planner gets as close to the goal as those constraints allow
+        (the goal as a penalty), and plans again from there with the goal
+        region widened to that distance: that start satisfies every
+        constraint, so the plan returned does too.
+
+        Returns ``(plan, goal_radius)``: the goal radius (m) the plan was made
+        with when it was widened, else ``None``.
+        """
+        tol = self.plan_options["constraint_tol"]
+        plan = self.plan(x, P, controls_warm, steps_left, controls_alt=controls_alt)
+        if self.goal is None or self.violation(plan, steps_left) <= tol:
+            return plan, None
+        Ht = np.shape(controls_warm)[0]
+        opts = self._options(Ht, steps_left)
+        base = 0.0 if opts["goal_radius"] is None else opts["goal_radius"]
+
+        def solve(U, **over):
+            kw = {**opts, **over}
+            return _plan(self.model, self.beacons, x, P, U, self.M, self.Q0, goal=self.goal, callback=None,
+                         progress=False, strict=False, warn=False, **kw)  # fmt: skip
+
+        near = solve(plan.controls, goal_mode="penalty", goal_radius=None, goal_weight=1e4)
+        # the bounds and state constraints as given, whatever the goal
+        if self.violation(near, steps_left, goal_radius=np.inf) > tol:
+            return plan, None  # they cannot be met from here either: the plan is reported infeasible
+        if self.violation(near, steps_left) <= tol:
+            return near, None  # the goal was within reach after all
+        radius = near.goal_error * (1.0 + 1e-9) + 1e-9
+        widened = solve(near.controls, goal_mode="constraint", goal_radius=radius)
+        if self.violation(widened, steps_left, goal_radius=radius) <= tol:
+            return widened, radius
+        return near, radius  # within the widened region by construction
 
     def run(self, x0: ArrayLike, P0: ArrayLike, controls0: ArrayLike, *, n_runs: int = 1, seed: int | None = None) -> ClosedLoopResult:
         """Simulate ``n_runs`` missions of N = len(controls0) steps in closed loop.
@@ -357,6 +417,7 @@ class ActiveSensingController:
         nits = np.zeros((n_runs, n_p), dtype=np.int64)
         viol = np.empty((n_runs, n_p))
         proj = np.zeros((n_runs, n_p))
+        widen = np.zeros((n_runs, n_p))
         ok = np.zeros((n_runs, n_p), dtype=bool)
         done = 0
         interrupted = False
@@ -374,10 +435,12 @@ class ActiveSensingController:
                     alt = np.ascontiguousarray(U0[t : t + Ht])
                     t0 = time.perf_counter()
                     xs, proj[r, i] = self.project_start(xh)
-                    plan = self.plan(xs, P, warm, N - t, controls_alt=alt if i else None)
+                    plan, radius = self.plan_with_relaxation(xs, P, warm, N - t, controls_alt=alt if i else None)
                     times[r, i] = time.perf_counter() - t0
                     nits[r, i] = plan.result.nit
-                    viol[r, i] = self.violation(plan, N - t)
+                    viol[r, i] = self.violation(plan, N - t, goal_radius=radius)
+                    if radius is not None:
+                        widen[r, i] = radius - (self._options(Ht, N - t)["goal_radius"] or 0.0)
                     ok[r, i] = bool(plan.result.success)
                     k = min(self.execute, Ht)
                     U = np.ascontiguousarray(plan.controls[:k])
@@ -405,7 +468,8 @@ class ActiveSensingController:
         return ClosedLoopResult(
             truth=Xt[sl], estimates=Xh[sl], covariances=Ph[sl], measurements=Z[sl], controls=Ua[sl],
             replan_steps=np.array(steps), plan_time_s=times[sl], plan_iterations=nits[sl],
-            plan_violation=viol[sl], plan_success=ok[sl], start_projection_m=proj[sl], control_period_s=self.control_period_s,
+            plan_violation=viol[sl], plan_success=ok[sl], start_projection_m=proj[sl],
+            goal_widening_m=widen[sl], control_period_s=self.control_period_s,
             interrupted=interrupted,
         )  # fmt: skip
 

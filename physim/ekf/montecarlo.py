@@ -111,7 +111,7 @@ def _concat(parts: list):
     if isinstance(first, ClosedLoopResult):
         extra = {f: np.concatenate([getattr(p, f) for p in parts])
                  for f in ("controls", "plan_time_s", "plan_iterations", "plan_violation", "plan_success",
-                           "start_projection_m")}  # fmt: skip
+                           "start_projection_m", "goal_widening_m")}  # fmt: skip
         return ClosedLoopResult(**common, **extra, replan_steps=first.replan_steps,
                                 control_period_s=first.control_period_s,
                                 interrupted=any(p.interrupted for p in parts))  # fmt: skip
@@ -268,7 +268,8 @@ def summarize(result: FilterResult, *, goal: ArrayLike | None = None, goal_toler
         ``plan_time_max_s``, ``control_period_s``, ``replan_time_ratio``,
         ``replan_time_ratio_p95``, ``max_constraint_violation``,
         ``infeasible_plans``, ``plans``, ``projected_starts`` (replans whose
-        start was projected out of a circle constraint) and ``start_projection_max_m``.
+        start was projected out of a circle constraint), ``start_projection_max_m``,
+        ``widened_goals`` (replans whose goal region was widened) and ``goal_widening_max_m``.
     """
     if not isinstance(result, FilterResult):
         raise InvalidTypeError(f"result must be a FilterResult, got {type(result).__name__}")
@@ -312,6 +313,8 @@ def summarize(result: FilterResult, *, goal: ArrayLike | None = None, goal_toler
             infeasible_plans=int(np.sum(result.plan_violation > 1e-6)),
             projected_starts=int(np.sum(result.start_projection_m > 0)),
             start_projection_max_m=float(np.max(result.start_projection_m, initial=0.0)),
+            widened_goals=int(np.sum(result.goal_widening_m > 0)),
+            goal_widening_max_m=float(np.max(result.goal_widening_m, initial=0.0)),
             plan_iterations_mean=float(result.plan_iterations.mean()),
         )
     return out

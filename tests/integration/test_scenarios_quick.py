@@ -31,6 +31,14 @@ def test_scenario_quick(name, tmp_path):
     assert any(out.glob("*.png")), f"{name} wrote no picture"
     if name in THREE_D:
         assert (out / "view.html").stat().st_size > 10_000, f"{name} wrote no view.html"
+    if name == "ekf_receding_horizon":  # the keys the issue names, with their confidence intervals
+        assert results["n_runs"] == 6
+        for s in ("straight", "open_loop", "receding"):
+            lo, hi = results[f"rmse_final_{s}_ci95"]
+            assert 0 <= lo <= results[f"rmse_final_{s}"] <= hi
+        assert results["max_constraint_violation"] <= 1e-6
+        assert results["infeasible_plans_receding"] == 0
+        assert 0 < results["replan_time_ratio"] < float("inf")
     if name.startswith("twin_"):
         assert (out / "ecg_target_vs_fitted.csv").read_text().startswith("time (ms),I target (mV)")
 
