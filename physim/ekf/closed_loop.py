@@ -298,7 +298,10 @@ class ActiveSensingController:
         horizon). When the plan from ``controls_warm`` ends infeasible, the
         planner starts again from ``controls_alt`` (e.g. the rest of the
         mission's initial plan), then falls back to ``controls_warm`` itself;
-        the feasible candidate of lowest cost wins, else the least violation.
+        the feasible candidate of lowest cost wins; with none, the planner
+        starts from the slowest controls the bounds allow (nearest zero),
+        with the margin's back-off and then without it, else the least
+        violation wins.
         Returns a :class:`physim.ekf.Plan` (no warning: the violation is in
         ``Plan.max_constraint_violation``, against the constraints tightened
         by ``margin``; :meth:`violation` gives it against the constraints as
@@ -330,6 +333,18 @@ class ActiveSensingController:
         feasible = [c for c in candidates if ok(c)]
         if feasible:
             return min(feasible, key=lambda c: c.cost)
+        # the slowest plan the bounds allow (controls nearest zero: for a unicycle the lowest speed,
+        # no turn) as a start, with the margin's back-off and then on the constraints as given (the
+        # back-off itself can leave no feasible plan: an estimate on a tightened circle, heading in,
+        # cannot turn away at once)
+        nu = self.model.n_control
+        lo, hi = self.bounds if self.bounds is not None else (np.full(nu, -np.inf), np.full(nu, np.inf))
+        slow = np.ascontiguousarray(np.tile(np.clip(0.0, lo, hi), (Ht, 1)))
+        for over in ({}, {"constraints": list(self.constraints)}) if self.margin > 0 else ({},):
+            c = solve(slow, **over)
+            if ok(c):
+                return c
+            candidates.append(c)
         return min(candidates, key=lambda c: self.violation(c, steps_left))
 
     def plan_with_relaxation(

@@ -295,3 +295,36 @@ def test_closed_loop_records_goal_widening():
     s = summarize(res)
     assert s["widened_goals"] == int(np.sum(res.goal_widening_m > 0))
     assert s["goal_widening_max_m"] == res.goal_widening_m.max()
+
+
+
+def test_estimate_on_the_tightened_clearance_heading_in_gets_a_feasible_plan():
+    """A replan the ekf_receding_horizon Monte-Carlo met (chunk 6, run 2, t = 0.5 s).
+
+    The estimate, projected onto the 0.55 m (0.5 m + margin) clearance circle of the beacon at
+    (1, 3), heads 30° off the beacon; from the shifted previous plan (full speed, turning towards
+    the beacon) and from the straight line SQP ends inside the circle. From the slowest controls the
+    bounds allow it finds a plan outside it.
+    """
+    beacons = Beacons([[1.0, 3.0], [4.0, 3.5], [7.0, 3.0]], 0.1, 0.02)
+    ctl = ActiveSensingController(
+        Unicycle(0.1), beacons, M, Q0, horizon=20, execute=5, cost=FinalTrace(), bounds=([0.1, -1.5], [3.0, 1.5]),
+        goal=[5.0, 0.0], goal_radius=0.05, constraints=[KeepOut([[4.6, 1.8]], 0.4), BeaconDistance(0.5)],
+        reach_speed=2.0, maxiter=30, margin=0.05,
+    )  # fmt: skip
+    x = np.array([1.0311469365038453, 2.4508826455561383, 1.0973593053822184])
+    P = np.array([[7.496701432600676e-05, 3.7876484800335e-05, 2.1645199833163983e-05],
+                  [3.7876484800335e-05, 0.0006040521881226494, -0.00012968992501120343],
+                  [2.1645199833163983e-05, -0.00012968992501120343, 8.030990795314735e-05]])  # fmt: skip
+    warm = np.array([[2.4980691075917156, 1.499983622152841], [2.6326156596124597, 1.3400831610423622],
+                     [2.725688501885736, 0.9087385469601024], [2.7740732737828115, 1.4297072848290235],
+                     [2.773500627047845, 1.172337134836865], [2.718433055857531, 0.9536238584178155],
+                     [2.6046236761886163, 0.7823745258879028], [2.4277477049565257, 0.6710281990165696],
+                     [2.190227825955456, 0.6358335633495092], [1.92005786438164, 0.6938019317604595],
+                     [1.710185781146051, 0.8546857796261038], [1.7689409043970117, 1.1113333664155032],
+                     [2.2815008915092516, 1.4311408564046946], [2.5284175606590304, 1.4435128974686722]]
+                    + [[0.1, 0.0]] * 6)  # fmt: skip
+    alt = np.tile([1.0, 0.0], (20, 1))
+    plan = ctl.plan(x, P, warm, 45, controls_alt=alt)
+    assert ctl.violation(plan, 45) <= 1e-6, plan.constraint_violations
+    assert np.array_equal(plan.trajectory[0], x)
