@@ -279,6 +279,10 @@ def scenario_main(
         add_arguments(parser)
     args = parser.parse_args(argv)
     _log.configure(args.level)
+    if args.level is not None:
+        # -q / -v for this process and its children (Dask workers, subprocesses): the progress
+        # bars' quiet check and the children's logging read the level from the environment
+        os.environ[_log.LEVEL_ENV] = logging.getLevelName(args.level)
     _progress.set_default(True)  # every fit of a scenario shows a progress bar (unless -q)
     std = {"quick", "out", "no_plots", "seed", "workers", "scheduler", "level"}
     extra = {k: v for k, v in vars(args).items() if k not in std}

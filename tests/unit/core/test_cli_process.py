@@ -282,6 +282,13 @@ def test_progress_bar_to_a_pipe_updates_a_few_times(scen, tmp_path):
     assert "best=" in r.stderr and "400/400" in r.stderr
     r = physim("-q", "run", "fit", "--out", str(tmp_path / "g"))
     assert r.returncode == 0 and "400/400" not in r.stderr
+    # the script itself, with -q: no bar either
+    env = {k: v for k, v in os.environ.items() if k != "PHYSIM_LOG_LEVEL"}
+    r = subprocess.run(
+        [sys.executable, str(scen / "fit.py"), "-q", "--out", str(tmp_path / "h")],
+        capture_output=True, text=True, timeout=300, env=env,
+    )  # fmt: skip
+    assert r.returncode == 0 and r.stderr == "", r.stderr
 
 
 def test_first_compilation_is_announced_once(scen, tmp_path):
