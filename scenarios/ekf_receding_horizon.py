@@ -249,16 +249,21 @@ def _plots(ctx, cmp, stats, open_loop, beacons):
     # position RMSE over time with 95 % confidence bands
     fig, ax = viz.figure(figsize=(8, 4.5))
     data = {"time [s]": t}
-    for name, res in cmp.results.items():
-        rmse, lo, hi = position_rmse_ci(res)
+    bands = {name: position_rmse_ci(res) for name, res in cmp.results.items()}
+    # a lower bound of 0 (few runs) cannot be drawn on the log axis: such bands run to the
+    # bottom of the axis, which is set by the curves, not by the clipped bounds
+    floor = 0.5 * min(float(np.min(b[0][b[0] > 0])) for b in bands.values())
+    for name, (rmse, lo, hi) in bands.items():
         ax.semilogy(t, rmse, color=COLORS[name], label=LABELS[name])
-        ax.fill_between(t, np.maximum(lo, 1e-4), hi, color=COLORS[name], alpha=0.2)
+        ax.fill_between(t, np.maximum(lo, floor), hi, color=COLORS[name], alpha=0.2)
         data[f"{name} rmse [m]"], data[f"{name} ci95 low [m]"], data[f"{name} ci95 high [m]"] = rmse, lo, hi
+    ax.set_ylim(bottom=floor)
     for tr in cmp.results["receding"].replan_steps[1:] * DT:
         ax.axvline(tr, color="0.8", lw=0.6, zorder=0)
     ax.set_xlabel("time [s]")
     ax.set_ylabel("position RMSE [m]")
-    ax.set_title(f"position RMSE over {R} runs, 95 % confidence bands (grey lines: replans)", fontsize=10)
+    ax.set_title(f"position RMSE over {R} runs, 95 % confidence bands (grey lines: replans)\n"
+                 "bands that reach the bottom edge have a lower bound of 0", fontsize=10)
     ax.legend()
     ax.grid(alpha=0.3, which="both")
     viz.save_figure(fig, ctx.path("rmse.png"), data=data)

@@ -263,7 +263,7 @@ def _pictures(ctx, runs, paper_runs, conf, median, f_all, te_idx, X, y):
     net = paper_network()
     k = median["stiffness"]
     t = stiffness_transform()
-    fig, axes = viz.figure(1, 3, figsize=(15, 5.2), layout="constrained")
+    fig, axes = viz.figure(1, 3, figsize=(15, 6.0), layout="constrained")
     handles = []
     flowers = [int(te_idx[np.flatnonzero(y[te_idx] == c)[0]]) for c in range(3)]
     us = [solve(net, k, f_all[s]).displacements for s in flowers]
@@ -287,6 +287,11 @@ def _pictures(ctx, runs, paper_runs, conf, median, f_all, te_idx, X, y):
             ha="center",
             fontsize=8,
         )
+    # the same limits on the three panels: equal-aspect boxes of one size, titles on one line
+    lims = np.array([[*ax.get_xlim(), *ax.get_ylim()] for ax in axes])
+    for ax in axes:
+        ax.set_xlim(lims[:, 0].min(), lims[:, 1].max())
+        ax.set_ylim(lims[:, 2].min(), lims[:, 3].max())
     from matplotlib.lines import Line2D
 
     handles.append(
