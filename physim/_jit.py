@@ -22,8 +22,12 @@ __all__ = ["FASTMATH", "njit", "prange", "compile_stats"]
 
 logger = logging.getLogger(__name__)
 
-#: fastmath flags: everything that keeps inf/NaN semantics (never ``nnan``/``ninf``).
-FASTMATH = frozenset({"nsz", "arcp", "contract", "afn", "reassoc"})
+#: fastmath flags: everything that keeps inf/NaN semantics (never ``nnan``/``ninf``), and
+#: never ``contract``: with it, a kernel compiled in-process and the same kernel loaded from
+#: Numba's on-disk cache fused multiply-adds differently, so a process that compiled its
+#: kernels and one that loaded them (a serial run and its Dask workers) differed in the last
+#: bits (ensemble members by about 3e-14 relative, measured).
+FASTMATH = frozenset({"nsz", "arcp", "afn", "reassoc"})
 
 prange = numba.prange
 
