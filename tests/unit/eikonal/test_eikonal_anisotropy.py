@@ -155,7 +155,10 @@ def test_gradient_at_ratio_20():
         cg = conduction_tensor_vjp(fib, v[0], v[1], None, adjoint(act, w).D)
         return float(w @ act.times), np.array([cg.v_fiber, cg.v_cross])
 
-    chk = check_gradient(f, np.array([2.0, 0.1]), h0=1e-4)
+    # steps from 1e-3: below ~1e-7 the remainder reaches the solver's own round-off (the sum
+    # of ~100 node times carries more noise than check_gradient's few-ulp floor), which
+    # with h0=1e-4 pulled the last rates to 1.7 / 1.1 while every earlier halving gave 2.00
+    chk = check_gradient(f, np.array([2.0, 0.1]), h0=1e-3)
     assert chk.ok, chk
 
 
