@@ -30,6 +30,8 @@ out with ``physim.distributed.run_sweep`` (same numbers as the serial run,
 which is the default).
 """
 
+import os
+
 import numpy as np
 
 from physim.distributed import run_sweep
@@ -83,8 +85,6 @@ def train_seed(task: dict) -> dict:
 
 def scheduler(ctx):
     """Serial unless the user asked for workers or a scheduler."""
-    import os
-
     if ctx.scheduler is None and ctx.workers is None and not os.environ.get("PHYSIM_SCHEDULER"):
         return "serial"
     return ctx.scheduler
@@ -98,7 +98,8 @@ def run(ctx: ScenarioContext) -> dict:
     tasks = [{"seed": s, "recipe": recipe} for s in seeds] + [
         {"seed": s, "recipe": paper_recipe} for s in seeds
     ]
-    sweep = run_sweep(train_seed, tasks, scheduler=scheduler(ctx), workers=ctx.workers)
+    sched = scheduler(ctx)
+    sweep = run_sweep(train_seed, tasks, scheduler=sched, workers=ctx.workers)
     if sweep.failed:
         raise RuntimeError(f"{len(sweep.failed)} seeds failed: {next(iter(sweep.failed.values()))}")
     runs, paper_runs = sweep.results[:n_seeds], sweep.results[n_seeds:]
@@ -155,7 +156,8 @@ def run(ctx: ScenarioContext) -> dict:
         "sweep": {
             "n_tasks": sweep.n_tasks,
             "n_workers": sweep.n_workers,
-            "scheduler": ctx.scheduler or ("embedded" if ctx.workers else "serial"),
+            # where the seeds ran: what scheduler() chose, else run_sweep's default
+            "scheduler": sched or os.environ.get("PHYSIM_SCHEDULER") or "embedded",
             "wall_time_s": sweep.wall_time_s,
         },
         "recipe": {
