@@ -18,7 +18,12 @@ numbers: the same true start, odometry, process and measurement noise):
   with a 5 cm back-off, the goal within reach at 2 m/s until the horizon
   reaches the end, then within 5 cm of the goal), execute k = 5 controls
   (0.5 s), update the EKF with the measurements actually received, replan
-  warm-started from the shifted plan.
+  warm-started from the shifted plan. ``--time-budget S`` gives each replan
+  a planning time budget (default 0: none, only the iteration cap): SLSQP
+  stops at the first iteration that ends after it and the best feasible
+  plan met is flown; feasibility comes before the budget. With a budget,
+  results depend on the machine's speed (which iterate the deadline falls
+  on).
 
 Reports over the Monte-Carlo runs (500 in full mode, split into chunks of 25
 with independent seeds, fanned out with physim.distributed; ``--store DIR``
@@ -72,6 +77,7 @@ CLEARANCE = BeaconDistance(0.5)
 CONSTRAINTS = [KEEP_OUT, CLEARANCE]
 HORIZON, EXECUTE, REACH_SPEED, REPLAN_ITERATIONS, MARGIN = 20, 5, 2.0, 30, 0.05
 GOAL_RADIUS, GOAL_TOLERANCE = 0.05, 0.25
+TIME_BUDGET = 0.0  # s of planning per replan; 0: none (see the README for a measured 0.1 s budget)
 LABELS = {"straight": "straight line", "open_loop": "open-loop plan", "receding": "receding horizon"}
 COLORS = {"straight": "tab:blue", "open_loop": "tab:orange", "receding": "tab:green"}
 
@@ -90,6 +96,7 @@ def run(ctx: ScenarioContext) -> dict:
     beacons = Beacons(BEACONS, range_std=0.1, bearing_std=0.02)
     straight = np.tile([GOAL[0] / (N * DT), 0.0], (N, 1))
     n_runs = 6 if ctx.quick else 500
+    budget = float(ctx.extra.get("time_budget", TIME_BUDGET) or 0.0) or None
     chunk = 3 if ctx.quick else 25
 
     t0 = time.perf_counter()
@@ -99,7 +106,7 @@ def run(ctx: ScenarioContext) -> dict:
     controller = ActiveSensingController(
         model, beacons, M, Q0, horizon=HORIZON, execute=EXECUTE, cost=FinalTrace(), bounds=BOUNDS, goal=GOAL,
         goal_radius=GOAL_RADIUS, constraints=CONSTRAINTS, reach_speed=REACH_SPEED, maxiter=REPLAN_ITERATIONS,
-        margin=MARGIN,
+        margin=MARGIN, time_budget=budget,
     )  # fmt: skip
     strategies = {"straight": straight, "open_loop": open_loop.controls, "receding": controller}
     t0 = time.perf_counter()
@@ -140,6 +147,13 @@ def run(ctx: ScenarioContext) -> dict:
     out["replan_time_ratio"] = rh["replan_time_ratio"]
     out["replan_time_ratio_p95"] = rh["replan_time_ratio_p95"]
     out["plan_time_mean_s"] = rh["plan_time_mean_s"]
+    out["plan_time_p95_s"] = rh["plan_time_p95_s"]
+    out["plan_time_max_s"] = rh["plan_time_max_s"]
+    out["replan_time_ratio_max"] = rh["plan_time_max_s"] / rh["control_period_s"]
+    out["time_budget_s"] = budget
+    out["replans_over_budget"] = (
+        None if budget is None else int(np.sum(cmp.results["receding"].plan_time_s > budget))
+    )
     out["control_period_s"] = rh["control_period_s"]
     out["open_loop_plan"] = {
         "cost_initial": open_loop.initial_cost, "cost": open_loop.cost, "iterations": int(open_loop.result.nit),
@@ -164,10 +178,14 @@ def run(ctx: ScenarioContext) -> dict:
     }
     out["config"] = {
         "dt": DT, "N": N, "horizon": HORIZON, "execute": EXECUTE, "reach_speed": REACH_SPEED,
-        "replan_iterations": REPLAN_ITERATIONS, "margin": MARGIN, "goal_radius": GOAL_RADIUS, "bounds": BOUNDS, "keep_out_centers": KEEP_OUT.centers,
+        "replan_iterations": REPLAN_ITERATIONS, "time_budget_s": budget, "margin": MARGIN, "goal_radius": GOAL_RADIUS, "bounds": BOUNDS, "keep_out_centers": KEEP_OUT.centers,
         "keep_out_radii": KEEP_OUT.radii, "beacon_distance": CLEARANCE.distance, "goal": GOAL,
         "goal_tolerance": GOAL_TOLERANCE, "chunk_size": chunk, "seed": ctx.seed,
     }  # fmt: skip
+    budget_text = (
+        "no time budget" if budget is None
+        else f"budget {1e3 * budget:.0f} ms, exceeded by {out['replans_over_budget']} of {rh['plans']} replans"
+    )  # fmt: skip
     for name in strategies:
         s = stats[name]
         lo, hi = s["rmse_final_ci95"]
@@ -177,7 +195,9 @@ def run(ctx: ScenarioContext) -> dict:
         )
     ctx.log(
         f"{n_runs} runs in {mc_time:.1f} s; planning {1e3 * rh['plan_time_mean_s']:.0f} ms per replan "
-        f"(ratio {rh['replan_time_ratio']:.3f} of the {rh['control_period_s']:.1f} s between replans), max "
+        f"(ratio {rh['replan_time_ratio']:.3f} of the {rh['control_period_s']:.1f} s between replans; 95th "
+        f"percentile {1e3 * rh['plan_time_p95_s']:.0f} ms, slowest {1e3 * rh['plan_time_max_s']:.0f} ms, ratio "
+        f"{out['replan_time_ratio_max']:.3f}; {budget_text}), max "
         f"constraint violation over every plan {out['max_constraint_violation']:.2g} ({rh['infeasible_plans']} of "
         f"{rh['plans']} plans infeasible; {rh['projected_starts']} starts projected out of a constraint circle, "
         f"by up to {rh['start_projection_max_m']:.3f} m; {rh['widened_goals']} goal regions widened, by up to "
@@ -310,6 +330,10 @@ def _add_arguments(parser):
     parser.add_argument(
         "--store", default=None, help="directory keeping finished Monte-Carlo chunks (a second run resumes)"
     )
+    parser.add_argument(
+        "--time-budget", type=float, default=TIME_BUDGET,
+        help=f"planning time per replan in s (default {TIME_BUDGET}; 0: none, only the iteration cap)",
+    )  # fmt: skip
 
 
 if __name__ == "__main__":

@@ -175,6 +175,17 @@ class ActiveSensingController:
         Joseph-form EKF update.
     constraint_tol : float
         Violation above which a plan counts as infeasible.
+    time_budget : float, optional
+        Planning time (s) per replan. The optimizer stops at the first
+        iteration that ends after it and the replan returns the best feasible
+        plan met so far (the shifted previous plan counts when it is still
+        feasible). Feasibility comes before time: when no feasible plan has
+        been met by then, the fallbacks of :meth:`plan` still run, each with
+        this budget of its own, and so does the goal widening, so such a
+        replan can take a few budgets (``ClosedLoopResult.plan_time_s``
+        records every replan's time). With a budget, which iterate a replan
+        stops at depends on the machine's speed, so runs are not bit-for-bit
+        repeatable. ``None`` (default): only ``maxiter`` bounds a replan.
     """
 
     def __init__(
@@ -202,6 +213,7 @@ class ActiveSensingController:
         margin: float = 0.0,
         joseph: bool = True,
         constraint_tol: float = 1e-6,
+        time_budget: float | None = None,
     ) -> None:
         n, nu = model.n_state, model.n_control
         # validates model and sensor types and the noise matrices (x0/P0/U are placeholders)
@@ -236,6 +248,9 @@ class ActiveSensingController:
             method=method, maxiter=maxiter, tol=tol, constraint_tol=constraint_tol,
         )  # fmt: skip
         self.joseph = bool(joseph)
+        self.time_budget = (
+            None if time_budget is None else as_scalar("time_budget", time_budget, positive=True)
+        )
 
     @property
     def control_period_s(self) -> float:
@@ -291,7 +306,10 @@ class ActiveSensingController:
         x[:2] = p
         return x, float(np.linalg.norm(p - p0))
 
-    def plan(self, x: ArrayLike, P: ArrayLike, controls_warm: ArrayLike, steps_left: int, controls_alt: ArrayLike | None = None) -> Plan:
+    def plan(
+        self, x: ArrayLike, P: ArrayLike, controls_warm: ArrayLike, steps_left: int,
+        controls_alt: ArrayLike | None = None, deadline: float | None = None,
+    ) -> Plan:  # fmt: skip
         """One plan of ``len(controls_warm)`` steps from the estimate (x (n,), P (n, n)).
 
         ``steps_left`` is the number of steps to the end of the mission (≥ the
@@ -302,6 +320,10 @@ class ActiveSensingController:
         starts from the slowest controls the bounds allow (nearest zero),
         with the margin's back-off and then without it, else the least
         violation wins.
+        ``deadline`` (a ``time.perf_counter()`` value, see ``time_budget``)
+        stops the optimizer; past it, the alternatives are first only
+        evaluated, and when none of them is feasible the fallbacks run, each
+        with ``time_budget`` of its own (unbounded when it is ``None``).
         Returns a :class:`physim.ekf.Plan` (no warning: the violation is in
         ``Plan.max_constraint_violation``, against the constraints tightened
         by ``margin``; :meth:`violation` gives it against the constraints as
@@ -312,9 +334,12 @@ class ActiveSensingController:
         goal = self.goal
 
         def solve(U, **over):
-            kw = {**opts, **over}
+            kw = {"deadline": deadline, **opts, **over}
             return _plan(self.model, self.beacons, x, P, U, self.M, self.Q0, goal=goal, callback=None,
                          progress=False, strict=False, warn=False, **kw)  # fmt: skip
+
+        def late():
+            return deadline is not None and time.perf_counter() > deadline
 
         def ok(c):  # the margin is a planning back-off: a plan is accepted on the constraints as given
             return self.violation(c, steps_left) <= self.plan_options["constraint_tol"]
@@ -326,8 +351,23 @@ class ActiveSensingController:
         # trapped, e.g. heading away from the goal): start again from the alternative, and keep the
         # shifted previous plan itself as the last resort
         candidates = [plan]
+        if late():
+            # out of time: evaluate the alternatives as they are, and optimise only if none is feasible
+            quick = [solve(U, maxiter=0, restore_feasibility=False)
+                     for U in (controls_warm, controls_alt) if U is not None]  # fmt: skip
+            feasible = [c for c in quick if ok(c)]
+            if feasible:
+                return min(feasible, key=lambda c: c.cost)
+            candidates += quick
+        # each fallback optimisation gets a budget of its own (it still returns the best feasible
+        # point it met, and restores feasibility when it met none)
+        window = self.time_budget if deadline is not None else None
+
+        def fallback(U, **over):
+            return solve(U, deadline=None if window is None else time.perf_counter() + window, **over)
+
         if controls_alt is not None:
-            candidates.append(solve(controls_alt))
+            candidates.append(fallback(controls_alt))
         if not ok(candidates[-1]):
             candidates.append(solve(controls_warm, maxiter=0, restore_feasibility=False))
         feasible = [c for c in candidates if ok(c)]
@@ -341,15 +381,16 @@ class ActiveSensingController:
         lo, hi = self.bounds if self.bounds is not None else (np.full(nu, -np.inf), np.full(nu, np.inf))
         slow = np.ascontiguousarray(np.tile(np.clip(0.0, lo, hi), (Ht, 1)))
         for over in ({}, {"constraints": list(self.constraints)}) if self.margin > 0 else ({},):
-            c = solve(slow, **over)
+            c = fallback(slow, **over)
             if ok(c):
                 return c
             candidates.append(c)
         return min(candidates, key=lambda c: self.violation(c, steps_left))
 
     def plan_with_relaxation(
-        self, x: ArrayLike, P: ArrayLike, controls_warm: ArrayLike, steps_left: int, controls_alt: ArrayLike | None = None
-    ) -> tuple[Plan, float | None]:
+        self, x: ArrayLike, P: ArrayLike, controls_warm: ArrayLike, steps_left: int,
+        controls_alt: ArrayLike | None = None, deadline: float | None = None,
+    ) -> tuple[Plan, float | None]:  # fmt: skip
         """:meth:`plan`, widening the goal region when no plan reaches it.
 
         After a measurement update the estimate can be where the goal (or the
@@ -360,11 +401,24 @@ class ActiveSensingController:
         region widened to that distance: that start satisfies every
         constraint, so the plan returned does too.
 
+        ``deadline`` applies to :meth:`plan`; when the plan made with it and
+        the widening still violate a constraint, everything runs again
+        without the deadline (feasibility before time).
+
         Returns ``(plan, goal_radius)``: the goal radius (m) the plan was made
         with when it was widened, else ``None``.
         """
+        out = self._plan_relaxed(x, P, controls_warm, steps_left, controls_alt, deadline)
+        if deadline is not None and self.violation(out[0], steps_left, goal_radius=out[1]) > self.plan_options["constraint_tol"]:
+            out = self._plan_relaxed(x, P, controls_warm, steps_left, controls_alt, None)
+        return out
+
+    def _plan_relaxed(
+        self, x: ArrayLike, P: ArrayLike, controls_warm: ArrayLike, steps_left: int,
+        controls_alt: ArrayLike | None, deadline: float | None,
+    ) -> tuple[Plan, float | None]:  # fmt: skip
         tol = self.plan_options["constraint_tol"]
-        plan = self.plan(x, P, controls_warm, steps_left, controls_alt=controls_alt)
+        plan = self.plan(x, P, controls_warm, steps_left, controls_alt=controls_alt, deadline=deadline)
         if self.goal is None or self.violation(plan, steps_left) <= tol:
             return plan, None
         Ht = np.shape(controls_warm)[0]
@@ -450,7 +504,10 @@ class ActiveSensingController:
                     alt = np.ascontiguousarray(U0[t : t + Ht])
                     t0 = time.perf_counter()
                     xs, proj[r, i] = self.project_start(xh)
-                    plan, radius = self.plan_with_relaxation(xs, P, warm, N - t, controls_alt=alt if i else None)
+                    deadline = None if self.time_budget is None else t0 + self.time_budget
+                    plan, radius = self.plan_with_relaxation(
+                        xs, P, warm, N - t, controls_alt=alt if i else None, deadline=deadline
+                    )
                     times[r, i] = time.perf_counter() - t0
                     nits[r, i] = plan.result.nit
                     viol[r, i] = self.violation(plan, N - t, goal_radius=radius)
@@ -491,5 +548,6 @@ class ActiveSensingController:
     def __repr__(self) -> str:
         return (
             f"ActiveSensingController(horizon={self.horizon}, execute={self.execute}, dt={self.dt}, "
+            f"time_budget={self.time_budget}, "
             f"goal={None if self.goal is None else self.goal.tolist()})"
         )

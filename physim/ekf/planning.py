@@ -390,9 +390,15 @@ def plan_active_sensing(
 def _plan(
     model, beacons, x0, P0, controls0, M, Q0, *, cost, bounds, goal, goal_mode, goal_radius, goal_weight,
     smooth_weight, constraints, method, maxiter, tol, constraint_tol, callback, progress, strict, warn,
-    restore_feasibility=True,
+    restore_feasibility=True, deadline=None,
 ):  # fmt: skip
-    """:func:`plan_active_sensing`; ``strict=False`` (closed loop) plans even from an infeasible start."""
+    """:func:`plan_active_sensing`; ``strict=False`` (closed loop) plans even from an infeasible start.
+
+    ``deadline`` (a ``time.perf_counter()`` value) stops the optimizer at the
+    first iteration that ends after it; then the best feasible point met is
+    returned, and the feasibility restoration runs only when no feasible
+    point was met (feasibility before time).
+    """
     from ..optim import minimize
 
     x0, P0, U0, M, Q0 = _validate(model, beacons, x0, P0, controls0, M, Q0)
@@ -477,6 +483,8 @@ def _plan(
             best = {"J": hit[1], "z": z.copy(), "nit": len(objs) - 1}
         if callback is not None:
             callback(res)
+        if deadline is not None and time.perf_counter() > deadline:
+            raise StopIteration
 
     zb = None if box is None else [(lo, hi) for _ in range(N) for lo, hi in zip(box[0], box[1])]
     t0 = time.perf_counter()
@@ -495,7 +503,8 @@ def _plan(
             callback=cb, progress=progress,
         )  # fmt: skip
         interrupted = res.get("stop_reason", res.message) == "interrupted"
-        if cons and restore_feasibility and not interrupted and assess(res) > constraint_tol:
+        late = deadline is not None and time.perf_counter() > deadline and best is not None
+        if cons and restore_feasibility and not interrupted and not late and assess(res) > constraint_tol:
             # feasibility restoration: minimise the squared constraint violations (L-BFGS-B, smooth)
             # from where SQP stopped, then SQP again from the restored point; keep the better plan
             zf = solve(_violation_penalty(cons), res.x, method="lbfgs", bounds=zb, maxiter=200, tol=1e-14).x

@@ -328,3 +328,41 @@ def test_estimate_on_the_tightened_clearance_heading_in_gets_a_feasible_plan():
     plan = ctl.plan(x, P, warm, 45, controls_alt=alt)
     assert ctl.violation(plan, 45) <= 1e-6, plan.constraint_violations
     assert np.array_equal(plan.trajectory[0], x)
+
+
+def test_time_budget_stops_the_optimizer_and_every_plan_stays_feasible():
+    """A budget already spent when the first iteration ends (1 ns): each replan stops after it.
+
+    The plans returned are still feasible (the best feasible point met, or the fallbacks run
+    without the deadline), and the loop still flies to the goal.
+    """
+    free = _controller().run(X0, P0, U0, n_runs=3, seed=1)
+    ctl = _controller(time_budget=1e-9)
+    assert "time_budget=1e-09" in repr(ctl)
+    res = ctl.run(X0, P0, U0, n_runs=3, seed=1)
+    assert res.max_constraint_violation <= 1e-6, res.plan_violation
+    its = res.plan_iterations
+    assert np.median(its) <= 1 < np.median(free.plan_iterations), (its, free.plan_iterations)
+    assert np.all(np.linalg.norm(res.truth[:, -1, :2] - GOAL, axis=1) < 0.3)
+    with pytest.raises(InvalidInputError, match="time_budget"):
+        _controller(time_budget=0.0)
+    with pytest.raises(InvalidInputError, match="time_budget"):
+        _controller(time_budget=-1.0)
+
+
+def test_a_spent_deadline_still_gives_feasible_plans_from_hard_starts():
+    """Past the deadline: inside a constraint (projected start) and with an unreachable goal region."""
+    ctl = _controller(maxiter=10)
+    x = np.array([1.33650532, 1.27308128, 0.18519004])
+    P = np.diag([0.01, 0.01, 0.002])
+    warm = np.array([[2.0, 0.176], [1.559, 0.166]] + [[1.109, 0.0]] * 4)
+    alt = np.tile([1.667, 0.0], (6, 1))
+    xs, _ = ctl.project_start(x)
+    plan, radius = ctl.plan_with_relaxation(xs, P, warm, 9, controls_alt=alt, deadline=0.0)
+    assert ctl.violation(plan, 9, goal_radius=radius) <= 1e-6, plan.constraint_violations
+    far = np.array([1.0, -1.0, np.pi])
+    plan, radius = ctl.plan_with_relaxation(far, P, np.tile([1.0, 0.0], (3, 1)), 3, deadline=0.0)
+    assert radius is not None and ctl.violation(plan, 3, goal_radius=radius) <= 1e-6
+    # plan() alone cannot reach that goal region: the widening above is what restores feasibility
+    quick = ctl.plan(far, P, np.tile([1.0, 0.0], (3, 1)), 3, deadline=0.0)
+    assert ctl.violation(quick, 3) > 1.0
