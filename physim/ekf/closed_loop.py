@@ -351,10 +351,13 @@ class ActiveSensingController:
         # trapped, e.g. heading away from the goal): start again from the alternative, and keep the
         # shifted previous plan itself as the last resort
         candidates = [plan]
+        warm_as_is = None  # the shifted previous plan itself, evaluated once
         if late():
             # out of time: evaluate the alternatives as they are, and optimise only if none is feasible
-            quick = [solve(U, maxiter=0, restore_feasibility=False)
-                     for U in (controls_warm, controls_alt) if U is not None]  # fmt: skip
+            warm_as_is = solve(controls_warm, maxiter=0, restore_feasibility=False)
+            quick = [warm_as_is]
+            if controls_alt is not None:
+                quick.append(solve(controls_alt, maxiter=0, restore_feasibility=False))
             feasible = [c for c in quick if ok(c)]
             if feasible:
                 return min(feasible, key=lambda c: c.cost)
@@ -368,7 +371,7 @@ class ActiveSensingController:
 
         if controls_alt is not None:
             candidates.append(fallback(controls_alt))
-        if not ok(candidates[-1]):
+        if not ok(candidates[-1]) and warm_as_is is None:
             candidates.append(solve(controls_warm, maxiter=0, restore_feasibility=False))
         feasible = [c for c in candidates if ok(c)]
         if feasible:
