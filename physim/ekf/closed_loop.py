@@ -24,7 +24,11 @@ falls back to the best feasible point the optimizer met. When the goal
 region cannot be reached from the estimate in the steps left (the estimate
 jumped), the plan gets as close as the other constraints allow and the goal
 region of that replan is widened to that distance (recorded,
-``ClosedLoopResult.goal_widening_m``). So every returned plan satisfies its
+``ClosedLoopResult.goal_widening_m``). A plan that misses only the goal is
+checked for that first (the closest approach from the warm start and from
+the mission's initial plan), before any other fallback start, which could
+not reach an unreachable goal either and would only cost planning time.
+So every returned plan satisfies its
 constraints unless no point satisfying the bounds, keep-out and clearance
 constraints was found at all, which is reported (``plan_violation`` and an
 :class:`InfeasiblePlanWarning`).
@@ -181,8 +185,8 @@ class ActiveSensingController:
         plan met so far (the shifted previous plan counts when it is still
         feasible). Feasibility comes before time: when no feasible plan has
         been met by then, the fallbacks of :meth:`plan` still run, each with
-        this budget of its own, and so does the goal widening, so such a
-        replan can take a few budgets (``ClosedLoopResult.plan_time_s``
+        this budget of its own, and so does the goal widening (checked first
+        when only the goal is missed), so such a replan can take a few budgets (``ClosedLoopResult.plan_time_s``
         records every replan's time). With a budget, which iterate a replan
         stops at depends on the machine's speed, so runs are not bit-for-bit
         repeatable. ``None`` (default): only ``maxiter`` bounds a replan.
@@ -329,6 +333,10 @@ class ActiveSensingController:
         by ``margin``; :meth:`violation` gives it against the constraints as
         given).
         """
+        return self._plan_chain(x, P, controls_warm, steps_left, controls_alt, deadline, goal_exit=False)
+
+    def _plan_chain(self, x, P, controls_warm, steps_left, controls_alt, deadline, goal_exit):
+        """:meth:`plan`; ``goal_exit``: return the first plan at once when it misses only the goal (region)."""
         Ht = np.shape(controls_warm)[0]
         opts = self._options(Ht, steps_left)
         goal = self.goal
@@ -347,6 +355,12 @@ class ActiveSensingController:
         plan = solve(controls_warm)  # Ctrl-C inside the optimizer raises KeyboardInterrupt here
         if ok(plan):
             return plan
+        if (
+            goal_exit
+            and goal is not None
+            and self.violation(plan, steps_left, goal_radius=np.inf) <= self.plan_options["constraint_tol"]
+        ):
+            return plan  # only the goal is missed: the caller checks whether it can be reached at all
         # still infeasible after the planner's own feasibility restoration (a local method can be
         # trapped, e.g. heading away from the goal): start again from the alternative, and keep the
         # shifted previous plan itself as the last resort
@@ -408,11 +422,22 @@ class ActiveSensingController:
         the widening still violate a constraint, everything runs again
         without the deadline (feasibility before time).
 
+        When the plan from ``controls_warm`` misses only the goal, the closest
+        approach to it (from ``controls_warm``, then from ``controls_alt``) is
+        computed before the fallback starts of :meth:`plan` run: if it
+        reaches the goal region, the covariance objective is optimised from
+        it (a feasible start); if not, the fallback starts of :meth:`plan`
+        run as well, and the region is widened to the closest approach of
+        all of them.
+
         Returns ``(plan, goal_radius)``: the goal radius (m) the plan was made
         with when it was widened, else ``None``.
         """
         out = self._plan_relaxed(x, P, controls_warm, steps_left, controls_alt, deadline)
-        if deadline is not None and self.violation(out[0], steps_left, goal_radius=out[1]) > self.plan_options["constraint_tol"]:
+        if (
+            deadline is not None
+            and self.violation(out[0], steps_left, goal_radius=out[1]) > self.plan_options["constraint_tol"]
+        ):
             out = self._plan_relaxed(x, P, controls_warm, steps_left, controls_alt, None)
         return out
 
@@ -421,31 +446,76 @@ class ActiveSensingController:
         controls_alt: ArrayLike | None, deadline: float | None,
     ) -> tuple[Plan, float | None]:  # fmt: skip
         tol = self.plan_options["constraint_tol"]
-        plan = self.plan(x, P, controls_warm, steps_left, controls_alt=controls_alt, deadline=deadline)
+        # a plan that misses only the goal comes back from the warm start at once: whether the goal can
+        # be reached at all is checked first (cheap: a few iterations), before the fallback starts,
+        # which cannot reach an unreachable goal either
+        plan = self._plan_chain(x, P, controls_warm, steps_left, controls_alt, deadline, goal_exit=True)
         if self.goal is None or self.violation(plan, steps_left) <= tol:
             return plan, None
         Ht = np.shape(controls_warm)[0]
         opts = self._options(Ht, steps_left)
-        base = 0.0 if opts["goal_radius"] is None else opts["goal_radius"]
 
         def solve(U, **over):
             kw = {**opts, **over}
             return _plan(self.model, self.beacons, x, P, U, self.M, self.Q0, goal=self.goal, callback=None,
                          progress=False, strict=False, warn=False, **kw)  # fmt: skip
 
-        near = solve(plan.controls, goal_mode="penalty", goal_radius=None, goal_weight=1e4)
+        def nearest(U):  # as close to the goal as the other constraints allow
+            return solve(U, goal_mode="penalty", goal_radius=None, goal_weight=1e4)
+
+        if self.violation(plan, steps_left, goal_radius=np.inf) <= tol:
+            near = nearest(plan.controls)
+            if self.violation(near, steps_left) > tol and controls_alt is not None:
+                # the warm start may be trapped (e.g. heading away from the goal): the alternative too
+                alt = nearest(controls_alt)
+                if self.violation(alt, steps_left, goal_radius=np.inf) <= tol and (
+                    alt.goal_error < near.goal_error
+                    or self.violation(near, steps_left, goal_radius=np.inf) > tol
+                ):
+                    near = alt
+            if self.violation(near, steps_left) <= tol:
+                # the goal is within reach: the covariance objective from that feasible start (the plan
+                # returned is the best feasible point met, at worst that start)
+                polished = solve(near.controls, deadline=deadline)
+                return (polished if self.violation(polished, steps_left) <= tol else near), None
+            # the closest approach found misses the goal (or breaks another constraint): the fallback
+            # starts of plan() may still find a way (a local method can be trapped); the region is
+            # widened only to the closest approach of all of them
+            full = self._plan_chain(x, P, controls_warm, steps_left, controls_alt, deadline, goal_exit=False)
+            if self.violation(full, steps_left) <= tol:
+                return full, None
+            if self.violation(near, steps_left, goal_radius=np.inf) <= tol:
+                if self.violation(full, steps_left, goal_radius=np.inf) <= tol:
+                    near_full = nearest(full.controls)
+                    if (
+                        near_full.goal_error < near.goal_error
+                        and self.violation(near_full, steps_left, goal_radius=np.inf) <= tol
+                    ):
+                        if self.violation(near_full, steps_left) <= tol:
+                            return near_full, None
+                        near = near_full
+                return self._widen(near, steps_left, solve)
+            plan = full
+        near = nearest(plan.controls)
         # the bounds and state constraints as given, whatever the goal
         if self.violation(near, steps_left, goal_radius=np.inf) > tol:
             return plan, None  # they cannot be met from here either: the plan is reported infeasible
         if self.violation(near, steps_left) <= tol:
             return near, None  # the goal was within reach after all
+        return self._widen(near, steps_left, solve)
+
+    def _widen(self, near, steps_left, solve):
+        """Plan again from ``near`` (every constraint but the goal met) with the goal region widened to reach it."""
+        tol = self.plan_options["constraint_tol"]
         radius = near.goal_error * (1.0 + 1e-9) + 1e-9
         widened = solve(near.controls, goal_mode="constraint", goal_radius=radius)
         if self.violation(widened, steps_left, goal_radius=radius) <= tol:
             return widened, radius
         return near, radius  # within the widened region by construction
 
-    def run(self, x0: ArrayLike, P0: ArrayLike, controls0: ArrayLike, *, n_runs: int = 1, seed: int | None = None) -> ClosedLoopResult:
+    def run(
+        self, x0: ArrayLike, P0: ArrayLike, controls0: ArrayLike, *, n_runs: int = 1, seed: int | None = None
+    ) -> ClosedLoopResult:
         """Simulate ``n_runs`` missions of N = len(controls0) steps in closed loop.
 
         Parameters
@@ -465,6 +535,10 @@ class ActiveSensingController:
         -------
         ClosedLoopResult
             Ctrl-C returns the runs completed so far (``interrupted=True``).
+
+        Before the first run one untimed plan is made (its result unused), so
+        that the first replan's time does not include loading the compiled
+        kernels, which the first call in a process does.
         """
         m_, s_ = self.model, self.beacons
         x0, P0, U0, M, Q0 = _validate(m_, s_, x0, P0, controls0, self.M, self.Q0)
@@ -493,6 +567,10 @@ class ActiveSensingController:
         ok = np.zeros((n_runs, n_p), dtype=bool)
         done = 0
         interrupted = False
+        # one untimed plan first: the first call in a process loads the compiled kernels (a few tenths
+        # of a second), which is not planning time; its result is not used
+        H0 = N if self.horizon is None else min(self.horizon, N)
+        self.plan(x0, P0, np.ascontiguousarray(U0[:H0]), N, deadline=time.perf_counter())
         try:
             for r in range(n_runs):
                 xt, xh, P = x0 + L0 @ e0[r], x0.copy(), P0.copy()

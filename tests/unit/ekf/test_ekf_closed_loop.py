@@ -12,7 +12,6 @@ from physim.ekf import (
     Beacons,
     ClosedLoopResult,
     FinalTrace,
-    InfeasiblePlanWarning,
     KeepOut,
     MotionModel,
     Unicycle,
@@ -297,7 +296,6 @@ def test_closed_loop_records_goal_widening():
     assert s["goal_widening_max_m"] == res.goal_widening_m.max()
 
 
-
 def test_estimate_on_the_tightened_clearance_heading_in_gets_a_feasible_plan():
     """A replan the ekf_receding_horizon Monte-Carlo met (chunk 6, run 2, t = 0.5 s).
 
@@ -366,3 +364,65 @@ def test_a_spent_deadline_still_gives_feasible_plans_from_hard_starts():
     # plan() alone cannot reach that goal region: the widening above is what restores feasibility
     quick = ctl.plan(far, P, np.tile([1.0, 0.0], (3, 1)), 3, deadline=0.0)
     assert ctl.violation(quick, 3) > 1.0
+
+
+def test_an_unreachable_goal_is_widened_to_the_closest_approach_of_every_start(monkeypatch):
+    """A warm plan that misses only an unreachable goal region: the closest approach is computed from
+    the warm start and the alternative first, then the fallback starts of plan() still run (a local
+    method can be trapped), and the region is widened to the closest approach of them all.
+
+    Heading away from a goal 3.2 m off with 3 steps left: no start reaches the 5 cm region.
+    """
+    import physim.ekf.closed_loop as cl
+
+    calls = []
+
+    def counted(*a, **kw):
+        calls.append(kw.get("goal_mode"))
+        return _plan(*a, **kw)
+
+    monkeypatch.setattr(cl, "_plan", counted)
+    ctl = _controller(maxiter=10)
+    far = np.array([1.0, -1.0, np.pi])
+    P = np.diag([0.01, 0.01, 0.002])
+    warm, alt = np.tile([1.0, 0.0], (3, 1)), np.tile([2.0, 0.0], (3, 1))
+    plan, radius = ctl.plan_with_relaxation(far, P, warm, 3, controls_alt=alt)
+    assert radius is not None and ctl.violation(plan, 3, goal_radius=radius) <= 1e-6
+    # warm plan, closest approach from warm and alternative, the fallback starts, the widened plan
+    assert calls.count("penalty") >= 2 and len(calls) >= 7, calls
+    # the widened radius is no larger than the closest approach from the warm start alone
+    opts = ctl._options(3, 3)
+    near = _plan(MODEL, BEACONS, far, P, ctl.plan(far, P, warm, 3).controls, M, Q0, goal=GOAL, callback=None,
+                 progress=False, strict=False, warn=False, **{**opts, "goal_mode": "penalty", "goal_radius": None,
+                                                              "goal_weight": 1e4})  # fmt: skip
+    assert radius <= near.goal_error * (1 + 1e-6) + 1e-6, (radius, near.goal_error)
+
+
+@pytest.mark.parametrize("seed", [0, 1])
+def test_last_replans_from_random_estimates_are_feasible_and_widen_only_when_the_fallbacks_fail(seed):
+    """Random estimates around the goal, random headings, 3 steps left (0.6 s, at most 1.8 m).
+
+    Every plan satisfies its constraints (with its widened region, if any), and the goal region is
+    widened only where plan() with all its fallback starts finds no plan reaching it either.
+    """
+    rng = np.random.default_rng(seed)
+    ctl = _controller(maxiter=10)
+    P = np.diag([0.01, 0.01, 0.002])
+    # circles of CONS with the margin; starts at least 0.2 m outside them (the first step, 0.06 m at
+    # the lowest speed, cannot turn: from a circle's edge heading in, no plan is feasible at all)
+    centres = np.array([[1.0, 2.0], [3.0, -2.0], [5.0, 1.5], [2.0, 1.2]])
+    radii = np.array([1.2, 1.2, 1.2, 0.35])
+    widened = 0
+    for _ in range(8):
+        x = np.array([*(GOAL + rng.uniform(-1.5, 1.5, 2)), rng.uniform(-np.pi, np.pi)])
+        while np.any(np.linalg.norm(x[:2] - centres, axis=1) < radii + 0.2):
+            x[:2] = GOAL + rng.uniform(-1.5, 1.5, 2)
+        warm = np.tile([rng.uniform(0.3, 3.0), rng.uniform(-1.5, 1.5)], (3, 1))
+        alt = np.tile([1.667, 0.0], (3, 1))
+        plan, radius = ctl.plan_with_relaxation(x, P, warm, 3, controls_alt=alt)
+        assert ctl.violation(plan, 3, goal_radius=radius) <= 1e-6, (x, plan.constraint_violations)
+        if radius is not None:
+            widened += 1
+            full = ctl.plan(x, P, warm, 3, controls_alt=alt)
+            assert ctl.violation(full, 3) > 1e-6, x
+    assert widened > 0  # the draws include unreachable goals
