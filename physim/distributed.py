@@ -92,6 +92,7 @@ import logging
 import os
 import pickle
 import re
+import sys
 import threading
 import time
 import traceback
@@ -569,6 +570,7 @@ def _execute(task, *, fn, version, shared=None, with_shared=False, shared_token=
             f"a worker runs physim {__version__} but the client runs physim {version}; "
             "install the same physim version on every worker"
         )
+    _align_numba_threads()
     if numba_threads is not None:
         import numba
 
@@ -592,6 +594,33 @@ def _execute(task, *, fn, version, shared=None, with_shared=False, shared_token=
     except Exception as exc:
         raise InvalidInputError(f"the result of fn ({type(out).__name__}) cannot be pickled: {exc}") from None
     return data, seconds
+
+
+def _align_numba_threads() -> None:
+    """Make Numba's thread-count setting agree with this worker's ``NUMBA_NUM_THREADS``.
+
+    A spawned worker imports the parent's main module, and with it Numba, before
+    its environment (``NUMBA_NUM_THREADS=1`` on the embedded cluster) is applied;
+    Numba then holds the default count while the environment says otherwise, and
+    once its thread pool runs, every later compilation (a kernel not yet in the
+    cache) fails with "Cannot set NUMBA_NUM_THREADS to a different value". Before
+    the pool starts the environment's value is adopted; after, the environment is
+    set to the pool's size (``numba.set_num_threads`` still caps each task).
+    """
+    value = os.environ.get("NUMBA_NUM_THREADS")
+    if value is None or "numba" not in sys.modules:
+        return  # Numba reads the environment when it is first imported
+    from numba.core import config
+
+    try:
+        if int(value) == config.NUMBA_NUM_THREADS:
+            return
+    except ValueError:
+        return  # Numba reports a malformed value itself
+    try:
+        config.reload_config()
+    except RuntimeError:
+        os.environ["NUMBA_NUM_THREADS"] = str(config.NUMBA_NUM_THREADS)
 
 
 def _default_workers() -> int:

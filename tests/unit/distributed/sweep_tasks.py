@@ -111,3 +111,22 @@ def numba_probe(_task):
             hits += sum(st.cache_hits.values())
             misses += sum(st.cache_misses.values())
     return {"hits": hits, "misses": misses, "pid": os.getpid(), "tmax": float(act.times.max())}
+
+
+def compile_parallel(task):
+    """Compile a new parallel Numba function on the worker (never cached) and run it; the worker's thread count."""
+    import numba
+    import numpy as np
+
+    @numba.njit(parallel=True, cache=False)
+    def total(a):
+        s = 0.0
+        for i in numba.prange(a.size):
+            s += a[i]
+        return s
+
+    return {
+        "sum": float(total(np.full(10, float(task)))),
+        "threads": numba.get_num_threads(),
+        "pid": os.getpid(),
+    }

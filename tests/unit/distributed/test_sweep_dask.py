@@ -198,6 +198,34 @@ if __name__ == "__main__":
 """
 
 
+_COMPILE_SCRIPT = """
+import json, sys
+import numba  # imported by the main module: a spawned worker imports it before its environment is set
+import sweep_tasks as T
+from physim.distributed import run_sweep
+
+if __name__ == "__main__":
+    res = run_sweep(T.compile_parallel, list(range(4)), workers=2)
+    print(json.dumps({"results": res.results, "failed": {str(k): str(v) for k, v in res.failed.items()}}))
+"""
+
+
+def test_embedded_workers_compile_new_kernels_when_the_main_module_imported_numba(tmp_path):
+    """A spawned worker imports the main module (and Numba, with the parent's 2 threads) before its
+    NUMBA_NUM_THREADS=1 is applied; compiling a kernel after the first task started Numba's thread
+    pool used to fail every task ("Cannot set NUMBA_NUM_THREADS to a different value")."""
+    script = tmp_path / "compile_client.py"
+    script.write_text(_COMPILE_SCRIPT)
+    env = {**worker_env(), "NUMBA_NUM_THREADS": "2"}
+    out = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, env=env, timeout=300,
+                         cwd=tmp_path)  # fmt: skip
+    assert out.returncode == 0, out.stderr[-3000:]
+    rep = json.loads(out.stdout.strip().splitlines()[-1])
+    assert rep["failed"] == {}, rep["failed"]
+    assert [r["sum"] for r in rep["results"]] == [10.0 * i for i in range(4)]
+    assert all(r["threads"] == 1 for r in rep["results"])
+
+
 def _start_client(tmp_path):
     calls, store = tmp_path / "calls", tmp_path / "store"
     calls.mkdir()
