@@ -188,7 +188,10 @@ def _fit_member(task: dict, shared) -> EnsembleMember:
     try:
         t0 = time.perf_counter()
         rng = np.random.default_rng([int(task["seed"]), int(task["member"])])
-        x0 = start(model, rng) if callable(start) else start.draw(model, rng)
+        if isinstance(start, np.ndarray):  # explicit starts, one row per member
+            x0 = start[int(task["member"])].copy()
+        else:
+            x0 = start(model, rng) if callable(start) else start.draw(model, rng)
         tr = model.transform()
         res = minimize(
             transformed(objective, tr),
@@ -582,7 +585,7 @@ def fit_ensemble(
     store: str | os.PathLike | None = None,
     maxiter: int = 200,
     tol: float = 1e-12,
-    start: StartDistribution | Callable | None = None,
+    start: StartDistribution | Callable | TwinEnsemble | ArrayLike | None = None,
     weighting: str = "uniform",
     temperature: float | None = None,
     inflation: float = 1.0,
@@ -612,9 +615,13 @@ def fit_ensemble(
     maxiter, tol : int, float
         L-BFGS iterations and tolerance per member (in the variables of
         ``model.transform()``).
-    start : StartDistribution or callable, optional
+    start : StartDistribution, callable, TwinEnsemble or array_like, optional
         How starts are drawn; a callable is ``start(model, rng) -> x0``
-        (picklable). Default :class:`StartDistribution()`.
+        (picklable). Default :class:`StartDistribution()`. An array of shape
+        ``(n_members, n_params)`` gives every member's start explicitly
+        (clipped strictly inside the bounds), and a :class:`TwinEnsemble`
+        starts each member from the parameters of the corresponding member
+        of that ensemble: a fit continued with more data.
     weighting : {"uniform", "loss"}
         Member weights of the statistics: equal, or ``exp(-(L_m - min L) / T)``
         (``T = temperature``; default the median loss excess over the best member).
@@ -647,15 +654,36 @@ def fit_ensemble(
     if int(threads) < 1:
         raise InvalidInputError(f"threads must be >= 1, got {threads}")
     start = StartDistribution() if start is None else start
+    if isinstance(start, TwinEnsemble):
+        start = np.array([m.x for m in start.members])
     if not (isinstance(start, StartDistribution) or callable(start)):
-        raise InvalidInputError(
-            f"start must be a StartDistribution or a callable, got {type(start).__name__}"
-        )
+        try:
+            rows = np.array(start, dtype=float)
+        except (TypeError, ValueError):
+            raise InvalidInputError(
+                "start must be a StartDistribution, a callable, a TwinEnsemble or an array of starts, "
+                f"got {type(start).__name__}"
+            ) from None
+        if rows.shape != (n_members, model.n_params):
+            raise InvalidInputError(
+                f"explicit starts must have shape (n_members, n_params) = ({n_members}, {model.n_params}), "
+                f"got {rows.shape}"
+            )
+        if not np.all(np.isfinite(rows)):
+            raise InvalidInputError("explicit starts must be finite")
+        lo, hi = np.asarray(model.lower, float), np.asarray(model.upper, float)
+        span = hi - lo
+        start = np.clip(rows, lo + 1e-6 * span, hi - 1e-6 * span)
     _weights(np.zeros(1), weighting, temperature)  # validate early
     key = _problem_key(model, objective)
-    start_key = (
-        repr(start) if isinstance(start, StartDistribution) else getattr(start, "__qualname__", "start")
-    )
+    if isinstance(start, StartDistribution):
+        start_key = repr(start)
+    elif isinstance(start, np.ndarray):
+        import hashlib
+
+        start_key = "rows:" + hashlib.sha256(np.ascontiguousarray(start).tobytes()).hexdigest()[:16]
+    else:
+        start_key = getattr(start, "__qualname__", "start")
     tasks = [
         {
             "member": m,

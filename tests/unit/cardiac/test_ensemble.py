@@ -182,3 +182,22 @@ def test_fit_ensemble_bad_input(problem):
     )
     with pytest.raises(InvalidInputError, match="another model"):
         fit_ensemble(other, fun, scheduler="serial")
+
+
+def test_explicit_starts_and_continuing_an_ensemble(problem):
+    """start= an array gives each member's start; start= a TwinEnsemble continues its members."""
+    model, fun, _ = problem
+    kw = dict(seed=4, maxiter=1, scheduler="serial")
+    rows = np.array([[0.5, 0.25, 1.0, 2.0, 30.0, 35.0], [0.7, 0.35, 4.0, 0.5, 39.0, 10.0]])
+    a = fit_ensemble(model, fun, n_members=2, start=rows, **kw)
+    for m, r in zip(a.members, rows):
+        np.testing.assert_allclose(m.x0, r, rtol=1e-12)
+    moved = fit_ensemble(model, fun, n_members=2, start=rows, seed=4, maxiter=5, scheduler="serial")
+    cont = fit_ensemble(model, fun, n_members=2, start=moved, **kw)
+    for m, prev in zip(cont.members, moved.members):
+        lo, hi = np.asarray(model.lower), np.asarray(model.upper)
+        np.testing.assert_allclose(m.x0, np.clip(prev.x, lo + 1e-6 * (hi - lo), hi - 1e-6 * (hi - lo)))
+    with pytest.raises(InvalidInputError, match=r"\(n_members, n_params\)"):
+        fit_ensemble(model, fun, n_members=3, start=rows, **kw)
+    with pytest.raises(InvalidInputError, match="finite"):
+        fit_ensemble(model, fun, n_members=2, start=np.where(rows > 30, np.nan, rows), **kw)
