@@ -60,8 +60,9 @@ START = StartDistribution(velocity=((0.3, 1.2), (0.3, 0.8)), site_times=(0.0, 60
 #: endocardial mapping points of the multi-modal run, their noise (ms) and the weight of their term
 #: (the ECG term weighs 1); chosen on the 10k heart, seed 0, among 1, 0.1, 0.01 and 0.001
 N_POINTS, POINT_NOISE_MS, POINTS_WEIGHT = 10, 1.0, 1e-3
-#: factor on the ensemble spread, chosen on seeds 100-102 (not on the seeds evaluated)
-INFLATION = 1.0
+#: factor on the ensemble spread, chosen on seeds 100-102 of the 65k heart (not on the seeds evaluated):
+#: the factors that put 95.4 % of the nodes within 2 sigma there were 1.92, 2.10 and 1.28; their median
+INFLATION = 1.9
 
 
 def add_arguments(parser):
