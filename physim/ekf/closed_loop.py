@@ -25,10 +25,11 @@ region cannot be reached from the estimate in the steps left (the estimate
 jumped), the plan gets as close as the other constraints allow and the goal
 region of that replan is widened to that distance (recorded,
 ``ClosedLoopResult.goal_widening_m``). A plan that misses only the goal is
-checked for that first (the closest approach from the warm start and from
-the mission's initial plan), before any other fallback start, which could
-not reach an unreachable goal either and would only cost planning time.
-So every returned plan satisfies its
+first brought as close to the goal as the other constraints allow (from the
+warm start and from the mission's initial plan); when that reaches the goal
+region the covariance objective is optimised from it and no other fallback
+start runs, otherwise they all run and the region is widened to the closest
+approach of all of them. So every returned plan satisfies its
 constraints unless no point satisfying the bounds, keep-out and clearance
 constraints was found at all, which is reported (``plan_violation`` and an
 :class:`InfeasiblePlanWarning`).
@@ -185,8 +186,8 @@ class ActiveSensingController:
         plan met so far (the shifted previous plan counts when it is still
         feasible). Feasibility comes before time: when no feasible plan has
         been met by then, the fallbacks of :meth:`plan` still run, each with
-        this budget of its own, and so does the goal widening (checked first
-        when only the goal is missed), so such a replan can take a few budgets (``ClosedLoopResult.plan_time_s``
+        this budget of its own, and so does the goal widening, so such a
+        replan can take a few budgets (``ClosedLoopResult.plan_time_s``
         records every replan's time). With a budget, which iterate a replan
         stops at depends on the machine's speed, so runs are not bit-for-bit
         repeatable. ``None`` (default): only ``maxiter`` bounds a replan.
@@ -447,8 +448,7 @@ class ActiveSensingController:
     ) -> tuple[Plan, float | None]:  # fmt: skip
         tol = self.plan_options["constraint_tol"]
         # a plan that misses only the goal comes back from the warm start at once: whether the goal can
-        # be reached at all is checked first (cheap: a few iterations), before the fallback starts,
-        # which cannot reach an unreachable goal either
+        # be reached is checked first (cheap: a few iterations), before the fallback starts
         plan = self._plan_chain(x, P, controls_warm, steps_left, controls_alt, deadline, goal_exit=True)
         if self.goal is None or self.violation(plan, steps_left) <= tol:
             return plan, None
@@ -463,45 +463,42 @@ class ActiveSensingController:
         def nearest(U):  # as close to the goal as the other constraints allow
             return solve(U, goal_mode="penalty", goal_radius=None, goal_weight=1e4)
 
-        if self.violation(plan, steps_left, goal_radius=np.inf) <= tol:
+        def others_met(p):  # the bounds and state constraints as given, whatever the goal
+            return self.violation(p, steps_left, goal_radius=np.inf) <= tol
+
+        near = None  # closest approach meeting every constraint but the goal
+        if others_met(plan):
             near = nearest(plan.controls)
             if self.violation(near, steps_left) > tol and controls_alt is not None:
                 # the warm start may be trapped (e.g. heading away from the goal): the alternative too
                 alt = nearest(controls_alt)
-                if self.violation(alt, steps_left, goal_radius=np.inf) <= tol and (
-                    alt.goal_error < near.goal_error
-                    or self.violation(near, steps_left, goal_radius=np.inf) > tol
-                ):
+                if others_met(alt) and (alt.goal_error < near.goal_error or not others_met(near)):
                     near = alt
             if self.violation(near, steps_left) <= tol:
                 # the goal is within reach: the covariance objective from that feasible start (the plan
                 # returned is the best feasible point met, at worst that start)
                 polished = solve(near.controls, deadline=deadline)
                 return (polished if self.violation(polished, steps_left) <= tol else near), None
-            # the closest approach found misses the goal (or breaks another constraint): the fallback
-            # starts of plan() may still find a way (a local method can be trapped); the region is
-            # widened only to the closest approach of all of them
-            full = self._plan_chain(x, P, controls_warm, steps_left, controls_alt, deadline, goal_exit=False)
-            if self.violation(full, steps_left) <= tol:
-                return full, None
-            if self.violation(near, steps_left, goal_radius=np.inf) <= tol:
-                if self.violation(full, steps_left, goal_radius=np.inf) <= tol:
-                    near_full = nearest(full.controls)
-                    if (
-                        near_full.goal_error < near.goal_error
-                        and self.violation(near_full, steps_left, goal_radius=np.inf) <= tol
-                    ):
-                        if self.violation(near_full, steps_left) <= tol:
-                            return near_full, None
-                        near = near_full
-                return self._widen(near, steps_left, solve)
-            plan = full
-        near = nearest(plan.controls)
-        # the bounds and state constraints as given, whatever the goal
-        if self.violation(near, steps_left, goal_radius=np.inf) > tol:
-            return plan, None  # they cannot be met from here either: the plan is reported infeasible
-        if self.violation(near, steps_left) <= tol:
-            return near, None  # the goal was within reach after all
+            # the closest approach found misses the goal: the fallback starts of plan() may still find a
+            # way (a local method can be trapped); the region is widened only to the closest approach of
+            # all of them
+            plan = self._plan_chain(x, P, controls_warm, steps_left, controls_alt, deadline, goal_exit=False)
+            if self.violation(plan, steps_left) <= tol:
+                return plan, None
+            if not others_met(near):
+                near = None
+        if near is None or others_met(plan):
+            cand = nearest(plan.controls)
+            if near is None:
+                if not others_met(cand):
+                    return plan, None  # they cannot be met from here either: the plan is reported infeasible
+                if self.violation(cand, steps_left) <= tol:
+                    return cand, None  # the goal was within reach after all
+                near = cand
+            elif others_met(cand) and cand.goal_error < near.goal_error:
+                if self.violation(cand, steps_left) <= tol:
+                    return cand, None
+                near = cand
         return self._widen(near, steps_left, solve)
 
     def _widen(self, near, steps_left, solve):
