@@ -116,9 +116,14 @@ class StartDistribution:
         if self.site_fraction < 1:
             dormant = rng.random(ns) >= self.site_fraction
             ps[dormant] = hi[nv:][dormant]
-        x0 = np.concatenate([pv, ps])
-        span = hi - lo
-        return np.clip(x0, lo + 1e-6 * span, hi - 1e-6 * span)
+        return _strictly_inside(model, np.concatenate([pv, ps]))
+
+
+def _strictly_inside(model: TwinModel, x: np.ndarray) -> np.ndarray:
+    """``x`` (one start or one per row) clipped a millionth of each range inside the model's bounds."""
+    lo, hi = np.asarray(model.lower, float), np.asarray(model.upper, float)
+    span = hi - lo
+    return np.clip(x, lo + 1e-6 * span, hi - 1e-6 * span)
 
 
 # --------------------------------------------------------------------------- members
@@ -637,7 +642,7 @@ def fit_ensemble(
     -------
     TwinEnsemble
     """
-    from physim.distributed import run_sweep
+    from physim.distributed import run_sweep, task_key
 
     if not isinstance(objective, MultimodalObjective):
         raise InvalidInputError(
@@ -671,17 +676,13 @@ def fit_ensemble(
             )
         if not np.all(np.isfinite(rows)):
             raise InvalidInputError("explicit starts must be finite")
-        lo, hi = np.asarray(model.lower, float), np.asarray(model.upper, float)
-        span = hi - lo
-        start = np.clip(rows, lo + 1e-6 * span, hi - 1e-6 * span)
+        start = _strictly_inside(model, rows)
     _weights(np.zeros(1), weighting, temperature)  # validate early
     key = _problem_key(model, objective)
     if isinstance(start, StartDistribution):
         start_key = repr(start)
     elif isinstance(start, np.ndarray):
-        import hashlib
-
-        start_key = "rows:" + hashlib.sha256(np.ascontiguousarray(start).tobytes()).hexdigest()[:16]
+        start_key = "rows:" + task_key(start)
     else:
         start_key = getattr(start, "__qualname__", "start")
     tasks = [
