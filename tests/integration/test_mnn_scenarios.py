@@ -9,6 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 from dask_cluster import CLICluster
+from scenario_cli import physim_run
 
 SCEN = Path(__file__).resolve().parents[2] / "scenarios"
 
@@ -29,12 +30,7 @@ def _run(name, out, *extra):
 
 def _physim_run(name, out, *extra):
     """The same through the installed command line: ``python -m physim run NAME ...``."""
-    env = {**os.environ, "PHYSIM_OFFSCREEN": "1", "MPLBACKEND": "Agg"}
-    env.pop("PHYSIM_SCHEDULER", None)
-    cmd = [sys.executable, "-m", "physim", "run", name, "--quick", "--out", str(out), *extra]
-    r = subprocess.run(cmd, capture_output=True, text=True, timeout=600, env=env)
-    assert r.returncode == 0, f"{name} failed:\n{r.stdout[-3000:]}\n{r.stderr[-5000:]}"
-    return json.loads((out / "results.json").read_text())
+    return physim_run(name, out, *extra)
 
 
 def test_mnn_iris_serial_two_workers_and_own_scheduler_agree(tmp_path):

@@ -3,26 +3,15 @@ cluster (--workers 2) and on a cluster started with Dask's command line (--sched
 
 from __future__ import annotations
 
-import json
-import os
-import subprocess
-import sys
-
 import numpy as np
 from dask_cluster import CLICluster
+from scenario_cli import physim_run
 
 KEYS = ("ecg_correlation_per_lead", "ecg_correlation_min", "total_activation_ms")
 
 
 def _physim_run(out, *options):
-    env = {**os.environ, "PHYSIM_OFFSCREEN": "1", "MPLBACKEND": "Agg"}
-    env.pop("PHYSIM_SCHEDULER", None)
-    cmd = [sys.executable, "-m", "physim.cli", "run", "sweep_ecg_sensitivity", "--quick", "--no-plots"]
-    r = subprocess.run(
-        [*cmd, "--out", str(out), *options], capture_output=True, text=True, timeout=600, env=env
-    )
-    assert r.returncode == 0, f"{options} failed:\n{r.stdout[-3000:]}\n{r.stderr[-5000:]}"
-    return json.loads((out / "results.json").read_text())
+    return physim_run("sweep_ecg_sensitivity", out, "--no-plots", *options)
 
 
 def test_same_numbers_serial_workers_and_scheduler(tmp_path):

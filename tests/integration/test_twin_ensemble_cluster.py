@@ -1,21 +1,11 @@
 """twin_ensemble through ``physim run`` against a Dask scheduler and workers the user started."""
 
-import json
-import os
-import subprocess
-import sys
-
 from dask_cluster import CLICluster
+from scenario_cli import physim_run
 
 
 def _physim_run(out, *extra):
-    env = {**os.environ, "PHYSIM_OFFSCREEN": "1", "MPLBACKEND": "Agg"}
-    env.pop("PHYSIM_SCHEDULER", None)
-    cmd = [sys.executable, "-m", "physim", "run", "twin_ensemble", "--quick", "--no-plots", "--members", "2",
-           "--maxiter", "3", "--out", str(out), *extra]  # fmt: skip
-    r = subprocess.run(cmd, capture_output=True, text=True, timeout=600, env=env)
-    assert r.returncode == 0, f"twin_ensemble failed:\n{r.stdout[-3000:]}\n{r.stderr[-5000:]}"
-    return json.loads((out / "results.json").read_text())
+    return physim_run("twin_ensemble", out, "--no-plots", "--members", "2", "--maxiter", "3", *extra)
 
 
 def test_twin_ensemble_on_a_user_started_scheduler_equals_the_serial_run(tmp_path):
