@@ -709,6 +709,9 @@ def fit_ensemble(
         shared=shared,
     )
     members = [r for r in res.results if r is not None]
+    if res.interrupted and not members:
+        # Ctrl-C before any member finished: an interruption, not a failure of the members
+        raise KeyboardInterrupt("ensemble interrupted before any member finished")
     for i, tb in res.failed.items():
         logger.warning("ensemble member %d failed:\n%s", i, tb)
     term = objective.ecg_term

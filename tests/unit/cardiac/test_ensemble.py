@@ -201,3 +201,20 @@ def test_explicit_starts_and_continuing_an_ensemble(problem):
         fit_ensemble(model, fun, n_members=3, start=rows, **kw)
     with pytest.raises(InvalidInputError, match="finite"):
         fit_ensemble(model, fun, n_members=2, start=np.where(rows > 30, np.nan, rows), **kw)
+
+
+def test_interrupted_before_any_member_is_an_interruption(problem, monkeypatch):
+    """Ctrl-C before any member finished re-raises KeyboardInterrupt (not 'no member succeeded')."""
+    import types
+
+    import physim.distributed as PD
+
+    model, fun, _ = problem
+
+    def interrupted_sweep(fn, tasks, **kw):
+        return types.SimpleNamespace(results=[None] * len(tasks), failed={}, interrupted=True, n_workers=1,
+                                     wall_time_s=0.0, from_store=0)  # fmt: skip
+
+    monkeypatch.setattr(PD, "run_sweep", interrupted_sweep)
+    with pytest.raises(KeyboardInterrupt):
+        fit_ensemble(model, fun, n_members=2, start=START, scheduler="serial")
