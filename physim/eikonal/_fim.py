@@ -235,7 +235,9 @@ def element_geometry(points, cells, D, edges, kmat, d2, rtol):
 
     ``kmat`` is (m, 10) for tets and (m, 3) for triangles; ``d2`` is (m, n_edges).
     Returns a (m,) uint8 array flagging the elements whose ``D`` is not
-    symmetric (relative 1e-10) or whose Cholesky pivots are not > ``rtol·max|D_e|``.
+    symmetric (relative 1e-10) or whose Cholesky pivots are not > ``rtol·max|D_e|``
+    (1), whose ``d2`` overflows (2: ``D`` too small for the mesh) or whose
+    ``kmat`` overflows (3: ``D`` too large).
     """
     m, nv = cells.shape
     dim = points.shape[1]
@@ -255,6 +257,14 @@ def element_geometry(points, cells, D, edges, kmat, d2, rtol):
             kmat[e, 0] = d12 / det
             kmat[e, 1] = d02 / det
             kmat[e, 2] = d01 / det
+        if bad[e] == 0:
+            for k in range(d2.shape[1]):
+                if not np.isfinite(d2[e, k]):
+                    bad[e] = 2
+            if bad[e] == 0:
+                for k in range(kmat.shape[1]):
+                    if not np.isfinite(kmat[e, k]):
+                        bad[e] = 3
     return bad
 
 
@@ -605,3 +615,207 @@ def _make_propagate(nv):
 #: propagation kernels for tetrahedra and triangles (see ``propagate`` in :func:`_make_propagate`)
 propagate_tet = _make_propagate(4)
 propagate_tri = _make_propagate(3)
+
+
+# ----------------------------------------------------------------------------------
+# multi-threaded propagation: batches of near-simultaneous active nodes
+# ----------------------------------------------------------------------------------
+def _make_propose(nv):
+    """The read-only half of a visit: proposals of one node for its elements' other vertices."""
+
+    @njit(inline="always")
+    def propose(i, phi, cells, kmat, d2, ptr, inc, tt, vv, out_v, out_val, out_e, out_code, base):
+        """Evaluate the updates through node ``i`` as :func:`propagate` does, without writing ``phi``.
+
+        Every improvement of a target over its time (as seen by this visit,
+        including improvements found earlier in the same element) is written to
+        ``out_*[base + k]``; returns the number ``k`` written.
+        """
+        ti = phi[i]
+        k = 0
+        for p in range(ptr[i], ptr[i + 1]):
+            x = inc[p]
+            e = x >> 2
+            a = x & 3
+            m1 = INF
+            m2 = INF
+            for j in range(nv):
+                v = cells[e, j]
+                vv[j] = v
+                tj = phi[v]
+                tt[j] = tj
+                if tj < m1:
+                    m2 = m1
+                    m1 = tj
+                elif tj < m2:
+                    m2 = tj
+            for bb in range(1, nv):
+                if nv == 4:
+                    b = (a + bb) & 3
+                else:
+                    b = a + bb
+                    if b >= 3:
+                        b -= 3
+                old = tt[b]
+                d = old - (m2 if old == m1 else m1)
+                if not (d > 0.0 and d * d * kmat[e, b] > _BOUND_MARGIN):
+                    continue
+                if nv == 4:
+                    k0 = 0
+                    while k0 == a or k0 == b:
+                        k0 += 1
+                    k1 = 6 - a - b - k0
+                    val, code = tet_through(kmat, d2, e, b, a, k0, k1, ti, tt[k0], tt[k1])
+                else:
+                    val, code = tri_through(d2, e, b, a, ti, tt[3 - a - b])
+                if not val < old:
+                    continue
+                tt[b] = val
+                out_v[base + k] = vv[b]
+                out_val[base + k] = val
+                out_e[base + k] = e
+                out_code[base + k] = code
+                k += 1
+                m1 = INF
+                m2 = INF
+                for j in range(nv):
+                    tj = tt[j]
+                    if tj < m1:
+                        m2 = m1
+                        m1 = tj
+                    elif tj < m2:
+                        m2 = tj
+        return k
+
+    return propose
+
+
+#: the read-only visit for tetrahedra and triangles (module globals, so that the batched kernels
+#: that call them stay cacheable)
+_propose_tet = _make_propose(4)
+_propose_tri = _make_propose(3)
+
+
+def _make_propagate_batched(nv):
+
+    @njit(parallel=True)
+    def propagate_batched(
+        phi,
+        rec_elem,
+        rec_code,
+        cells,
+        kmat,
+        d2,
+        ptr,
+        inc,
+        queue,
+        pos,
+        state,
+        tol,
+        cap,
+        big,
+        cnt,
+        pending,
+        visited,
+        max_visits,
+        band,
+        batch,
+        bnodes,
+        bbase,
+        bcount,
+        out_v,
+        out_val,
+        out_e,
+        out_code,
+        nthreads,
+    ):
+        """Heap-ordered propagation in batches, the visits of a batch evaluated in parallel.
+
+        Same contract as :func:`propagate` with ``ordered=True``. Each step
+        pops every active node whose time is within ``band`` of the smallest
+        (at most ``batch`` of them; ``band`` well below an element's travel
+        time keeps them causally independent), evaluates their visits in
+        parallel against the times at the start of the step (:func:`propose`,
+        read-only), then applies the proposals serially in the order of the
+        popped nodes. The batches, and so the result, do not depend on the
+        number of threads; the discrete solution is the one of
+        :func:`propagate` to ``tol``.
+        """
+        count = state[0]
+        head = state[1]
+        nvis = state[2]
+        npend = state[3]
+        visits = 0
+        while count > 0:
+            t0 = phi[queue[0]]
+            nb = 0
+            total = 0
+            while count > 0 and nb < batch and phi[queue[0]] <= t0 + band:
+                i = queue[0]
+                count -= 1
+                pos[i] = -1
+                if count > 0:
+                    queue[0] = queue[count]
+                    pos[queue[0]] = 0
+                    _sift_down(queue, pos, phi, 0, count)
+                visits += 1
+                if cnt[i] == 0:
+                    visited[nvis] = i
+                    nvis += 1
+                cnt[i] += 1
+                pending[i] = 0.0
+                bnodes[nb] = i
+                bbase[nb] = total
+                total += (ptr[i + 1] - ptr[i]) * (nv - 1)
+                nb += 1
+            if visits > max_visits:
+                state[0] = count
+                state[1] = head
+                state[2] = nvis
+                state[3] = npend
+                return -visits
+            nchunks = min(nthreads, nb)
+            for c in prange(nchunks):
+                tt = np.empty(nv)
+                vv = np.empty(nv, dtype=np.int64)
+                for kk in range(c, nb, nchunks):
+                    if nv == 4:
+                        bcount[kk] = _propose_tet(bnodes[kk], phi, cells, kmat, d2, ptr, inc, tt, vv,
+                                                  out_v, out_val, out_e, out_code, bbase[kk])  # fmt: skip
+                    else:
+                        bcount[kk] = _propose_tri(bnodes[kk], phi, cells, kmat, d2, ptr, inc, tt, vv,
+                                                  out_v, out_val, out_e, out_code, bbase[kk])  # fmt: skip
+            for kk in range(nb):
+                b0 = bbase[kk]
+                for s in range(b0, b0 + bcount[kk]):
+                    v = out_v[s]
+                    val = out_val[s]
+                    old = phi[v]
+                    if not val < old:
+                        continue
+                    phi[v] = val
+                    rec_elem[v] = out_e[s]
+                    rec_code[v] = out_code[s]
+                    if pos[v] >= 0:
+                        _sift_up(queue, pos, phi, pos[v])
+                    else:
+                        drop = old - val
+                        if drop > tol:
+                            if cnt[v] < cap or drop > big:
+                                count = _push(queue, pos, phi, count, head, v, True)
+                            else:
+                                if pending[v] == 0.0:
+                                    npend += 1
+                                pending[v] += drop
+        state[0] = count
+        state[1] = head
+        state[2] = nvis
+        state[3] = npend
+        return visits
+
+    return propagate_batched
+
+
+#: batched multi-threaded propagation kernels (see ``propagate_batched`` in :func:`_make_propagate_batched`)
+propagate_batched_tet = _make_propagate_batched(4)
+propagate_batched_tri = _make_propagate_batched(3)

@@ -27,7 +27,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .._jit import njit
+from .._jit import njit, prange
 from ._kernels import record_weights
 
 INF = np.inf
@@ -155,6 +155,14 @@ def _sorted_by_time(order, a0, a1, phi, descending):
     return members[np.argsort(keys, kind="mergesort")]
 
 
+@njit(parallel=True)
+def record_weights_of(phi, rec_elem, rec_code, cells, d2, pair, nodes, w, s):
+    """:func:`~physim.eikonal._kernels.record_weights` of every node in ``nodes``, in parallel
+    (each node writes only its own rows of ``w`` and ``s``)."""
+    for r in prange(nodes.shape[0]):
+        record_weights(phi, rec_elem, rec_code, cells, d2, pair, nodes[r], w, s)
+
+
 @njit
 def evaluate_policy(
     phi, init, rec_elem, rec_code, cells, d2, pair, nodes, local, w, s, max_sweeps, tol, changed
@@ -177,7 +185,6 @@ def evaluate_policy(
     k = nodes.shape[0]
     for r in range(k):
         local[nodes[r]] = r
-        record_weights(phi, rec_elem, rec_code, cells, d2, pair, nodes[r], w, s)
     order, comp_ptr = subset_components(nodes, local, rec_elem, rec_code, cells)
     for r in range(k):
         local[nodes[r]] = -1

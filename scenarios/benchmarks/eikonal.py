@@ -33,14 +33,13 @@ Measure on an idle machine through the CPU queue, e.g.
 from __future__ import annotations
 
 import functools
-import json
 import os
 import resource
 import subprocess
 import sys
 import tempfile
 import textwrap
-import time
+import tracemalloc
 from pathlib import Path
 
 import numba
@@ -104,7 +103,10 @@ def _fim_python(points, cells, D, src, times, threads, timeout):
         except subprocess.TimeoutExpired:
             return None, f"over {timeout:.0f} s"
         if proc.returncode != 0 or not out.exists():
-            return None, f"failed: {proc.stderr.strip().splitlines()[-1] if proc.stderr.strip() else proc.returncode}"
+            return (
+                None,
+                f"failed: {proc.stderr.strip().splitlines()[-1] if proc.stderr.strip() else proc.returncode}",
+            )
         d = np.load(out)
         return float(d["t"]), np.array(d["phi"])
 
@@ -128,6 +130,26 @@ def _dijkstra_floor(mesh, src):
     g = sp.csr_matrix((np.r_[w, w], (np.r_[e[:, 0], e[:, 1]], np.r_[e[:, 1], e[:, 0]])), shape=(n, n))
     t, _ = _best(lambda: dijkstra(g, directed=False, indices=np.asarray(src), min_only=True), repeat=5)
     return t
+
+
+def _extra_memory_mb(f):
+    """(result of f(), peak MB that f allocated through numpy above what was allocated before).
+
+    Measured with tracemalloc (numpy registers its array allocations there); the few small
+    arrays that compiled kernels allocate internally are not counted.
+    """
+    started = not tracemalloc.is_tracing()
+    if started:
+        tracemalloc.start()
+    try:
+        tracemalloc.reset_peak()
+        base = tracemalloc.get_traced_memory()[0]
+        out = f()
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        if started:
+            tracemalloc.stop()
+    return out, (peak - base) / 2**20
 
 
 def _with_threads(k, f):
@@ -238,10 +260,14 @@ def bench_case(ctx, name, case, n_all, fim_timeout, aniso):
             f = lambda: solve(mesh, Dr, src)  # noqa: E731
             t_f, act = _with_threads(n_all, lambda: _best(f))
             t_a, _ = _with_threads(n_all, lambda: _best(lambda: adjoint(act, w)))
+            _, mem_a = _with_threads(n_all, lambda: _extra_memory_mb(lambda: adjoint(act, w)))
+            _, mem_f = _with_threads(n_all, lambda: _extra_memory_mb(f))
             arows.append(
-                {"mesh": name, "ratio": r, "forward_s": t_f, "adjoint_s": t_a, "visits_per_node": act.visits / mesh.n_points}
-            )
-            ctx.log(f"{name} ratio {r}: forward {t_f * 1e3:.1f} ms, adjoint {t_a * 1e3:.1f} ms, visits/node {act.visits / mesh.n_points:.2f}")
+                {"mesh": name, "ratio": r, "forward_s": t_f, "adjoint_s": t_a, "visits_per_node": act.visits / mesh.n_points,
+                 "forward_extra_MB": mem_f, "adjoint_extra_MB": mem_a}
+            )  # fmt: skip
+            ctx.log(f"{name} ratio {r}: forward {t_f * 1e3:.1f} ms ({mem_f:.0f} MB), adjoint {t_a * 1e3:.1f} ms "
+                    f"({mem_a:.0f} MB), visits/node {act.visits / mesh.n_points:.2f}")  # fmt: skip
         t_r2 = next(a["forward_s"] for a in arows if a["ratio"] == 2)
         for a in arows:
             a["forward_over_ratio2"] = a["forward_s"] / t_r2
@@ -263,18 +289,23 @@ def bench_scale(ctx, n_all):
     rss1 = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     t, act = _with_threads(n_all, lambda: best_time(lambda: solve(mesh, D, one), repeat=2, budget_s=1.0))
     rss2 = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    del act
+    _, extra = _with_threads(n_all, lambda: _extra_memory_mb(lambda: solve(mesh, D, one)))
+    mesh_mb = sum(a.nbytes for a in (mesh.points, mesh.cells, D)) / 2**20
     row = {
         "n_tets": mesh.n_cells,
+        "n_points": mesh.n_points,
         "forward_s": t,
         "peak_rss_MB": rss2,
         "peak_rss_before_solve_MB": rss1,
-        "solve_extra_MB": rss2 - rss1,
-        "bytes_per_tet_solve": (rss2 - rss1) * 2**20 / mesh.n_cells,
         "rss_at_start_MB": rss0,
+        "mesh_and_D_MB": mesh_mb,
+        "solve_extra_MB": extra,
+        "bytes_per_tet_solve": extra * 2**20 / mesh.n_cells,
     }
     ctx.log(
-        f"scale: {mesh.n_cells} tets forward {t:.2f} s, peak RSS {rss2:.0f} MB "
-        f"(solve adds {rss2 - rss1:.0f} MB, {row['bytes_per_tet_solve']:.0f} B/tet)"
+        f"scale: {mesh.n_cells} tets forward {t:.2f} s, peak RSS {rss2:.0f} MB (mesh + D {mesh_mb:.0f} MB; "
+        f"the solve allocates {extra:.0f} MB at its peak, {row['bytes_per_tet_solve']:.0f} B/tet)"
     )
     return row
 
@@ -293,7 +324,9 @@ def targets(ctx, rows, arows, scale):
     for tag, what in (("1thread", "1 thread vs OMP_NUM_THREADS=1"), ("allcores", "all cores vs all cores")):
         have = [r for r in rows if f"speedup_vs_fim_python_{tag}" in r]
         missing = [f"{r['mesh']}/{r['sources']}" for r in rows if f"speedup_vs_fim_python_{tag}" not in r]
-        detail = ", ".join(f"{r['mesh']}/{r['sources']}src x{r[f'speedup_vs_fim_python_{tag}']:.0f}" for r in have)
+        detail = ", ".join(
+            f"{r['mesh']}/{r['sources']}src x{r[f'speedup_vs_fim_python_{tag}']:.0f}" for r in have
+        )
         if missing:
             detail += f"; fim-python not measured on {', '.join(missing)}"
         ok = all(r[f"speedup_vs_fim_python_{tag}"] >= 100 for r in have) if have else None
@@ -304,7 +337,10 @@ def targets(ctx, rows, arows, scale):
         out,
         "within 8x of the Dijkstra floor (all cores, 65k and large, 1 source)",
         all(r["forward_over_dijkstra"] <= 8 for r in big) if big else None,
-        ", ".join(f"{r['mesh']} x{r['forward_over_dijkstra']:.1f} ({r['forward_allcores_s'] * 1e3:.1f} vs {r['dijkstra_s'] * 1e3:.1f} ms)" for r in big),
+        ", ".join(
+            f"{r['mesh']} x{r['forward_over_dijkstra']:.1f} ({r['forward_allcores_s'] * 1e3:.1f} vs {r['dijkstra_s'] * 1e3:.1f} ms)"
+            for r in big
+        ),
     )
     big = [r for r in rows if r["mesh"] in ("65k", "large")]
     _target(
@@ -352,8 +388,23 @@ def targets(ctx, rows, arows, scale):
             all(a["adjoint_s"] <= a["forward_s"] for a in arows),
             f"max adjoint/forward {max(a['adjoint_s'] / a['forward_s'] for a in arows):.2f}",
         )
+        h65 = [a for a in arows if a["mesh"] == "65k"]
+        _target(
+            ctx,
+            out,
+            "adjoint memory <= 300 MB extra on the 65k heart at every ratio",
+            all(a["adjoint_extra_MB"] <= 300 for a in h65) if h65 else None,
+            ", ".join(f"r{a['ratio']} {a['adjoint_extra_MB']:.0f} MB" for a in h65) or "65k not in this run",
+        )
     if scale is not None:
-        _target(ctx, out, "3e6-tet mesh solves (time, peak memory)", True, f"{scale['n_tets']} tets {scale['forward_s']:.2f} s, peak RSS {scale['peak_rss_MB']:.0f} MB")
+        _target(
+            ctx,
+            out,
+            "3e6-tet mesh solves (time, peak memory)",
+            True,
+            f"{scale['n_tets']} tets {scale['forward_s']:.2f} s, peak RSS {scale['peak_rss_MB']:.0f} MB, "
+            f"solve {scale['solve_extra_MB']:.0f} MB ({scale['bytes_per_tet_solve']:.0f} B/tet)",
+        )
     else:
         _target(ctx, out, "3e6-tet mesh solves (time, peak memory)", None, "run with --scale")
     return out
@@ -362,7 +413,9 @@ def targets(ctx, rows, arows, scale):
 def _table(ctx, rows, tag, title):
     k = "1" if tag == "1thread" else str(rows[0]["threads_all"])
     ctx.log(f"{title}")
-    ctx.log(f"| mesh | tets | sources | physim, {k} thread(s) (ms) | fim-python, OMP_NUM_THREADS={k} (s) | speed-up | Dijkstra (ms) |")
+    ctx.log(
+        f"| mesh | tets | sources | physim, {k} thread(s) (ms) | fim-python, OMP_NUM_THREADS={k} (s) | speed-up | Dijkstra (ms) |"
+    )
     ctx.log("|---|---|---|---|---|---|---|")
     for r in rows:
         t = r["forward_1thread_s"] if tag == "1thread" else r["forward_allcores_s"]
@@ -370,7 +423,9 @@ def _table(ctx, rows, tag, title):
             fim = f"{r[f'fim_python_{tag}_s']:.2f} | x{r[f'speedup_vs_fim_python_{tag}']:.0f}"
         else:
             fim = f"{r.get(f'fim_python_{tag}', '–')} | –"
-        ctx.log(f"| {r['mesh']} | {r['n_tets']} | {r['sources']} | {t * 1e3:.1f} | {fim} | {r['dijkstra_s'] * 1e3:.1f} |")
+        ctx.log(
+            f"| {r['mesh']} | {r['n_tets']} | {r['sources']} | {t * 1e3:.1f} | {fim} | {r['dijkstra_s'] * 1e3:.1f} |"
+        )
 
 
 def convergence(ctx):
@@ -416,11 +471,19 @@ def convergence(ctx):
 
 
 def add_arguments(parser):
-    parser.add_argument("--meshes", default=None, help="comma-separated: 10k, 65k, large, cube (default all four)")
-    parser.add_argument("--mesh", action="append", default=[], metavar="PATH", help="also benchmark this mesh file")
-    parser.add_argument("--fim-timeout", type=float, default=300.0, help="seconds per fim-python run (0: skip it)")
+    parser.add_argument(
+        "--meshes", default=None, help="comma-separated: 10k, 65k, large, cube (default all four)"
+    )
+    parser.add_argument(
+        "--mesh", action="append", default=[], metavar="PATH", help="also benchmark this mesh file"
+    )
+    parser.add_argument(
+        "--fim-timeout", type=float, default=300.0, help="seconds per fim-python run (0: skip it)"
+    )
     parser.add_argument("--no-aniso", action="store_true", help="skip the fibre/cross ratio sweep")
-    parser.add_argument("--no-convergence", action="store_true", help="skip the point-source convergence study")
+    parser.add_argument(
+        "--no-convergence", action="store_true", help="skip the point-source convergence study"
+    )
     parser.add_argument("--scale", action="store_true", help="also solve the 3e6-tet cube")
 
 
@@ -439,7 +502,9 @@ def run(ctx: ScenarioContext) -> dict:
             case = _cube(8 if ctx.quick else 22, ctx.seed)
         else:
             case = _heart_case(name)
-        r, a = bench_case(ctx, name, case, n_all, ex.get("fim_timeout", 300.0), not ex.get("no_aniso") and not ctx.quick)
+        r, a = bench_case(
+            ctx, name, case, n_all, ex.get("fim_timeout", 300.0), not ex.get("no_aniso") and not ctx.quick
+        )
         rows += r
         arows += a
     scale = bench_scale(ctx, n_all) if ex.get("scale") else None
@@ -449,12 +514,14 @@ def run(ctx: ScenarioContext) -> dict:
     _table(ctx, rows, "1thread", "Equal threads: 1 thread")
     _table(ctx, rows, "allcores", f"Equal threads: all cores ({n_all})")
     if arows:
-        ctx.log("| mesh | v_fiber / v_cross | forward (ms) | / ratio 2 | adjoint (ms) | visits/node |")
-        ctx.log("|---|---|---|---|---|---|")
+        ctx.log(
+            "| mesh | v_fiber / v_cross | forward (ms) | / ratio 2 | adjoint (ms) | visits/node | adjoint memory (MB) |"
+        )
+        ctx.log("|---|---|---|---|---|---|---|")
         for a in arows:
             ctx.log(
                 f"| {a['mesh']} | {a['ratio']} | {a['forward_s'] * 1e3:.1f} | {a['forward_over_ratio2']:.2f} | "
-                f"{a['adjoint_s'] * 1e3:.1f} | {a['visits_per_node']:.2f} |"
+                f"{a['adjoint_s'] * 1e3:.1f} | {a['visits_per_node']:.2f} | {a['adjoint_extra_MB']:.0f} |"
             )
     result["targets"] = targets(ctx, rows, arows, scale)
     if not ex.get("no_convergence"):
