@@ -451,175 +451,6 @@ def activate(phi, queue, pos, state, nodes, ordered):
     state[0] = count
 
 
-def _make_propagate(nv):
-    """The propagation kernel specialised to ``nv`` vertices per element (a compile-time constant)."""
-
-    @njit
-    def propagate(
-        phi,
-        rec_elem,
-        rec_code,
-        cells,
-        kmat,
-        d2,
-        ptr,
-        inc,
-        queue,
-        pos,
-        state,
-        tol,
-        ordered,
-        cap,
-        big,
-        cnt,
-        pending,
-        visited,
-        max_visits,
-    ):
-        """Fast iterative method on the active list, in place.
-
-        Processing an active node updates every other vertex of its incident
-        elements through the candidates whose support contains the node (the
-        others were evaluated when their own support last changed). A vertex
-        whose time drops by more than ``tol`` joins the active list: a FIFO queue
-        (``ordered=False``, the classic sweep) or a binary heap on the current
-        time (``ordered=True``: close to arrival order, far fewer re-visits).
-        Targets already at or below ``(smallest other time) + 1/sqrt(K_bb)`` (a
-        lower bound of all their updates in the element) are skipped.
-
-        The active list (``queue``, ``pos``: position or -1, ``state`` =
-        [count, head, n_visited, n_pending]) persists between calls. Nodes visited
-        for the first time since ``cnt`` was reset are appended to ``visited``.
-
-        Bounded work: a node already visited ``cap`` times (``cnt``) is
-        re-activated only for drops above ``big``; smaller drops are accumulated
-        in ``pending`` instead (slowly converging cycles of non-causal updates;
-        the caller resolves them by evaluating the recorded policy,
-        :func:`physim.eikonal._graph.evaluate_policy`).
-
-        ``inc[p] = element * 4 + local index`` is the node -> element incidence in
-        CSR form (``ptr``). Returns the number of visits, negative once
-        ``max_visits`` is exceeded.
-        """
-        n = phi.shape[0]
-        tt = np.empty(nv)
-        vv = np.empty(nv, dtype=np.int64)
-        count = state[0]
-        head = state[1]
-        nvis = state[2]
-        npend = state[3]
-        visits = 0
-        while count > 0:
-            if ordered:
-                i = queue[0]
-                count -= 1
-                pos[i] = -1
-                if count > 0:
-                    queue[0] = queue[count]
-                    pos[queue[0]] = 0
-                    _sift_down(queue, pos, phi, 0, count)
-            else:
-                i = queue[head]
-                head += 1
-                if head == n:
-                    head = 0
-                count -= 1
-                pos[i] = -1
-            visits += 1
-            if visits > max_visits:
-                state[0] = count
-                state[1] = head
-                state[2] = nvis
-                state[3] = npend
-                return -visits
-            if cnt[i] == 0:
-                visited[nvis] = i
-                nvis += 1
-            cnt[i] += 1
-            pending[i] = 0.0
-            ti = phi[i]
-            for p in range(ptr[i], ptr[i + 1]):
-                x = inc[p]
-                e = x >> 2
-                a = x & 3
-                # times of the element's vertices and their two smallest values
-                m1 = INF
-                m2 = INF
-                for j in range(nv):
-                    v = cells[e, j]
-                    vv[j] = v
-                    tj = phi[v]
-                    tt[j] = tj
-                    if tj < m1:
-                        m2 = m1
-                        m1 = tj
-                    elif tj < m2:
-                        m2 = tj
-                for bb in range(1, nv):
-                    if nv == 4:
-                        b = (a + bb) & 3
-                    else:
-                        b = a + bb
-                        if b >= 3:
-                            b -= 3
-                    old = tt[b]
-                    # every update of b in e is >= (smallest other time) + 1/sqrt(K_bb)
-                    d = old - (m2 if old == m1 else m1)
-                    if not (d > 0.0 and d * d * kmat[e, b] > _BOUND_MARGIN):
-                        continue
-                    if nv == 4:
-                        k0 = 0
-                        while k0 == a or k0 == b:
-                            k0 += 1
-                        k1 = 6 - a - b - k0
-                        val, code = tet_through(kmat, d2, e, b, a, k0, k1, ti, tt[k0], tt[k1])
-                    else:
-                        val, code = tri_through(d2, e, b, a, ti, tt[3 - a - b])
-                    if not val < old:
-                        continue
-                    v = vv[b]
-                    phi[v] = val
-                    tt[b] = val
-                    rec_elem[v] = e
-                    rec_code[v] = code
-                    if pos[v] >= 0:
-                        if ordered:
-                            _sift_up(queue, pos, phi, pos[v])
-                    else:
-                        drop = old - val
-                        if drop > tol:
-                            if cnt[v] < cap or drop > big:
-                                count = _push(queue, pos, phi, count, head, v, ordered)
-                            else:
-                                if pending[v] == 0.0:
-                                    npend += 1
-                                pending[v] += drop
-                    m1 = INF
-                    m2 = INF
-                    for j in range(nv):
-                        tj = tt[j]
-                        if tj < m1:
-                            m2 = m1
-                            m1 = tj
-                        elif tj < m2:
-                            m2 = tj
-        state[0] = count
-        state[1] = head
-        state[2] = nvis
-        state[3] = npend
-        return visits
-
-    return propagate
-
-
-#: propagation kernels for tetrahedra and triangles (see ``propagate`` in :func:`_make_propagate`)
-propagate_tet = _make_propagate(4)
-propagate_tri = _make_propagate(3)
-
-
-# ----------------------------------------------------------------------------------
-# multi-threaded propagation: batches of near-simultaneous active nodes
-# ----------------------------------------------------------------------------------
 def _make_propose(nv):
     """The read-only half of a visit: proposals of one node for its elements' other vertices."""
 
@@ -696,6 +527,175 @@ _propose_tet = _make_propose(4)
 _propose_tri = _make_propose(3)
 
 
+@njit(inline="always")
+def _apply(
+    v,
+    val,
+    e,
+    code,
+    phi,
+    rec_elem,
+    rec_code,
+    queue,
+    pos,
+    cnt,
+    pending,
+    count,
+    head,
+    npend,
+    tol,
+    cap,
+    big,
+    ordered,
+):
+    """Apply one proposal (node ``v`` at time ``val`` from element ``e``) if it improves ``v``:
+    record it, and re-activate ``v`` (or leave the drop pending, see :func:`propagate`).
+    Returns the new (count, npend)."""
+    old = phi[v]
+    if not val < old:
+        return count, npend
+    phi[v] = val
+    rec_elem[v] = e
+    rec_code[v] = code
+    if pos[v] >= 0:
+        if ordered:
+            _sift_up(queue, pos, phi, pos[v])
+    else:
+        drop = old - val
+        if drop > tol:
+            if cnt[v] < cap or drop > big:
+                count = _push(queue, pos, phi, count, head, v, ordered)
+            else:
+                if pending[v] == 0.0:
+                    npend += 1
+                pending[v] += drop
+    return count, npend
+
+
+def _make_propagate(nv):
+    """The propagation kernel specialised to ``nv`` vertices per element (a compile-time constant)."""
+
+    @njit
+    def propagate(
+        phi,
+        rec_elem,
+        rec_code,
+        cells,
+        kmat,
+        d2,
+        ptr,
+        inc,
+        queue,
+        pos,
+        state,
+        tol,
+        ordered,
+        cap,
+        big,
+        cnt,
+        pending,
+        visited,
+        max_visits,
+    ):
+        """Fast iterative method on the active list, in place.
+
+        Processing an active node updates every other vertex of its incident
+        elements through the candidates whose support contains the node (the
+        others were evaluated when their own support last changed). A vertex
+        whose time drops by more than ``tol`` joins the active list: a FIFO queue
+        (``ordered=False``, the classic sweep) or a binary heap on the current
+        time (``ordered=True``: close to arrival order, far fewer re-visits).
+        Targets already at or below ``(smallest other time) + 1/sqrt(K_bb)`` (a
+        lower bound of all their updates in the element) are skipped. A visit
+        first evaluates all its updates (:func:`_make_propose`) and then
+        applies them in order (:func:`_apply`): a batch of one node of
+        ``propagate_batched``.
+
+        The active list (``queue``, ``pos``: position or -1, ``state`` =
+        [count, head, n_visited, n_pending]) persists between calls. Nodes visited
+        for the first time since ``cnt`` was reset are appended to ``visited``.
+
+        Bounded work: a node already visited ``cap`` times (``cnt``) is
+        re-activated only for drops above ``big``; smaller drops are accumulated
+        in ``pending`` instead (slowly converging cycles of non-causal updates;
+        the caller resolves them by evaluating the recorded policy,
+        :func:`physim.eikonal._graph.evaluate_policy`).
+
+        ``inc[p] = element * 4 + local index`` is the node -> element incidence in
+        CSR form (``ptr``). Returns the number of visits, negative once
+        ``max_visits`` is exceeded.
+        """
+        n = phi.shape[0]
+        tt = np.empty(nv)
+        vv = np.empty(nv, dtype=np.int64)
+        most = 0
+        for j in range(n):
+            most = max(most, ptr[j + 1] - ptr[j])
+        out_v = np.empty(most * (nv - 1), dtype=np.int64)
+        out_val = np.empty(most * (nv - 1))
+        out_e = np.empty(most * (nv - 1), dtype=np.int64)
+        out_code = np.empty(most * (nv - 1), dtype=np.int64)
+        count = state[0]
+        head = state[1]
+        nvis = state[2]
+        npend = state[3]
+        visits = 0
+        while count > 0:
+            if ordered:
+                i = queue[0]
+                count -= 1
+                pos[i] = -1
+                if count > 0:
+                    queue[0] = queue[count]
+                    pos[queue[0]] = 0
+                    _sift_down(queue, pos, phi, 0, count)
+            else:
+                i = queue[head]
+                head += 1
+                if head == n:
+                    head = 0
+                count -= 1
+                pos[i] = -1
+            visits += 1
+            if visits > max_visits:
+                state[0] = count
+                state[1] = head
+                state[2] = nvis
+                state[3] = npend
+                return -visits
+            if cnt[i] == 0:
+                visited[nvis] = i
+                nvis += 1
+            cnt[i] += 1
+            pending[i] = 0.0
+            if nv == 4:
+                k = _propose_tet(
+                    i, phi, cells, kmat, d2, ptr, inc, tt, vv, out_v, out_val, out_e, out_code, 0
+                )
+            else:
+                k = _propose_tri(
+                    i, phi, cells, kmat, d2, ptr, inc, tt, vv, out_v, out_val, out_e, out_code, 0
+                )
+            for r in range(k):
+                count, npend = _apply(out_v[r], out_val[r], out_e[r], out_code[r], phi, rec_elem, rec_code, queue,
+                                      pos, cnt, pending, count, head, npend, tol, cap, big, ordered)  # fmt: skip
+        state[0] = count
+        state[1] = head
+        state[2] = nvis
+        state[3] = npend
+        return visits
+
+    return propagate
+
+
+#: propagation kernels for tetrahedra and triangles (see ``propagate`` in :func:`_make_propagate`)
+propagate_tet = _make_propagate(4)
+propagate_tri = _make_propagate(3)
+
+
+# ----------------------------------------------------------------------------------
+# multi-threaded propagation: batches of near-simultaneous active nodes
+# ----------------------------------------------------------------------------------
 def _make_propagate_batched(nv):
 
     @njit(parallel=True)
@@ -787,26 +787,9 @@ def _make_propagate_batched(nv):
                                                   out_v, out_val, out_e, out_code, bbase[kk])  # fmt: skip
             for kk in range(nb):
                 b0 = bbase[kk]
-                for s in range(b0, b0 + bcount[kk]):
-                    v = out_v[s]
-                    val = out_val[s]
-                    old = phi[v]
-                    if not val < old:
-                        continue
-                    phi[v] = val
-                    rec_elem[v] = out_e[s]
-                    rec_code[v] = out_code[s]
-                    if pos[v] >= 0:
-                        _sift_up(queue, pos, phi, pos[v])
-                    else:
-                        drop = old - val
-                        if drop > tol:
-                            if cnt[v] < cap or drop > big:
-                                count = _push(queue, pos, phi, count, head, v, True)
-                            else:
-                                if pending[v] == 0.0:
-                                    npend += 1
-                                pending[v] += drop
+                for r in range(b0, b0 + bcount[kk]):
+                    count, npend = _apply(out_v[r], out_val[r], out_e[r], out_code[r], phi, rec_elem, rec_code,
+                                          queue, pos, cnt, pending, count, head, npend, tol, cap, big, True)  # fmt: skip
         state[0] = count
         state[1] = head
         state[2] = nvis
