@@ -521,8 +521,8 @@ def _make_propose(nv):
     return propose
 
 
-#: the read-only visit for tetrahedra and triangles (module globals, so that the batched kernels
-#: that call them stay cacheable)
+#: the read-only visit for tetrahedra and triangles (module globals, so that the propagation
+#: kernels that call them stay cacheable)
 _propose_tet = _make_propose(4)
 _propose_tri = _make_propose(3)
 
@@ -575,7 +575,7 @@ def _apply(
 def _make_propagate(nv):
     """The propagation kernel specialised to ``nv`` vertices per element (a compile-time constant)."""
 
-    @njit
+    @njit(parallel=True)
     def propagate(
         phi,
         rec_elem,
@@ -596,6 +596,16 @@ def _make_propagate(nv):
         pending,
         visited,
         max_visits,
+        band,
+        batch,
+        bnodes,
+        bbase,
+        bcount,
+        out_v,
+        out_val,
+        out_e,
+        out_code,
+        nthreads,
     ):
         """Fast iterative method on the active list, in place.
 
@@ -606,10 +616,18 @@ def _make_propagate(nv):
         (``ordered=False``, the classic sweep) or a binary heap on the current
         time (``ordered=True``: close to arrival order, far fewer re-visits).
         Targets already at or below ``(smallest other time) + 1/sqrt(K_bb)`` (a
-        lower bound of all their updates in the element) are skipped. A visit
-        first evaluates all its updates (:func:`_make_propose`) and then
-        applies them in order (:func:`_apply`): a batch of one node of
-        ``propagate_batched``.
+        lower bound of all their updates in the element) are skipped.
+
+        Nodes are visited in batches: each step pops up to ``batch`` nodes (from
+        the heap: those whose time is within ``band`` of the smallest; ``band``
+        well below an element's travel time keeps them causally independent),
+        evaluates their visits in parallel on ``nthreads`` threads against the
+        times at the start of the step (:func:`_make_propose`, read-only), then
+        applies the proposals serially in pop order (:func:`_apply`). The
+        batches, and so the result, do not depend on the number of threads;
+        ``batch = 1`` is the one-node-at-a-time method. ``bnodes``, ``bbase``,
+        ``bcount`` (batch,) and ``out_*`` (batch * max node degree * (nv - 1),)
+        are workspaces.
 
         The active list (``queue``, ``pos``: position or -1, ``state`` =
         [count, head, n_visited, n_pending]) persists between calls. Nodes visited
@@ -626,138 +644,33 @@ def _make_propagate(nv):
         ``max_visits`` is exceeded.
         """
         n = phi.shape[0]
-        tt = np.empty(nv)
-        vv = np.empty(nv, dtype=np.int64)
-        most = 0
-        for j in range(n):
-            most = max(most, ptr[j + 1] - ptr[j])
-        out_v = np.empty(most * (nv - 1), dtype=np.int64)
-        out_val = np.empty(most * (nv - 1))
-        out_e = np.empty(most * (nv - 1), dtype=np.int64)
-        out_code = np.empty(most * (nv - 1), dtype=np.int64)
         count = state[0]
         head = state[1]
         nvis = state[2]
         npend = state[3]
         visits = 0
         while count > 0:
-            if ordered:
-                i = queue[0]
-                count -= 1
-                pos[i] = -1
-                if count > 0:
-                    queue[0] = queue[count]
-                    pos[queue[0]] = 0
-                    _sift_down(queue, pos, phi, 0, count)
-            else:
-                i = queue[head]
-                head += 1
-                if head == n:
-                    head = 0
-                count -= 1
-                pos[i] = -1
-            visits += 1
-            if visits > max_visits:
-                state[0] = count
-                state[1] = head
-                state[2] = nvis
-                state[3] = npend
-                return -visits
-            if cnt[i] == 0:
-                visited[nvis] = i
-                nvis += 1
-            cnt[i] += 1
-            pending[i] = 0.0
-            if nv == 4:
-                k = _propose_tet(
-                    i, phi, cells, kmat, d2, ptr, inc, tt, vv, out_v, out_val, out_e, out_code, 0
-                )
-            else:
-                k = _propose_tri(
-                    i, phi, cells, kmat, d2, ptr, inc, tt, vv, out_v, out_val, out_e, out_code, 0
-                )
-            for r in range(k):
-                count, npend = _apply(out_v[r], out_val[r], out_e[r], out_code[r], phi, rec_elem, rec_code, queue,
-                                      pos, cnt, pending, count, head, npend, tol, cap, big, ordered)  # fmt: skip
-        state[0] = count
-        state[1] = head
-        state[2] = nvis
-        state[3] = npend
-        return visits
-
-    return propagate
-
-
-#: propagation kernels for tetrahedra and triangles (see ``propagate`` in :func:`_make_propagate`)
-propagate_tet = _make_propagate(4)
-propagate_tri = _make_propagate(3)
-
-
-# ----------------------------------------------------------------------------------
-# multi-threaded propagation: batches of near-simultaneous active nodes
-# ----------------------------------------------------------------------------------
-def _make_propagate_batched(nv):
-
-    @njit(parallel=True)
-    def propagate_batched(
-        phi,
-        rec_elem,
-        rec_code,
-        cells,
-        kmat,
-        d2,
-        ptr,
-        inc,
-        queue,
-        pos,
-        state,
-        tol,
-        cap,
-        big,
-        cnt,
-        pending,
-        visited,
-        max_visits,
-        band,
-        batch,
-        bnodes,
-        bbase,
-        bcount,
-        out_v,
-        out_val,
-        out_e,
-        out_code,
-        nthreads,
-    ):
-        """Heap-ordered propagation in batches, the visits of a batch evaluated in parallel.
-
-        Same contract as :func:`propagate` with ``ordered=True``. Each step
-        pops every active node whose time is within ``band`` of the smallest
-        (at most ``batch`` of them; ``band`` well below an element's travel
-        time keeps them causally independent), evaluates their visits in
-        parallel against the times at the start of the step (:func:`propose`,
-        read-only), then applies the proposals serially in the order of the
-        popped nodes. The batches, and so the result, do not depend on the
-        number of threads; the discrete solution is the one of
-        :func:`propagate` to ``tol``.
-        """
-        count = state[0]
-        head = state[1]
-        nvis = state[2]
-        npend = state[3]
-        visits = 0
-        while count > 0:
-            t0 = phi[queue[0]]
+            t0 = phi[queue[0]] if ordered else 0.0
             nb = 0
             total = 0
-            while count > 0 and nb < batch and phi[queue[0]] <= t0 + band:
-                i = queue[0]
-                count -= 1
-                pos[i] = -1
-                if count > 0:
-                    queue[0] = queue[count]
-                    pos[queue[0]] = 0
-                    _sift_down(queue, pos, phi, 0, count)
+            while count > 0 and nb < batch:
+                if ordered:
+                    i = queue[0]
+                    if phi[i] > t0 + band:
+                        break
+                    count -= 1
+                    pos[i] = -1
+                    if count > 0:
+                        queue[0] = queue[count]
+                        pos[queue[0]] = 0
+                        _sift_down(queue, pos, phi, 0, count)
+                else:
+                    i = queue[head]
+                    head += 1
+                    if head == n:
+                        head = 0
+                    count -= 1
+                    pos[i] = -1
                 visits += 1
                 if cnt[i] == 0:
                     visited[nvis] = i
@@ -789,16 +702,16 @@ def _make_propagate_batched(nv):
                 b0 = bbase[kk]
                 for r in range(b0, b0 + bcount[kk]):
                     count, npend = _apply(out_v[r], out_val[r], out_e[r], out_code[r], phi, rec_elem, rec_code,
-                                          queue, pos, cnt, pending, count, head, npend, tol, cap, big, True)  # fmt: skip
+                                          queue, pos, cnt, pending, count, head, npend, tol, cap, big, ordered)  # fmt: skip
         state[0] = count
         state[1] = head
         state[2] = nvis
         state[3] = npend
         return visits
 
-    return propagate_batched
+    return propagate
 
 
-#: batched multi-threaded propagation kernels (see ``propagate_batched`` in :func:`_make_propagate_batched`)
-propagate_batched_tet = _make_propagate_batched(4)
-propagate_batched_tri = _make_propagate_batched(3)
+#: propagation kernels for tetrahedra and triangles (see ``propagate`` in :func:`_make_propagate`)
+propagate_tet = _make_propagate(4)
+propagate_tri = _make_propagate(3)

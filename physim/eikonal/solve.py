@@ -52,7 +52,7 @@ _BIG = 0.25
 _POLICY_SWEEPS = 200
 #: relative size (w.r.t. the largest time) of a pending drop treated as round-off
 _ROUNDOFF = 1e-13
-#: multi-threaded propagation: nodes popped together lie within this many typical metric heights
+#: propagation in batches: nodes popped together from the heap lie within this many typical metric heights
 _BAND = 0.1
 #: ... and at most this many of them
 _BATCH = 256
@@ -260,12 +260,6 @@ def _element_geometry(mesh, Dm):
     return kmat, d2
 
 
-def _batched() -> bool:
-    """Whether the heap-ordered forward propagates in batches (always; the tests compare it with
-    the one-node-at-a-time kernel by patching this)."""
-    return True
-
-
 def _fixed_point(mesh, phi, kmat, d2, tol, max_visits, ordered):
     """Fast iterative method with bounded work, and Newton steps on the recorded policy.
 
@@ -302,19 +296,12 @@ def _fixed_point(mesh, phi, kmat, d2, tol, max_visits, ordered):
     sample = kmat[:: max(1, mesh.n_cells // 4096), :nv]
     height = 1.0 / np.sqrt(np.median(sample))
     big = _BIG * height
-    if ordered and _batched():
-        batched = F.propagate_batched_tet if nv == 4 else F.propagate_batched_tri
-        deg = np.diff(ptr)
-        batch = _BATCH
-        cap_out = batch * int(deg.max()) * (nv - 1)
-        work = (np.empty(batch, dtype=np.int64), np.empty(batch, dtype=np.int64), np.empty(batch, dtype=np.int64),
-                np.empty(cap_out, dtype=np.int64), np.empty(cap_out), np.empty(cap_out, dtype=np.int64),
-                np.empty(cap_out, dtype=np.int64))  # fmt: skip
-        band = _BAND * height
-
-        def propagate(*args):  # the serial kernel's arguments; the batched one takes no `ordered`
-            return batched(*args[:12], *args[13:], band, batch, *work, numba.get_num_threads())
-
+    band = _BAND * height
+    batch = _BATCH
+    slots = batch * int(np.diff(ptr).max()) * (nv - 1)
+    work = (np.empty(batch, dtype=np.int64), np.empty(batch, dtype=np.int64), np.empty(batch, dtype=np.int64),
+            np.empty(slots, dtype=np.int64), np.empty(slots), np.empty(slots, dtype=np.int64),
+            np.empty(slots, dtype=np.int64))  # fmt: skip
     F.activate(phi, queue, pos, state, np.flatnonzero(np.isfinite(phi)), ordered)
     visits = 0
     evaluations = 0
@@ -339,6 +326,10 @@ def _fixed_point(mesh, phi, kmat, d2, tol, max_visits, ordered):
             pending,
             visited,
             max_visits - visits,
+            band,
+            batch,
+            *work,
+            numba.get_num_threads(),
         )
         visits += abs(v)
         if v < 0:
@@ -474,10 +465,10 @@ def solve(
     active_list : {"heap", "fifo"}
         Order of the active list: ``"heap"`` (by current time; fewest visits) or
         ``"fifo"`` (the classic FIM sweep). Both give the same discrete solution.
-        The heap is processed in batches of near-simultaneous nodes whose
-        visits run in parallel on Numba's threads (``numba.set_num_threads``);
-        the batches do not depend on the thread count, so every count gives
-        the same result bit for bit.
+        Either list is processed in batches (from the heap: near-simultaneous
+        nodes) whose visits run in parallel on Numba's threads
+        (``numba.set_num_threads``); the batches do not depend on the thread
+        count, so every count gives the same result bit for bit.
 
     Returns
     -------

@@ -1,5 +1,6 @@
 """Multi-threaded forward: the batched propagation reaches the fixed point of the one-node-at-a-time
-kernel and of the slow reference, and its result does not depend on the number of threads."""
+method (batches of one) and of the slow reference, and its result does not depend on the number of
+threads."""
 
 import importlib
 
@@ -17,12 +18,14 @@ def _fibres(mesh, seed):
     return np.random.default_rng(seed).standard_normal((mesh.n_cells, mesh.dim))
 
 
-def _solve(mode, threads, *args, **kw):
+def _solve(batch, threads, *args, **kw):
+    """solve() with batches of at most ``batch`` nodes (None: the default) on ``threads`` threads."""
     old = numba.get_num_threads()
     numba.set_num_threads(min(threads, numba.config.NUMBA_NUM_THREADS))
     try:
         with pytest.MonkeyPatch.context() as mp:
-            mp.setattr(solve_mod, "_batched", lambda: mode)
+            if batch is not None:
+                mp.setattr(solve_mod, "_BATCH", batch)
             return solve(*args, **kw)
     finally:
         numba.set_num_threads(old)
@@ -35,8 +38,8 @@ def test_batched_equals_serial_kernel_on_random_tet_meshes(ratio, seed):
     D = conduction_tensor(_fibres(mesh, seed), 0.1 * ratio, 0.1)
     src = np.random.default_rng(seed).choice(mesh.n_points, 3, replace=False)
     st = [0.0, 1.5, 4.0]
-    serial = _solve(False, 1, mesh, D, src, st, tol=0.0)
-    batched = _solve(True, 1, mesh, D, src, st, tol=0.0)
+    serial = _solve(1, 1, mesh, D, src, st, tol=0.0)
+    batched = _solve(None, 1, mesh, D, src, st, tol=0.0)
     scale = float(serial.times.max())
     assert np.max(np.abs(batched.times - serial.times)) <= 1e-12 * scale
 
@@ -50,7 +53,7 @@ def test_batched_any_batch_and_band_matches_the_reference(monkeypatch, batch, ba
     D = conduction_tensor(_fibres(mesh, 7), 1.0, 0.25)
     monkeypatch.setattr(solve_mod, "_BATCH", batch)
     monkeypatch.setattr(solve_mod, "_BAND", band)
-    act = _solve(True, 2, mesh, D, [0, 5], [0.0, 0.3], tol=0.0)
+    act = _solve(None, 2, mesh, D, [0, 5], [0.0, 0.3], tol=0.0)
     init = np.full(mesh.n_points, np.inf)
     init[[0, 5]] = [0.0, 0.3]
     ref = solve_ref(mesh.points, mesh.cells, D, init)
@@ -63,9 +66,9 @@ def test_batched_result_is_independent_of_the_thread_count():
         pytest.skip("needs NUMBA_NUM_THREADS >= 2")
     mesh = box_tet_mesh(8, size=12.0, jitter=0.25, seed=3)
     D = conduction_tensor(_fibres(mesh, 3), 0.6, 0.24)
-    one = _solve(True, 1, mesh, D, [0, 100], [0.0, 2.0])
-    two = _solve(True, 2, mesh, D, [0, 100], [0.0, 2.0])
-    again = _solve(True, 2, mesh, D, [0, 100], [0.0, 2.0])
+    one = _solve(None, 1, mesh, D, [0, 100], [0.0, 2.0])
+    two = _solve(None, 2, mesh, D, [0, 100], [0.0, 2.0])
+    again = _solve(None, 2, mesh, D, [0, 100], [0.0, 2.0])
     assert np.array_equal(one.times, two.times) and np.array_equal(two.times, again.times)
     assert np.array_equal(one.upwind_element, two.upwind_element)
     w = np.random.default_rng(0).standard_normal(mesh.n_points)
@@ -75,6 +78,6 @@ def test_batched_result_is_independent_of_the_thread_count():
 def test_batched_triangles_equal_serial():
     mesh = square_tri_mesh(16, size=8.0, jitter=0.2, seed=2)
     D = conduction_tensor(_fibres(mesh, 2), 0.8, 0.2)
-    serial = _solve(False, 1, mesh, D, [0], tol=0.0)
-    batched = _solve(True, 2, mesh, D, [0], tol=0.0)
+    serial = _solve(1, 1, mesh, D, [0], tol=0.0)
+    batched = _solve(None, 2, mesh, D, [0], tol=0.0)
     assert np.max(np.abs(batched.times - serial.times)) <= 1e-12 * float(serial.times.max())
