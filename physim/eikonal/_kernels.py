@@ -97,11 +97,85 @@ def _chol(A, dim, L, floor):
     return True
 
 
+@njit(inline="always")
+def _d2_grad_to_D3(edge_vectors, D, g, e, out):
+    """:func:`d2_grad_to_D` of one 3-D element in scalars: ``-M S M`` with ``M = D_e⁻¹``
+    (adjugate) and ``S = Σ_k g_k v_k v_kᵀ``."""
+    s00 = 0.0
+    s01 = 0.0
+    s02 = 0.0
+    s11 = 0.0
+    s12 = 0.0
+    s22 = 0.0
+    nz = False
+    for k in range(edge_vectors.shape[1]):
+        gk = g[e, k]
+        if gk == 0.0:
+            continue
+        nz = True
+        v0 = edge_vectors[e, k, 0]
+        v1 = edge_vectors[e, k, 1]
+        v2 = edge_vectors[e, k, 2]
+        s00 += gk * v0 * v0
+        s01 += gk * v0 * v1
+        s02 += gk * v0 * v2
+        s11 += gk * v1 * v1
+        s12 += gk * v1 * v2
+        s22 += gk * v2 * v2
+    if not nz:
+        return
+    a = D[e, 0, 0]
+    b = D[e, 1, 0]
+    c = D[e, 2, 0]
+    d = D[e, 1, 1]
+    f = D[e, 2, 1]
+    h = D[e, 2, 2]
+    c00 = d * h - f * f
+    c01 = c * f - b * h
+    c02 = b * f - c * d
+    inv = 1.0 / (a * c00 + b * c01 + c * c02)
+    m00 = c00 * inv
+    m01 = c01 * inv
+    m02 = c02 * inv
+    m11 = (a * h - c * c) * inv
+    m12 = (b * c - a * f) * inv
+    m22 = (a * d - b * b) * inv
+    # T = S M (rows of S times columns of M)
+    t00 = s00 * m00 + s01 * m01 + s02 * m02
+    t01 = s00 * m01 + s01 * m11 + s02 * m12
+    t02 = s00 * m02 + s01 * m12 + s02 * m22
+    t10 = s01 * m00 + s11 * m01 + s12 * m02
+    t11 = s01 * m01 + s11 * m11 + s12 * m12
+    t12 = s01 * m02 + s11 * m12 + s12 * m22
+    t20 = s02 * m00 + s12 * m01 + s22 * m02
+    t21 = s02 * m01 + s12 * m11 + s22 * m12
+    t22 = s02 * m02 + s12 * m12 + s22 * m22
+    r00 = m00 * t00 + m01 * t10 + m02 * t20
+    r01 = m00 * t01 + m01 * t11 + m02 * t21
+    r02 = m00 * t02 + m01 * t12 + m02 * t22
+    r11 = m01 * t01 + m11 * t11 + m12 * t21
+    r12 = m01 * t02 + m11 * t12 + m12 * t22
+    r22 = m02 * t02 + m12 * t12 + m22 * t22
+    out[e, 0, 0] = -r00
+    out[e, 0, 1] = -r01
+    out[e, 0, 2] = -r02
+    out[e, 1, 0] = -r01
+    out[e, 1, 1] = -r11
+    out[e, 1, 2] = -r12
+    out[e, 2, 0] = -r02
+    out[e, 2, 1] = -r12
+    out[e, 2, 2] = -r22
+
+
 @njit(parallel=True)
 def d2_grad_to_D(edge_vectors, D, g):
     """dL/dD_e = -Σ_k g[e,k] w_k w_kᵀ with w_k = D_e⁻¹ v_k (the vjp of element_metrics)."""
     m, ne, dim = edge_vectors.shape
     out = np.zeros((m, dim, dim))
+    if dim == 3:
+        for e in prange(m):
+            _d2_grad_to_D3(edge_vectors, D, g, e, out)
+        return out
     for e in prange(m):
         L = np.zeros((3, 3))
         y = np.zeros(3)
