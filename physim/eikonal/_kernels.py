@@ -98,9 +98,12 @@ def _chol(A, dim, L, floor):
 
 
 @njit(inline="always")
-def _d2_grad_to_D3(edge_vectors, D, g, e, out):
-    """:func:`d2_grad_to_D` of one 3-D element in scalars: ``-M S M`` with ``M = D_e⁻¹``
-    (adjugate) and ``S = Σ_k g_k v_k v_kᵀ``."""
+def _d2_grad_to_D_element(edge_vectors, D, g, e, out):
+    """:func:`d2_grad_to_D` of element ``e`` in scalars: ``-M S M`` with ``M = D_e⁻¹``
+    (adjugate) and ``S = Σ_k g_k v_k v_kᵀ``. A 2-D element is the 3-D case with
+    ``v_k`` in the plane and ``D_e`` extended by a unit third axis (its block of
+    ``-M S M`` is the 2-D answer)."""
+    three = edge_vectors.shape[2] == 3
     s00 = 0.0
     s01 = 0.0
     s02 = 0.0
@@ -115,7 +118,7 @@ def _d2_grad_to_D3(edge_vectors, D, g, e, out):
         nz = True
         v0 = edge_vectors[e, k, 0]
         v1 = edge_vectors[e, k, 1]
-        v2 = edge_vectors[e, k, 2]
+        v2 = edge_vectors[e, k, 2] if three else 0.0
         s00 += gk * v0 * v0
         s01 += gk * v0 * v1
         s02 += gk * v0 * v2
@@ -126,10 +129,10 @@ def _d2_grad_to_D3(edge_vectors, D, g, e, out):
         return
     a = D[e, 0, 0]
     b = D[e, 1, 0]
-    c = D[e, 2, 0]
     d = D[e, 1, 1]
-    f = D[e, 2, 1]
-    h = D[e, 2, 2]
+    c = D[e, 2, 0] if three else 0.0
+    f = D[e, 2, 1] if three else 0.0
+    h = D[e, 2, 2] if three else 1.0
     c00 = d * h - f * f
     c01 = c * f - b * h
     c02 = b * f - c * d
@@ -152,55 +155,29 @@ def _d2_grad_to_D3(edge_vectors, D, g, e, out):
     t22 = s02 * m02 + s12 * m12 + s22 * m22
     r00 = m00 * t00 + m01 * t10 + m02 * t20
     r01 = m00 * t01 + m01 * t11 + m02 * t21
-    r02 = m00 * t02 + m01 * t12 + m02 * t22
     r11 = m01 * t01 + m11 * t11 + m12 * t21
-    r12 = m01 * t02 + m11 * t12 + m12 * t22
-    r22 = m02 * t02 + m12 * t12 + m22 * t22
     out[e, 0, 0] = -r00
     out[e, 0, 1] = -r01
-    out[e, 0, 2] = -r02
     out[e, 1, 0] = -r01
     out[e, 1, 1] = -r11
-    out[e, 1, 2] = -r12
-    out[e, 2, 0] = -r02
-    out[e, 2, 1] = -r12
-    out[e, 2, 2] = -r22
+    if three:
+        r02 = m00 * t02 + m01 * t12 + m02 * t22
+        r12 = m01 * t02 + m11 * t12 + m12 * t22
+        r22 = m02 * t02 + m12 * t12 + m22 * t22
+        out[e, 0, 2] = -r02
+        out[e, 1, 2] = -r12
+        out[e, 2, 0] = -r02
+        out[e, 2, 1] = -r12
+        out[e, 2, 2] = -r22
 
 
 @njit(parallel=True)
 def d2_grad_to_D(edge_vectors, D, g):
     """dL/dD_e = -Σ_k g[e,k] w_k w_kᵀ with w_k = D_e⁻¹ v_k (the vjp of element_metrics)."""
-    m, ne, dim = edge_vectors.shape
+    m, _, dim = edge_vectors.shape
     out = np.zeros((m, dim, dim))
-    if dim == 3:
-        for e in prange(m):
-            _d2_grad_to_D3(edge_vectors, D, g, e, out)
-        return out
     for e in prange(m):
-        L = np.zeros((3, 3))
-        y = np.zeros(3)
-        w = np.zeros(3)
-        factored = False
-        for k in range(ne):
-            gk = g[e, k]
-            if gk == 0.0:
-                continue
-            if not factored:
-                _chol(D[e], dim, L, 0.0)
-                factored = True
-            for i in range(dim):
-                t = edge_vectors[e, k, i]
-                for j in range(i):
-                    t -= L[i, j] * y[j]
-                y[i] = t / L[i, i]
-            for i in range(dim - 1, -1, -1):
-                t = y[i]
-                for j in range(i + 1, dim):
-                    t -= L[j, i] * w[j]
-                w[i] = t / L[i, i]
-            for i in range(dim):
-                for j in range(dim):
-                    out[e, i, j] -= gk * w[i] * w[j]
+        _d2_grad_to_D_element(edge_vectors, D, g, e, out)
     return out
 
 
