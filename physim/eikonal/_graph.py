@@ -27,8 +27,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .._jit import njit, prange
-from ._kernels import record_weights
+from .._jit import njit
 
 INF = np.inf
 
@@ -155,14 +154,6 @@ def _sorted_by_time(order, a0, a1, phi, descending):
     return members[np.argsort(keys, kind="mergesort")]
 
 
-@njit(parallel=True)
-def record_weights_of(phi, rec_elem, rec_code, cells, d2, pair, nodes, w, s):
-    """:func:`~physim.eikonal._kernels.record_weights` of every node in ``nodes``, in parallel
-    (each node writes only its own rows of ``w`` and ``s``)."""
-    for r in prange(nodes.shape[0]):
-        record_weights(phi, rec_elem, rec_code, cells, d2, pair, nodes[r], w, s)
-
-
 @njit
 def evaluate_policy(
     phi, init, rec_elem, rec_code, cells, d2, pair, nodes, local, w, s, max_sweeps, tol, changed
@@ -170,10 +161,10 @@ def evaluate_policy(
     """Policy evaluation ``y = Λ y + s`` on ``nodes`` (``y = init`` at source nodes), in place on ``phi``.
 
     A Newton step of the discrete fixed point restricted to ``nodes`` (the
-    times of other nodes are held fixed). The weights and lengths of the
-    records are re-evaluated at the current times (into the workspaces ``w``
-    (n, nv), ``s`` (n,); clipped to feasible controls, see
-    :func:`physim.eikonal._kernels.record_weights`). ``phi`` enters as a
+    times of other nodes are held fixed). ``w`` (n, nv) and ``s`` (n,) hold the
+    weights and lengths of the records at the current times, clipped to
+    feasible controls (:func:`physim.eikonal._kernels.node_weights`, called
+    by the caller). ``phi`` enters as a
     super-solution and leaves as ``min(phi, y)``, still a super-solution and
     still above the discrete solution. Cyclic components get Gauss–Seidel
     sweeps until they change by less than ``tol / 10`` or at most

@@ -38,6 +38,7 @@ from .._validate import as_float_array, as_index_array, as_int, as_scalar, check
 from ..errors import ConvergenceError, InvalidInputError, InvalidTypeError, ShapeError
 from . import _fim as F
 from . import _graph as G
+from . import _kernels as K
 from .mesh import SimplexMesh
 
 __all__ = ["Activation", "solve", "UnreachedPointsWarning", "prepare_D"]
@@ -352,7 +353,7 @@ def _fixed_point(mesh, phi, kmat, d2, tol, max_visits, ordered):
         changed = np.empty(nodes.size, dtype=np.int64)
         w = np.empty((n, nv))
         s = np.empty(n)
-        G.record_weights_of(phi, rec_elem, rec_code, mesh.cells, d2, mesh.pair_index, nodes, w, s)
+        K.node_weights(phi, rec_elem, rec_code, mesh.cells, d2, mesh.pair_index, w, s)
         nc = G.evaluate_policy(
             phi,
             init,
