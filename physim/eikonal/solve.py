@@ -245,17 +245,18 @@ def _element_geometry(mesh, Dm):
     bad = F.element_geometry(mesh.points, mesh.cells, Dm, mesh.edges, kmat, d2, 1e-13)
     if not bad.any():
         return kmat, d2
-    if (bad == 1).any():
-        e = int(np.flatnonzero(bad == 1)[0])
+    not_spd = np.flatnonzero(bad == 1)
+    if not_spd.size:
+        e = int(not_spd[0])
         # word the error with the eigenvalue check (the kernel only detects)
         check_spd(f"D[{e}]", Dm[e])
         raise InvalidInputError(f"D[{e}] is not numerically positive definite: {Dm[e].tolist()}")
-    for code, arr, what in ((2, d2, "small"), (3, kmat, "large")):
-        over = ~np.isfinite(arr).all(axis=1)
-        if (bad == code).any():
-            e = int(np.argmax(over))
+    for code, what in ((2, "small"), (3, "large")):
+        over = np.flatnonzero(bad == code)
+        if over.size:
+            e = int(over[0])
             raise InvalidInputError(
-                f"D[{e}] is too {what} for the mesh ({int(over.sum())} element(s)): the travel-time "
+                f"D[{e}] is too {what} for the mesh ({over.size} element(s)): the travel-time "
                 f"metric of its edges overflows float64 (D[{e}] = {Dm[e].tolist()})"
             )
     return kmat, d2
