@@ -89,6 +89,36 @@ def test_bounded_work_gives_the_plain_methods_fixed_point(monkeypatch):
     assert capped.visits < plain.visits
 
 
+@pytest.mark.parametrize("dim", [2, 3])
+def test_anisotropy_estimate_matches_eigenvalues(dim):
+    """The closed-form sqrt(λmax / λmin) that picks the visit cap equals numpy's eigenvalues."""
+    rng = np.random.default_rng(dim)
+    A = rng.standard_normal((300, dim, dim))
+    D = A @ A.transpose(0, 2, 1) + 1e-3 * np.eye(dim)
+    D[:5] = np.eye(dim) * 0.36  # isotropic: a repeated eigenvalue
+    lam = np.linalg.eigvalsh(D)
+    np.testing.assert_allclose(solve_mod._anisotropy(D), np.sqrt(lam[:, -1] / lam[:, 0]), rtol=1e-9)
+    D[7] = -D[7]  # not positive definite: never counted as mild
+    assert solve_mod._anisotropy(D)[7] == np.inf
+
+
+@pytest.mark.parametrize("ratio, cap", [(1, "_CAP_MILD"), (3, "_CAP_MILD"), (5, "_CAP"), (10, "_CAP")])
+def test_visit_cap_follows_the_anisotropy(ratio, cap):
+    mesh = box_tet_mesh(4, size=4.0, jitter=0.2, seed=1)
+    D = solve_mod.prepare_D(mesh, conduction_tensor(_smooth_fibres(mesh), 1.0, 1.0 / ratio))
+    assert solve_mod._visit_cap(D) == getattr(solve_mod, cap)
+
+
+def test_mild_anisotropy_cap_gives_the_plain_methods_fixed_point(monkeypatch):
+    """At mild anisotropy (the larger cap) the result is the uncapped method's fixed point."""
+    mesh = box_tet_mesh(8, size=8.0, jitter=0.25, seed=4)
+    D = conduction_tensor(_smooth_fibres(mesh, 1.0), 0.6, 0.24)
+    capped = solve(mesh, D, [0, 200], [0.0, 1.0], tol=0.0)
+    monkeypatch.setattr(solve_mod, "_CAP_MILD", 10**9)
+    plain = solve(mesh, D, [0, 200], [0.0, 1.0], tol=0.0, max_visits=10**9)
+    np.testing.assert_allclose(capped.times, plain.times, rtol=1e-12, atol=1e-12)
+
+
 def test_fifo_and_heap_agree_at_strong_anisotropy():
     mesh = box_tet_mesh(6, size=6.0, jitter=0.2, seed=5)
     D = conduction_tensor(_smooth_fibres(mesh), 2.0, 0.1)
