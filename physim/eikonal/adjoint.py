@@ -77,7 +77,7 @@ import scipy.sparse as sps
 import scipy.sparse.linalg as spla
 from numpy.typing import ArrayLike
 
-from .._result import Result
+from .._result import Result, freeze
 from .._validate import as_float_array
 from ..errors import InvalidTypeError, NonFiniteError
 from . import _graph as G
@@ -219,4 +219,5 @@ def adjoint(activation: Activation, d_loss_d_times: ArrayLike) -> EikonalGradien
             inc = mesh.node_cells[mesh.node_cell_ptr[node] : mesh.node_cell_ptr[node + 1]]
             dD[inc] += d_Dk[s] / inc.size
         d_points = None
+    freeze(dD, d_t, lam, *(() if d_points is None else (d_points,)))  # all created here: no copies
     return EikonalGradient(D=dD, source_times=d_t, source_points=d_points, times=lam, n_cyclic=int(n_cyclic))
